@@ -1,0 +1,42 @@
+"""Input checks that raise errors naming the function, what was expected and what was given."""
+import numpy as np
+
+
+def _dtype_of(a):
+    return np.dtype(getattr(a, "dtype", np.asarray(a).dtype))
+
+
+def check_float(fn, name, a):
+    """TypeError unless ``a`` has a floating dtype."""
+    dt = _dtype_of(a)
+    if dt.kind != "f":
+        raise TypeError(f"{fn}: {name} must be a floating-point array (float32 or float64); "
+                        f"got dtype {dt}")
+
+
+def check_int(fn, name, a):
+    """TypeError unless ``a`` has an integer dtype (labels)."""
+    dt = _dtype_of(a)
+    if dt.kind not in "iu":
+        raise TypeError(f"{fn}: {name} must be an integer array; got dtype {dt}")
+
+
+def check_ndim(fn, name, a, letters):
+    """ValueError unless ``a`` has as many dimensions as ``letters``, e.g. '(N, C, H, W)'."""
+    ndim = letters.count(",") + 1
+    if a.ndim != ndim:
+        raise ValueError(f"{fn}: {name} must be {letters}; got shape {tuple(a.shape)}")
+
+
+def check_same_dtype(fn, names, arrays):
+    """TypeError unless every array has the dtype of the first."""
+    dts = [_dtype_of(a) for a in arrays]
+    if any(d != dts[0] for d in dts):
+        got = ", ".join(f"{n}={d}" for n, d in zip(names, dts))
+        raise TypeError(f"{fn}: expected one floating dtype for {', '.join(names)}; got {got}")
+
+
+def check_norm(fn, norm):
+    from .backends.api import NORMS
+    if norm not in NORMS:
+        raise ValueError(f"{fn}: norm must be one of {NORMS}; got {norm!r}")

@@ -1,0 +1,48 @@
+"""The array-level kernel names that every backend must expose, with one signature.
+
+``tests/test_backend_api.py`` checks that each backend has each name and that the
+parameter lists match the NumPy backend's.  Shape letters: N batch, C channels,
+H W input size, OH OW output size, K = KH*KW taps (row-major, tap K//2 is the centre
+of an odd window), D embedding channels, F filters.
+
+Signatures (the NumPy backend documents each in full):
+
+- ``im2col(x, ksize, stride=1, padding=0, dilation=1)``: (N, C, H, W) -> (N, C, KH, KW, OH, OW)
+- ``col2im(cols, size, stride=1, padding=0, dilation=1)``: the adjoint of im2col
+- ``im2dist(e, ksize, stride=1, padding=None, dilation=1, norm='l1')``:
+  (N, D, H, W) -> d (N, K, OH, OW), 0 at taps outside the image (Sec. 4.2)
+- ``im2dist_backward(e, d, gd, ksize, stride=1, padding=None, dilation=1, norm='l1')`` -> ge
+- ``masked_conv(x, m, W, stride=1, padding=None, dilation=1, normalize=True)``:
+  Eq. 7 without bias; m (N, K, OH, OW) is already 0 at invalid taps -> y (N, F, OH, OW)
+- ``masked_conv_backward(x, m, W, gy, stride=1, padding=None, dilation=1, normalize=True,
+  need_x=True, need_m=True, need_W=True)`` -> (gx, gm, gW), None where not needed
+- ``bilateral(x, m, ksize, stride=1, padding=None, dilation=1)``: Eq. 4 -> y (N, C, OH, OW)
+- ``bilateral_backward(x, m, gy, ksize, stride=1, padding=None, dilation=1,
+  need_x=True, need_m=True)`` -> (gx, gm)
+- ``same_label_pairs(labels, ksize, dilation=1, ignore_index=255)``: (N, H, W) ->
+  int8 (N, K, H, W): 1 same label, 0 different, -1 not counted (outside, centre, ignored)
+- ``embedding_pair_loss(e, labels, ksize=3, dilation=1, alpha=0.5, beta=2.0, norm='l1',
+  ignore_index=255)``: Eqs. 1-2 for one dilation -> (loss_sum 0-d array, count int)
+- ``embedding_pair_loss_backward(e, labels, gloss, ksize=3, dilation=1, alpha=0.5,
+  beta=2.0, norm='l1', ignore_index=255)`` -> ge, the gradient of loss_sum scaled by gloss
+"""
+
+KERNEL_NAMES = (
+    "im2col",
+    "col2im",
+    "im2dist",
+    "im2dist_backward",
+    "masked_conv",
+    "masked_conv_backward",
+    "bilateral",
+    "bilateral_backward",
+    "same_label_pairs",
+    "embedding_pair_loss",
+    "embedding_pair_loss_backward",
+)
+
+# Added to the mask sum in the denominators of Eqs. 4 and 7 so that a window whose
+# every tap is masked away gives 0 rather than 0/0.
+NORM_EPS = 1e-6
+
+NORMS = ("l1", "l2", "l2sq")
