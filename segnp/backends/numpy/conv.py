@@ -1,18 +1,43 @@
 """im2col and col2im on NumPy (Sec. 4.2: "exactly the way Caffe realizes convolution").
 
-Both loop over the KH*KW taps of the window; each tap is one strided slice of the
-padded image, so the work per tap is a single vectorised copy (or add).
+Both loop over the KH*KW taps of the window.  For each tap the output positions whose
+input pixel lies inside the image form one rectangle, and the pixels they read form one
+strided slice of x, so a tap costs a single vectorised copy (or add).  Working out that
+rectangle instead of padding x saves a padded copy of the input in im2col and a padded
+buffer plus a crop in col2im, and both return C-contiguous arrays.
 """
 import numpy as np
 
 from ..window import conv_geometry
 from ..._validate import check_ndim
 
+__all__ = ["im2col", "col2im"]
 
-def _tap_slices(i, j, stride, dilation, out):
-    (SH, SW), (DH, DW), (OH, OW) = stride, dilation, out
-    return (slice(i * DH, i * DH + SH * (OH - 1) + 1, SH),
-            slice(j * DW, j * DW + SW * (OW - 1) + 1, SW))
+
+def _tap_span(t, S, P, D, size, O):
+    """Outputs ``lo <= o < hi`` whose input index ``o*S - P + t*D`` lies in [0, size),
+    and the input slice they read (None when the tap never falls inside the image)."""
+    off = t * D - P
+    lo = max(0, -(off // S))
+    hi = min(O, (size - 1 - off) // S + 1)
+    if hi <= lo:
+        return lo, lo, None
+    start = lo * S + off
+    return lo, hi, slice(start, start + (hi - lo - 1) * S + 1, S)
+
+
+def _taps(size, ksize, stride, padding, dilation, out):
+    """Yield ``(i, j, out_rows, out_cols, in_rows, in_cols)`` for each tap that touches
+    the image; in_rows/in_cols are None for a tap that lies wholly in the padding."""
+    (H, W), (KH, KW), (SH, SW), (PH, PW), (DH, DW), (OH, OW) = (
+        size, ksize, stride, padding, dilation, out)
+    for i in range(KH):
+        lo_h, hi_h, rows = _tap_span(i, SH, PH, DH, H, OH)
+        for j in range(KW):
+            lo_w, hi_w, cols = _tap_span(j, SW, PW, DW, W, OW)
+            inside = rows is not None and cols is not None
+            yield (i, j, slice(lo_h, hi_h), slice(lo_w, hi_w),
+                   rows if inside else None, cols if inside else None)
 
 
 def im2col(x, ksize, stride=1, padding=0, dilation=1):
@@ -24,32 +49,45 @@ def im2col(x, ksize, stride=1, padding=0, dilation=1):
     """
     check_ndim("im2col", "x", x, "(N, C, H, W)")
     N, C, H, W = x.shape
-    (KH, KW), s, (PH, PW), d, o = conv_geometry("im2col", H, W, ksize, stride, padding, dilation)
-    xp_ = np.pad(x, ((0, 0), (0, 0), (PH, PH), (PW, PW))) if PH or PW else x
-    cols = np.empty((N, C, KH, KW) + o, dtype=x.dtype)
-    for i in range(KH):
-        for j in range(KW):
-            rs, cs = _tap_slices(i, j, s, d, o)
-            cols[:, :, i, j] = xp_[:, :, rs, cs]
+    k, s, p, d, o = conv_geometry("im2col", H, W, ksize, stride, padding, dilation)
+    cols = np.empty((N, C) + k + o, dtype=x.dtype)
+    for i, j, orow, ocol, irow, icol in _taps((H, W), k, s, p, d, o):
+        dst = cols[:, :, i, j]
+        if irow is None:
+            dst[...] = 0
+            continue
+        # Zero only the border strips that read padding; the rectangle is copied.
+        dst[:, :, :orow.start] = 0
+        dst[:, :, orow.stop:] = 0
+        dst[:, :, orow, :ocol.start] = 0
+        dst[:, :, orow, ocol.stop:] = 0
+        dst[:, :, orow, ocol] = x[:, :, irow, icol]
     return cols
 
 
 def col2im(cols, size, stride=1, padding=0, dilation=1):
     """Fold windows back: the adjoint of :func:`im2col`, summing overlapping taps.
 
-    cols (N, C, KH, KW, OH, OW) -> x (N, C, H, W) with (H, W) = ``size``.
+    cols (N, C, KH, KW, OH, OW) -> x (N, C, H, W) with (H, W) = ``size``; entries that
+    im2col would have read from the padding are dropped.
     """
     if cols.ndim != 6:
-        raise ValueError(f"col2im: cols must be (N, C, KH, KW, OH, OW); got shape {cols.shape}")
+        raise ValueError(f"col2im: cols must be (N, C, KH, KW, OH, OW); got shape "
+                         f"{tuple(cols.shape)}")
     N, C, KH, KW, OH, OW = cols.shape
-    H, W = size
-    _, s, (PH, PW), d, o = conv_geometry("col2im", H, W, (KH, KW), stride, padding, dilation)
+    H, W = _size_pair(size)
+    k, s, p, d, o = conv_geometry("col2im", H, W, (KH, KW), stride, padding, dilation)
     if o != (OH, OW):
-        raise ValueError(f"col2im: cols hold a ({OH}, {OW}) output, but size {size} with this "
-                         f"window gives {o}")
-    x = np.zeros((N, C, H + 2 * PH, W + 2 * PW), dtype=cols.dtype)
-    for i in range(KH):
-        for j in range(KW):
-            rs, cs = _tap_slices(i, j, s, d, o)
-            x[:, :, rs, cs] += cols[:, :, i, j]
-    return x[:, :, PH:PH + H, PW:PW + W]
+        raise ValueError(f"col2im: cols hold a ({OH}, {OW}) output, but size ({H}, {W}) "
+                         f"with this window gives {o}")
+    x = np.zeros((N, C, H, W), dtype=cols.dtype)
+    for i, j, orow, ocol, irow, icol in _taps((H, W), k, s, p, d, o):
+        if irow is not None:
+            x[:, :, irow, icol] += cols[:, :, i, j, orow, ocol]
+    return x
+
+
+def _size_pair(size):
+    if isinstance(size, (tuple, list)) and len(size) == 2:
+        return int(size[0]), int(size[1])
+    raise ValueError(f"col2im: size must be the image size (H, W); got {size!r}")

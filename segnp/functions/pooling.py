@@ -1,0 +1,186 @@
+"""Max and average pooling over KH x KW windows, with PyTorch's semantics.
+
+Notation: x (N, C, H, W) -> y (N, C, OH, OW); window (oh, ow) covers input rows
+``oh*SH - PH ... oh*SH - PH + KH - 1`` (likewise columns).
+
+Output size, as ``torch.nn.functional.max_pool2d``/``avg_pool2d``:
+``OH = (H + 2*PH - KH) // SH + 1``, or with ``ceil_mode`` the same division rounded up,
+minus one when the last window would start at or past ``H + PH`` (a window that starts
+in the bottom padding or beyond is dropped).  A ceil_mode window may run past the
+padding ("overhang"); the overhang holds no values.  As in PyTorch, ``padding`` must be
+at most half the kernel size.
+
+- max_pool2d: the maximum over the window's input pixels (padding and overhang never
+  win).  Its gradient goes to ONE pixel per window: the first maximum in row-major order
+  within the window, so ties send everything to the earliest tap.  A NaN in the window
+  wins (the last NaN, as in PyTorch's CPU kernel).
+- avg_pool2d: the sum over the window's input pixels divided by
+  ``count_include_pad=True``: the window's size clipped to the padded image, i.e.
+  padding counts but the ceil_mode overhang does not (PyTorch's divisor);
+  ``count_include_pad=False``: the number of input pixels in the window.
+
+Both run as a loop over the KH*KW taps; each tap is one strided view of a padded copy of
+x, so no im2col buffer is built.
+"""
+import numpy as np
+
+from ..autograd import Function
+from .._validate import check_float, check_ndim
+from ..backends.window import pair
+
+__all__ = ["max_pool2d", "avg_pool2d"]
+
+
+def _out_len(size, k, s, p, ceil_mode):
+    span = size + 2 * p - k
+    o = (span + (s - 1 if ceil_mode else 0)) // s + 1
+    if ceil_mode and (o - 1) * s >= size + p:
+        o -= 1
+    return o
+
+
+def _geometry(fn, x, kernel_size, stride, padding, ceil_mode):
+    check_ndim(fn, "x", x, "(N, C, H, W)")
+    check_float(fn, "x", x)
+    k = pair(kernel_size, fn, "kernel_size", 1)
+    s = pair(k if stride is None else stride, fn, "stride", 1)
+    p = pair(padding, fn, "padding", 0)
+    if p[0] > k[0] // 2 or p[1] > k[1] // 2:
+        raise ValueError(f"{fn}: padding must be at most half the kernel size, i.e. <= "
+                         f"({k[0] // 2}, {k[1] // 2}) for kernel_size {k}; got {p}")
+    H, W = x.shape[2:]
+    o = (_out_len(H, k[0], s[0], p[0], ceil_mode), _out_len(W, k[1], s[1], p[1], ceil_mode))
+    if o[0] < 1 or o[1] < 1:
+        raise ValueError(f"{fn}: a {k[0]}x{k[1]} window with padding {p} does not fit an "
+                         f"input of size ({H}, {W})")
+    return k, s, p, o
+
+
+class _Pool2d(Function):
+    """Shared geometry: a padded canvas that holds every window, and its tap views."""
+
+    fn = "pool2d"
+
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False):
+        self.args = (kernel_size, stride, padding, bool(ceil_mode))
+
+    def _setup(self, x):
+        k, s, p, o = _geometry(self.fn, x, *self.args)
+        # Rows -PH .. (OH-1)*SH + KH - 1 - PH of the input are all that any window reads.
+        self.k, self.s, self.p, self.o = k, s, p, o
+        self.canvas = ((o[0] - 1) * s[0] + k[0], (o[1] - 1) * s[1] + k[1])
+        self.x_meta = (x.shape, x.dtype)
+
+    def _pad(self, x, fill):
+        N, C, H, W = x.shape
+        (PH, PW), (EH, EW) = self.p, self.canvas
+        canvas = self.xp.full((N, C, EH, EW), fill, dtype=x.dtype)
+        h, w = min(H, EH - PH), min(W, EW - PW)
+        canvas[:, :, PH:PH + h, PW:PW + w] = x[:, :, :h, :w]
+        return canvas
+
+    def _crop(self, canvas):
+        (N, C, H, W), dtype = self.x_meta
+        (PH, PW), (EH, EW) = self.p, self.canvas
+        h, w = min(H, EH - PH), min(W, EW - PW)
+        if (h, w) == (H, W):
+            return self.xp.ascontiguousarray(canvas[:, :, PH:PH + H, PW:PW + W])
+        gx = self.xp.zeros((N, C, H, W), dtype=dtype)
+        gx[:, :, :h, :w] = canvas[:, :, PH:PH + h, PW:PW + w]
+        return gx
+
+    def _taps(self):
+        """Yield ``(k, (rows, cols))``: tap k's slices of the canvas, one per output."""
+        (KH, KW), (SH, SW), (OH, OW) = self.k, self.s, self.o
+        for i in range(KH):
+            for j in range(KW):
+                yield i * KW + j, (slice(i, i + SH * (OH - 1) + 1, SH),
+                                   slice(j, j + SW * (OW - 1) + 1, SW))
+
+
+class MaxPool2d(_Pool2d):
+    fn = "max_pool2d"
+
+    def forward(self, x):
+        self._setup(x)
+        xp = self.xp
+        canvas = self._pad(x, -np.inf)
+        N, C = x.shape[:2]
+        y = xp.full((N, C) + self.o, -np.inf, dtype=x.dtype)
+        # Start every window at its first in-image tap, so that a window whose pixels are
+        # all -inf still points its gradient at a real pixel (PyTorch does the same).
+        idx = xp.broadcast_to(self._first_inside(), y.shape).astype(np.int32)
+        for k, (rows, cols) in self._taps():
+            v = canvas[:, :, rows, cols]
+            take = (v > y) | xp.isnan(v)
+            xp.copyto(y, v, where=take)
+            idx[take] = k
+        self.idx = idx if self.needs_input_grad[0] else None
+        return y
+
+    def _first_inside(self):
+        (KH, KW), (SH, SW), (PH, PW), (OH, OW) = self.k, self.s, self.p, self.o
+        i0 = np.maximum(PH - np.arange(OH) * SH, 0)
+        j0 = np.maximum(PW - np.arange(OW) * SW, 0)
+        return self.backend.asarray(i0[:, None] * KW + j0[None, :])
+
+    def backward(self, gy):
+        xp = self.xp
+        N, C = gy.shape[:2]
+        gcanvas = xp.zeros((N, C) + self.canvas, dtype=gy.dtype)
+        for k, (rows, cols) in self._taps():
+            gcanvas[:, :, rows, cols] += xp.where(self.idx == k, gy, 0)
+        return self._crop(gcanvas)
+
+
+class AvgPool2d(_Pool2d):
+    fn = "avg_pool2d"
+
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False,
+                 count_include_pad=True):
+        super().__init__(kernel_size, stride, padding, ceil_mode)
+        self.count_include_pad = bool(count_include_pad)
+
+    def _divisor(self, H, W, dtype):
+        def counts(size, k, s, p, o):
+            start = np.arange(o) * s - p
+            end = np.minimum(start + k, size + p)
+            if self.count_include_pad:
+                return end - start
+            return np.minimum(end, size) - np.maximum(start, 0)
+
+        dh = counts(H, self.k[0], self.s[0], self.p[0], self.o[0])
+        dw = counts(W, self.k[1], self.s[1], self.p[1], self.o[1])
+        return self.backend.asarray((dh[:, None] * dw[None, :]).astype(dtype))
+
+    def forward(self, x):
+        self._setup(x)
+        canvas = self._pad(x, 0)
+        y = self.xp.zeros(x.shape[:2] + self.o, dtype=x.dtype)
+        for _, (rows, cols) in self._taps():
+            y += canvas[:, :, rows, cols]
+        self.divisor = self._divisor(x.shape[2], x.shape[3], x.dtype)
+        return y / self.divisor
+
+    def backward(self, gy):
+        g = gy / self.divisor
+        gcanvas = self.xp.zeros(gy.shape[:2] + self.canvas, dtype=gy.dtype)
+        for _, (rows, cols) in self._taps():
+            gcanvas[:, :, rows, cols] += g
+        return self._crop(gcanvas)
+
+
+def max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False):
+    """Max pooling of x (N, C, H, W) -> (N, C, OH, OW), as ``torch.nn.functional.max_pool2d``
+    (no dilation, no return_indices).  ``stride`` defaults to ``kernel_size``; padding
+    never wins the max.  Ties send the gradient to the first maximum of the window in
+    row-major order.  See the module docstring for the output size."""
+    return MaxPool2d(kernel_size, stride, padding, ceil_mode)(x)
+
+
+def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False,
+               count_include_pad=True):
+    """Average pooling of x (N, C, H, W) -> (N, C, OH, OW), as
+    ``torch.nn.functional.avg_pool2d`` (no divisor_override).  With ``count_include_pad``
+    the divisor counts zero padding but not the ceil_mode overhang past it."""
+    return AvgPool2d(kernel_size, stride, padding, ceil_mode, count_include_pad)(x)
