@@ -3,7 +3,8 @@ import numpy as np
 
 
 def _dtype_of(a):
-    return np.dtype(getattr(a, "dtype", np.asarray(a).dtype))
+    # Only fall back to np.asarray for plain Python data: it would fail on cupy arrays.
+    return np.dtype(a.dtype) if hasattr(a, "dtype") else np.asarray(a).dtype
 
 
 def check_float(fn, name, a):

@@ -1,0 +1,348 @@
+"""The segmentation-aware kernels on NumPy (Secs. 3.2, 3.4 and 4.2 of the paper).
+
+Notation: x (N, C, H, W) features, e (N, D, H, W) embeddings, W (F, C, KH, KW) filters
+with KH = KW = ksize odd, K = ksize**2 taps in row-major order, d and m (N, K, OH, OW)
+distances and masks.  Tap k = (i, j) of output o = (oh, ow) reads input pixel
+``(oh*SH - PH + i*DH, ow*SW - PW + j*DW)``; the *centre* of output o is the pixel of tap
+K//2, ``(oh*SH + CH, ow*SW + CW)`` with ``CH = DH*(ksize//2) - PH``: with the default
+padding ``dilation*(ksize//2)`` that is pixel ``o*stride``.  A padding larger than the
+default would put some centres outside the image, where no embedding exists, so it is
+rejected.
+
+Sec. 4.2 builds each operator from an image-to-column matrix of K columns.  Here every
+kernel loops over the K taps instead: for one tap the outputs whose tap pixel lies inside
+the image form a rectangle, and the pixels they read form one strided slice, so a tap
+costs a few vectorised array operations and the K-column matrix is never built.  The
+masked convolution accumulates ``y += W_k @ (x_k * m_k)`` with one BLAS call per tap,
+which keeps its temporaries at a few (N, C, OH, OW) buffers, 1/K of an im2col buffer.
+"""
+import numpy as np
+
+from ..api import NORM_EPS
+from ..window import segaware_geometry
+from ..._validate import check_ndim, check_norm, check_same_dtype
+
+__all__ = ["im2dist", "im2dist_backward", "masked_conv", "masked_conv_backward",
+           "bilateral", "bilateral_backward"]
+
+
+# ---- window geometry --------------------------------------------------------------
+def _geometry(fn, H, W, ksize, stride, padding, dilation):
+    """Normalised window pairs and (OH, OW); the padding may not exceed the default."""
+    k, s, p, d, o = segaware_geometry(fn, H, W, ksize, stride, padding, dilation)
+    half = k[0] // 2
+    if p[0] > d[0] * half or p[1] > d[1] * half:
+        raise ValueError(
+            f"{fn}: padding must be at most dilation*(ksize//2) = "
+            f"({d[0] * half}, {d[1] * half}) so that the centre of every window lies in "
+            f"the image; got ({p[0]}, {p[1]})")
+    return k, s, p, d, o
+
+
+def _span(offset, S, size, O):
+    """Outputs ``lo <= o < hi`` whose input index ``o*S + offset`` lies in [0, size)."""
+    lo = max(0, -(offset // S))
+    hi = min(O, (size - 1 - offset) // S + 1)
+    return lo, max(lo, hi)
+
+
+def _taps(size, ksize, stride, padding, dilation, out):
+    """Yield ``(k, rect, tap, centre)`` for each of the K taps.
+
+    ``rect`` is the (rows, cols) slice pair of the outputs whose tap pixel is inside the
+    image; ``tap`` and ``centre`` are the slice pairs of the input pixels those outputs
+    read at this tap and at their centre.  ``rect`` is None for a tap that lies wholly
+    in the padding (its mask is 0 everywhere, so it contributes nothing).
+    """
+    (H, W), (KH, KW), (SH, SW), (PH, PW), (DH, DW), (OH, OW) = (
+        size, ksize, stride, padding, dilation, out)
+    ch, cw = DH * (KH // 2) - PH, DW * (KW // 2) - PW
+
+    def rows_of(lo, hi, S, off):
+        return slice(lo * S + off, (hi - 1) * S + off + 1, S)
+
+    for i in range(KH):
+        th = i * DH - PH
+        lo_h, hi_h = _span(th, SH, H, OH)
+        for j in range(KW):
+            tw = j * DW - PW
+            lo_w, hi_w = _span(tw, SW, W, OW)
+            k = i * KW + j
+            if hi_h == lo_h or hi_w == lo_w:
+                yield k, None, None, None
+                continue
+            rect = (slice(lo_h, hi_h), slice(lo_w, hi_w))
+            tap = (rows_of(lo_h, hi_h, SH, th), rows_of(lo_w, hi_w, SW, tw))
+            centre = (rows_of(lo_h, hi_h, SH, ch), rows_of(lo_w, hi_w, SW, cw))
+            yield k, rect, tap, centre
+
+
+def _shifted(x, rect, tap, out, mk=None):
+    """``out[:, :, o] = x[:, :, tap pixel of o]`` (times ``mk[:, :, o]`` when given)
+    inside ``rect``, 0 outside it."""
+    (r, c), OH, OW = rect, out.shape[2], out.shape[3]
+    if (r.start, r.stop, c.start, c.stop) != (0, OH, 0, OW):
+        out[:, :, :r.start] = 0
+        out[:, :, r.stop:] = 0
+        out[:, :, r, :c.start] = 0
+        out[:, :, r, c.stop:] = 0
+    if mk is None:
+        out[:, :, r, c] = x[:, :, tap[0], tap[1]]
+    else:
+        np.multiply(x[:, :, tap[0], tap[1]], mk[:, :, r, c], out=out[:, :, r, c])
+    return out
+
+
+def _check_mask(fn, m, N, K, out):
+    check_ndim(fn, "m", m, "(N, K, OH, OW)")
+    if tuple(m.shape) != (N, K) + tuple(out):
+        raise ValueError(f"{fn}: m must be (N, K, OH, OW) = {(N, K) + tuple(out)}; "
+                         f"got {tuple(m.shape)}")
+
+
+def _norm_grad(delta, dist, norm):
+    """d||delta|| / d delta for one tap: delta (N, D, h, w), dist (N, h, w)."""
+    if norm == "l1":
+        return np.sign(delta)
+    if norm == "l2sq":
+        return 2 * delta
+    # l2: delta / ||delta||, taken as 0 where the embeddings coincide (a finite choice
+    # of subgradient, so coincident embeddings never produce NaN).
+    safe = np.where(dist > 0, dist, np.inf)
+    return delta / safe[:, None]
+
+
+# ---- im2dist (Sec. 4.2, the distances of Eq. 3) ----------------------------------------
+def im2dist(e, ksize, stride=1, padding=None, dilation=1, norm="l1"):
+    """Distances between each window's centre embedding and each tap's (Sec. 4.2).
+
+    e (N, D, H, W) -> d (N, K, OH, OW), ``d[n, k, o] = ||e[n, :, centre(o)] -
+    e[n, :, tap_k(o)]||`` with norm 'l1' (sum |delta|), 'l2' (sqrt(sum delta**2)) or
+    'l2sq' (sum delta**2).  d is 0 at taps outside the image; the mask of Eq. 3 is
+    ``exp(-lam * d)`` times the tap validity.
+    """
+    fn = "im2dist"
+    check_ndim(fn, "e", e, "(N, D, H, W)")
+    check_norm(fn, norm)
+    N, D, H, W = e.shape
+    k, s, p, dl, o = _geometry(fn, H, W, ksize, stride, padding, dilation)
+    d = np.zeros((N, k[0] * k[1]) + o, dtype=e.dtype)
+    for kk, rect, tap, centre in _taps((H, W), k, s, p, dl, o):
+        if rect is None:
+            continue
+        delta = e[:, :, centre[0], centre[1]] - e[:, :, tap[0], tap[1]]
+        if norm == "l1":
+            np.abs(delta, out=delta)
+            dist = delta.sum(axis=1)
+        else:
+            dist = np.einsum("ndhw,ndhw->nhw", delta, delta)
+            if norm == "l2":
+                np.sqrt(dist, out=dist)
+        d[:, kk][(slice(None),) + rect] = dist
+    return d
+
+
+def im2dist_backward(e, d, gd, ksize, stride=1, padding=None, dilation=1, norm="l1"):
+    """Gradient of :func:`im2dist`: gd (N, K, OH, OW) -> ge (N, D, H, W).
+
+    Each pair contributes ``gd * dnorm/ddelta`` to its centre pixel and the negative to
+    its tap pixel.  ``d`` is the forward result (the 'l2' gradient divides by it, and is
+    0 where d = 0).  Taps outside the image receive nothing.
+    """
+    fn = "im2dist_backward"
+    check_ndim(fn, "e", e, "(N, D, H, W)")
+    check_norm(fn, norm)
+    N, D, H, W = e.shape
+    k, s, p, dl, o = _geometry(fn, H, W, ksize, stride, padding, dilation)
+    K = k[0] * k[1]
+    _check_mask(fn, gd, N, K, o)
+    ge = np.zeros_like(e)
+    for kk, rect, tap, centre in _taps((H, W), k, s, p, dl, o):
+        if rect is None or kk == K // 2:  # the centre tap's delta is identically 0
+            continue
+        delta = e[:, :, centre[0], centre[1]] - e[:, :, tap[0], tap[1]]
+        dist = d[:, kk][(slice(None),) + rect] if norm == "l2" else None
+        g = _norm_grad(delta, dist, norm)
+        g *= gd[:, kk][(slice(None),) + rect][:, None]
+        ge[:, :, centre[0], centre[1]] += g
+        ge[:, :, tap[0], tap[1]] -= g
+    return ge
+
+
+# ---- the masked convolution (Eq. 7, Sec. 4.2's masked GEMM) -------------------------
+def _conv_setup(fn, x, m, W, stride, padding, dilation):
+    check_ndim(fn, "x", x, "(N, C, H, W)")
+    check_ndim(fn, "W", W, "(F, C, KH, KW)")
+    check_same_dtype(fn, ("x", "m", "W"), (x, m, W))
+    N, C, H, Wd = x.shape
+    F, CW, KH, KW = W.shape
+    if CW != C:
+        raise ValueError(f"{fn}: W must have x's {C} input channels; got W of shape "
+                         f"{tuple(W.shape)}")
+    if KH != KW:
+        raise ValueError(f"{fn}: W must have a square odd window (F, C, k, k); got shape "
+                         f"{tuple(W.shape)}")
+    k, s, p, dl, o = _geometry(fn, H, Wd, KH, stride, padding, dilation)
+    _check_mask(fn, m, N, KH * KW, o)
+    # (KH, KW, F, C): each tap's filter matrix is contiguous for BLAS.
+    Wt = np.ascontiguousarray(W.transpose(2, 3, 0, 1)).reshape(KH * KW, F, C)
+    return (H, Wd), k, s, p, dl, o, Wt
+
+
+def _mask_sum(m):
+    """The denominator of Eqs. 4 and 7: sum_k m_k + eps, (N, OH, OW)."""
+    s = m.sum(axis=1)
+    s += NORM_EPS
+    return s
+
+
+def masked_conv(x, m, W, stride=1, padding=None, dilation=1, normalize=True):
+    """Segmentation-aware convolution without bias (Eq. 7).
+
+    x (N, C, H, W), m (N, K, OH, OW), W (F, C, k, k) -> y (N, F, OH, OW)::
+
+        y[n, f, o] = sum_{c,k} W[f, c, k] x[n, c, tap_k(o)] m[n, k, o] / Z[n, o]
+
+    with ``Z = sum_k m[n, k, o] + NORM_EPS`` when ``normalize`` and 1 otherwise.  m must
+    already be 0 at taps outside the image (the mask functions multiply by the tap
+    validity), so outside taps count in neither the sum nor Z.  One GEMM per tap:
+    ``y += W_k @ (x_k * m_k)`` over (F, C) x (N, C, OH*OW).
+    """
+    fn = "masked_conv"
+    size, k, s, p, dl, o, Wt = _conv_setup(fn, x, m, W, stride, padding, dilation)
+    N, C = x.shape[:2]
+    F, P = W.shape[0], o[0] * o[1]
+    a = np.empty((N, C) + o, dtype=x.dtype)
+    y = prod = None
+    # The centre tap always lies in the image (see _geometry), so y gets set.
+    for kk, rect, tap, _ in _taps(size, k, s, p, dl, o):
+        if rect is None:
+            continue
+        _shifted(x, rect, tap, a, m[:, kk, None])
+        if y is None:
+            y = np.matmul(Wt[kk], a.reshape(N, C, P))
+            prod = np.empty_like(y)
+        else:
+            y += np.matmul(Wt[kk], a.reshape(N, C, P), out=prod)
+    y = y.reshape((N, F) + o)
+    if normalize:
+        y /= _mask_sum(m)[:, None]
+    return y
+
+
+def masked_conv_backward(x, m, W, gy, stride=1, padding=None, dilation=1, normalize=True,
+                         need_x=True, need_m=True, need_W=True):
+    """Gradients of :func:`masked_conv`: gy (N, F, OH, OW) -> (gx, gm, gW).
+
+    gx (N, C, H, W), gm (N, K, OH, OW), gW (F, C, k, k); None where not needed.  The
+    forward products are recomputed tap by tap rather than cached.  With gu = gy / Z:
+
+    - ``gW_k = sum_{n,o} gu[n, :, o] (x_k m_k)[n, :, o]^T``;
+    - ``gx`` gathers ``(W_k^T gu) * m_k`` back to each tap's pixels;
+    - ``gm_k = sum_c (W_k^T gu) x_k``, and with ``normalize`` every k also gets
+      ``-sum_f gu y`` (the derivative through Z), computed as ``-sum_k gm_k m_k / Z``
+      so that y is not needed.  gm is therefore nonzero at outside taps too (through Z).
+    """
+    fn = "masked_conv_backward"
+    size, k, s, p, dl, o, Wt = _conv_setup(fn, x, m, W, stride, padding, dilation)
+    N, C = x.shape[:2]
+    F, K, P = W.shape[0], k[0] * k[1], o[0] * o[1]
+    if tuple(gy.shape) != (N, F) + o:
+        raise ValueError(f"{fn}: gy must be (N, F, OH, OW) = {(N, F) + o}; "
+                         f"got {tuple(gy.shape)}")
+    if normalize:
+        Z = _mask_sum(m)
+        gu = gy / Z[:, None]
+    else:
+        gu = np.ascontiguousarray(gy)
+    gu = gu.reshape(N, F, P)
+    gx = np.zeros_like(x) if need_x else None
+    gm = np.zeros((N, K) + o, dtype=x.dtype) if need_m else None
+    gW = np.zeros((K, F, C), dtype=x.dtype) if need_W else None
+    xk = np.empty((N, C) + o, dtype=x.dtype) if (need_m or need_W) else None
+    ga = np.empty((N, C, P), dtype=x.dtype) if (need_x or need_m) else None
+    for kk, rect, tap, _ in _taps(size, k, s, p, dl, o):
+        if rect is None:
+            continue
+        mk = m[:, kk, None]
+        if xk is not None:
+            _shifted(x, rect, tap, xk)
+        if ga is not None:
+            np.matmul(Wt[kk].T, gu, out=ga)
+            ga4 = ga.reshape((N, C) + o)
+            if need_m:
+                gm[:, kk] = np.einsum("ncp,ncp->np", ga, xk.reshape(N, C, P)).reshape(
+                    (N,) + o)
+            if need_x:
+                ga4 *= mk
+                gx[:, :, tap[0], tap[1]] += ga4[(slice(None), slice(None)) + rect]
+        if need_W:
+            xk *= mk
+            gW[kk] = np.matmul(gu, xk.reshape(N, C, P).transpose(0, 2, 1)).sum(axis=0)
+    if need_m and normalize:
+        gm -= (np.einsum("nkhw,nkhw->nhw", gm, m) / Z)[:, None]
+    if need_W:
+        gW = np.ascontiguousarray(gW.reshape(k + (F, C)).transpose(2, 3, 0, 1))
+    return gx, gm, gW
+
+
+# ---- the bilateral filter (Eq. 4) --------------------------------------------------
+def _bilateral_setup(fn, x, m, ksize, stride, padding, dilation):
+    check_ndim(fn, "x", x, "(N, C, H, W)")
+    check_same_dtype(fn, ("x", "m"), (x, m))
+    N, C, H, W = x.shape
+    k, s, p, dl, o = _geometry(fn, H, W, ksize, stride, padding, dilation)
+    _check_mask(fn, m, N, k[0] * k[1], o)
+    return (H, W), k, s, p, dl, o
+
+
+def bilateral(x, m, ksize, stride=1, padding=None, dilation=1):
+    """Segmentation-aware bilateral filter (Eq. 4), every channel with the same mask.
+
+    x (N, C, H, W), m (N, K, OH, OW) -> y (N, C, OH, OW)::
+
+        y[n, c, o] = sum_k x[n, c, tap_k(o)] m[n, k, o] / (sum_k m[n, k, o] + NORM_EPS)
+
+    m must already be 0 at taps outside the image.
+    """
+    fn = "bilateral"
+    size, k, s, p, dl, o = _bilateral_setup(fn, x, m, ksize, stride, padding, dilation)
+    N, C = x.shape[:2]
+    y = np.zeros((N, C) + o, dtype=x.dtype)
+    for kk, rect, tap, _ in _taps(size, k, s, p, dl, o):
+        if rect is None:
+            continue
+        y[(slice(None), slice(None)) + rect] += (
+            x[:, :, tap[0], tap[1]] * m[:, kk, None][(slice(None), slice(None)) + rect])
+    y /= _mask_sum(m)[:, None]
+    return y
+
+
+def bilateral_backward(x, m, gy, ksize, stride=1, padding=None, dilation=1,
+                       need_x=True, need_m=True):
+    """Gradients of :func:`bilateral`: gy (N, C, OH, OW) -> (gx, gm), None where not
+    needed.  With gu = gy / Z: gx gathers ``gu * m_k`` back to each tap's pixels;
+    ``gm_k = sum_c gu x_k - sum_k' gm_k' m_k' / Z`` (the second term, through Z, reaches
+    outside taps too), which avoids needing y."""
+    fn = "bilateral_backward"
+    size, k, s, p, dl, o = _bilateral_setup(fn, x, m, ksize, stride, padding, dilation)
+    N, C = x.shape[:2]
+    if tuple(gy.shape) != (N, C) + o:
+        raise ValueError(f"{fn}: gy must be (N, C, OH, OW) = {(N, C) + o}; "
+                         f"got {tuple(gy.shape)}")
+    Z = _mask_sum(m)
+    gu = gy / Z[:, None]
+    gx = np.zeros_like(x) if need_x else None
+    gm = np.zeros((N, k[0] * k[1]) + o, dtype=x.dtype) if need_m else None
+    for kk, rect, tap, _ in _taps(size, k, s, p, dl, o):
+        if rect is None:
+            continue
+        out = (slice(None), slice(None)) + rect
+        if need_x:
+            gx[:, :, tap[0], tap[1]] += gu[out] * m[:, kk, None][out]
+        if need_m:
+            gm[:, kk][(slice(None),) + rect] = np.einsum(
+                "nchw,nchw->nhw", gu[out], x[:, :, tap[0], tap[1]])
+    if need_m:
+        gm -= (np.einsum("nkhw,nkhw->nhw", gm, m) / Z)[:, None]
+    return gx, gm

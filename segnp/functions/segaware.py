@@ -1,0 +1,288 @@
+"""Segmentation-aware operators (Secs. 3.2 and 3.4 of the paper), differentiable.
+
+- :func:`im2dist`: the distance between each window's centre embedding and each tap's
+  (Sec. 4.2), e (N, D, H, W) -> d (N, K, OH, OW);
+- :func:`segaware_mask`: the mask of Eq. 3, ``m = exp(-lam * d) * valid``;
+- :func:`segaware_bilateral`: the segmentation-aware bilateral filter of Eq. 4;
+- :func:`segaware_conv2d`: the segmentation-aware convolution of Eq. 7.
+
+Windows have an odd ``ksize``; K = ksize**2 taps in row-major order, tap K//2 is the
+centre, the default padding is ``dilation * (ksize // 2)`` (the "same" output for stride
+1) and the centre of output o is input pixel ``o * stride``.  A smaller padding is
+allowed (the centre is still tap K//2, whose pixel is then shifted by ``dilation *
+(ksize // 2) - padding``); a larger one is an error, since it would put window centres,
+the reference embeddings of Eq. 3, outside the image.  Taps outside the image count in
+neither the numerator nor the denominator of Eqs. 4 and 7 (normalised convolution:
+missing data is not zero data).
+
+The filter and the convolution are compositions: a mask Function (from e and lam) feeds
+a masked-product Function (with x, and W for Eq. 7).  The mask is (N, K, OH, OW), small
+next to the features, and the bilateral filter reuses one mask for ``repeat`` passes.
+"""
+import numbers
+
+from ..autograd import Function, Tensor, as_tensor
+from ..backends.window import segaware_geometry, tap_valid
+from .._validate import check_float, check_ndim, check_norm, check_same_dtype
+
+__all__ = ["im2dist", "segaware_mask", "segaware_bilateral", "segaware_conv2d"]
+
+
+class _Window:
+    def __init__(self, ksize, stride=1, padding=None, dilation=1):
+        self.ksize, self.stride, self.padding, self.dilation = ksize, stride, padding, dilation
+
+    def window(self):
+        return dict(stride=self.stride, padding=self.padding, dilation=self.dilation)
+
+
+class Im2Dist(_Window, Function):
+    """e (N, D, H, W) -> d (N, K, OH, OW), 0 at taps outside the image (Sec. 4.2)."""
+
+    def __init__(self, ksize, stride=1, padding=None, dilation=1, norm="l1"):
+        super().__init__(ksize, stride, padding, dilation)
+        self.norm = norm
+
+    def forward(self, e):
+        d = self.backend.im2dist(e, self.ksize, norm=self.norm, **self.window())
+        if self.needs_input_grad[0]:
+            self.e, self.d = e, d
+        return d
+
+    def backward(self, gd):
+        return (self.backend.im2dist_backward(self.e, self.d, gd, self.ksize, norm=self.norm,
+                                              **self.window()),)
+
+
+class SegAwareMask(_Window, Function):
+    """(e (N, D, H, W), lam 0-d) -> m (N, K, OH, OW) = exp(-lam * d) * valid (Eq. 3).
+
+    valid is 0 at taps outside the image and, without ``include_center``, at the centre.
+    dm/dlam = -d m, so at lam = 0 the gradient of lam is -sum(gm * d * valid), which
+    does not vanish: a mask can switch itself on from lam = 0.
+    """
+
+    def __init__(self, ksize, stride=1, padding=None, dilation=1, norm="l1",
+                 include_center=True):
+        super().__init__(ksize, stride, padding, dilation)
+        self.norm, self.include_center = norm, include_center
+
+    def forward(self, e, lam):
+        xp = self.xp
+        H, W = e.shape[2:]
+        k, s, p, dl, _ = segaware_geometry("segaware_mask", H, W, self.ksize, **self.window())
+        valid = xp.asarray(tap_valid(H, W, k, s, p, dl, self.include_center, dtype=e.dtype))
+        d = self.backend.im2dist(e, self.ksize, norm=self.norm, **self.window())
+        lam = lam.astype(e.dtype)
+        m = xp.exp(-lam * d)
+        m *= valid
+        if any(self.needs_input_grad):
+            self.d, self.m, self.lam = d, m, lam
+            self.e = e if self.needs_input_grad[0] else None
+        return m
+
+    def backward(self, gm):
+        need_e, need_lam = self.needs_input_grad
+        gmm = gm * self.m
+        glam = None
+        if need_lam:
+            lam_in = self.inputs[1]
+            glam = self.xp.asarray(-(gmm * self.d).sum(), dtype=lam_in.dtype).reshape(())
+        ge = None
+        if need_e:
+            gmm *= -self.lam
+            ge = self.backend.im2dist_backward(self.e, self.d, gmm, self.ksize,
+                                               norm=self.norm, **self.window())
+        return ge, glam
+
+
+class MaskedConv2d(_Window, Function):
+    """(x (N, C, H, W), m (N, K, OH, OW), W (F, C, k, k), b (F,) or None) -> y
+    (N, F, OH, OW): Eq. 7 with the mask given, plus the bias."""
+
+    def __init__(self, stride=1, padding=None, dilation=1, normalize=True):
+        super().__init__(None, stride, padding, dilation)
+        self.normalize = normalize
+
+    def forward(self, x, m, W, b):
+        y = self.backend.masked_conv(x, m, W, normalize=self.normalize, **self.window())
+        if b is not None:
+            y += b.reshape(1, -1, 1, 1)
+        if any(self.needs_input_grad[:3]):
+            self.x, self.m, self.W = x, m, W
+        return y
+
+    def backward(self, gy):
+        need_x, need_m, need_W, need_b = self.needs_input_grad
+        gx = gm = gW = None
+        if need_x or need_m or need_W:
+            gx, gm, gW = self.backend.masked_conv_backward(
+                self.x, self.m, self.W, gy, normalize=self.normalize,
+                need_x=need_x, need_m=need_m, need_W=need_W, **self.window())
+        gb = gy.sum(axis=(0, 2, 3)) if need_b else None
+        return gx, gm, gW, gb
+
+
+class Bilateral(_Window, Function):
+    """(x (N, C, H, W), m (N, K, OH, OW)) -> y (N, C, OH, OW): Eq. 4 with the mask given."""
+
+    def forward(self, x, m):
+        if any(self.needs_input_grad):
+            self.x, self.m = x, m
+        return self.backend.bilateral(x, m, self.ksize, **self.window())
+
+    def backward(self, gy):
+        need_x, need_m = self.needs_input_grad
+        return self.backend.bilateral_backward(self.x, self.m, gy, self.ksize,
+                                               need_x=need_x, need_m=need_m, **self.window())
+
+
+# ---- argument checks shared by the wrappers -----------------------------------------
+def _embeddings(fn, e, x=None):
+    """e as a Tensor, checked to be a float (N, D, H, W) array matching x's N, H, W."""
+    e = as_tensor(e)
+    check_float(fn, "e", e.data)
+    if x is None:
+        check_ndim(fn, "e", e, "(N, D, H, W)")
+        return e
+    if e.ndim != 4 or e.shape[0] != x.shape[0] or e.shape[2:] != x.shape[2:]:
+        raise ValueError(
+            f"{fn}: embeddings must be (N, D, H, W) with the same N, H, W as x of shape "
+            f"{x.shape}; got e of shape {e.shape}")
+    check_same_dtype(fn, ("x", "e"), (x.data, e.data))
+    return e
+
+
+def _lam(fn, lam, e):
+    """lam as a 0-d Tensor of e's dtype (a float) or as given (a Tensor); lam >= 0."""
+    if hasattr(lam, "ndim") and hasattr(lam, "dtype") and not isinstance(lam, Tensor):
+        lam = as_tensor(lam)  # a 0-d array is a constant lam
+    if isinstance(lam, Tensor):
+        if lam.ndim != 0:
+            raise ValueError(f"{fn}: lam must be a float or a 0-d Tensor; got a Tensor of "
+                             f"shape {lam.shape}")
+        check_float(fn, "lam", lam.data)
+        value = float(lam.item())
+    elif isinstance(lam, numbers.Real) and not isinstance(lam, bool):
+        value = float(lam)
+        lam = as_tensor(value, like=e)
+    else:
+        raise TypeError(f"{fn}: lam must be a float or a 0-d Tensor; got {type(lam).__name__}")
+    if not value >= 0:
+        raise ValueError(f"{fn}: lam (the hardness of Eq. 3) must be >= 0; got {value}")
+    return lam
+
+
+def _check_window(fn, H, W, ksize, stride, padding, dilation):
+    """Checked before any kernel runs, so that a bad window is reported under the name
+    of the function the user called."""
+    k, _, p, d, _ = segaware_geometry(fn, H, W, ksize, stride, padding, dilation)
+    half = k[0] // 2
+    if p[0] > d[0] * half or p[1] > d[1] * half:
+        # The centre of a window must be an image pixel: it supplies the reference
+        # embedding of Eq. 3.
+        raise ValueError(
+            f"{fn}: padding must be at most dilation*(ksize//2) = "
+            f"({d[0] * half}, {d[1] * half}) so that the centre of every window lies in "
+            f"the image; got ({p[0]}, {p[1]})")
+
+
+def _mask(fn, e, lam, ksize, stride, padding, dilation, norm, include_center):
+    check_norm(fn, norm)
+    _check_window(fn, e.shape[2], e.shape[3], ksize, stride, padding, dilation)
+    lam = _lam(fn, lam, e)
+    return SegAwareMask(ksize, stride, padding, dilation, norm, include_center)(e, lam)
+
+
+# ---- public functions ---------------------------------------------------------------
+def im2dist(e, ksize, stride=1, padding=None, dilation=1, norm="l1"):
+    """Embedding distances of every window (Sec. 4.2): e (N, D, H, W) -> d (N, K, OH, OW).
+
+    ``d[n, k, o] = ||e[n, :, centre(o)] - e[n, :, tap_k(o)]||`` with ``norm`` 'l1'
+    (sum |delta|, the default: less prone to exploding gradients), 'l2' (sqrt(sum
+    delta**2), gradient 0 where delta = 0) or 'l2sq' (sum delta**2).  d is 0 at taps
+    outside the image.
+    """
+    fn = "im2dist"
+    e = _embeddings(fn, e)
+    check_norm(fn, norm)
+    _check_window(fn, e.shape[2], e.shape[3], ksize, stride, padding, dilation)
+    return Im2Dist(ksize, stride, padding, dilation, norm)(e)
+
+
+def segaware_mask(e, lam, ksize, stride=1, padding=None, dilation=1, norm="l1",
+                  include_center=True):
+    """The segmentation mask of Eq. 3: m (N, K, OH, OW) = exp(-lam * d) * valid.
+
+    e (N, D, H, W) embeddings; lam >= 0, a float or a 0-d Tensor (then it gets a
+    gradient); d as in :func:`im2dist`.  valid is 0 at taps outside the image and, when
+    ``include_center`` is False, at the centre tap K//2; elsewhere it is 1, so the
+    centre weight is exp(0) = 1.  Gradients flow to e and lam.
+    """
+    fn = "segaware_mask"
+    e = _embeddings(fn, e)
+    return _mask(fn, e, lam, ksize, stride, padding, dilation, norm, include_center)
+
+
+def segaware_bilateral(x, e, lam, ksize=9, dilation=1, norm="l1", repeat=1,
+                       include_center=True):
+    """Segmentation-aware bilateral filter (Eq. 4), ``repeat`` times with one mask.
+
+    x (N, C, H, W), e (N, D, H, W) -> y (N, C, H, W)::
+
+        y[n, c, i] = sum_k x[n, c, tap_k(i)] m[n, k, i] / (sum_k m[n, k, i] + NORM_EPS)
+
+    with m = :func:`segaware_mask` (stride 1, default padding).  Special cases (Sec.
+    3.2): e = 0 gives the box filter over the valid taps; e = coordinates / sigma with
+    'l2sq' and lam = 1/2 gives Gaussian smoothing; e = (coordinates / sigma_s,
+    colour / sigma_r) gives the classic bilateral filter.  Gradients flow to x, e, lam.
+    """
+    fn = "segaware_bilateral"
+    x = as_tensor(x)
+    check_float(fn, "x", x.data)
+    check_ndim(fn, "x", x, "(N, C, H, W)")
+    e = _embeddings(fn, e, x)
+    if isinstance(repeat, bool) or not isinstance(repeat, numbers.Integral) or repeat < 1:
+        raise ValueError(f"{fn}: repeat must be an int >= 1; got {repeat!r}")
+    m = _mask(fn, e, lam, ksize, 1, None, dilation, norm, include_center)
+    y = x
+    for _ in range(int(repeat)):
+        y = Bilateral(ksize, 1, None, dilation)(y, m)
+    return y
+
+
+def segaware_conv2d(x, e, W, b=None, lam=0.0, stride=1, padding=None, dilation=1,
+                    norm="l1", normalize=True):
+    """Segmentation-aware convolution (Eq. 7).
+
+    x (N, C, H, W), e (N, D, H, W), W (F, C, k, k) with k odd, b (F,) or None ->
+    y (N, F, OH, OW)::
+
+        y[n, f, o] = sum_{c,k} W[f, c, k] x[n, c, tap_k(o)] m[n, k, o] / Z[n, o] + b[f]
+
+    with m = :func:`segaware_mask` (centre included) and ``Z = sum_k m + NORM_EPS``, or
+    Z = 1 when ``normalize`` is False (the variant of the released Caffe network).  With
+    lam = 0 the mask is the tap validity, so the result is ``conv2d`` (normalize=False)
+    or ``conv2d`` divided by the number of valid taps (normalize=True).  e must have x's
+    N, H and W (resize embeddings to each layer's resolution).  Gradients flow to x, W,
+    b, e and lam.
+    """
+    fn = "segaware_conv2d"
+    x, W = as_tensor(x), as_tensor(W)
+    check_float(fn, "x", x.data)
+    check_ndim(fn, "x", x, "(N, C, H, W)")
+    e = _embeddings(fn, e, x)
+    check_ndim(fn, "W", W, "(F, C, KH, KW)")
+    F, C, KH, KW = W.shape
+    if C != x.shape[1] or KH != KW:
+        raise ValueError(f"{fn}: W must be (F, C, k, k) with C = {x.shape[1]} (x's channels) "
+                         f"and a square odd window; got W of shape {W.shape}")
+    names, arrays = ("x", "e", "W"), [x, e, W]
+    if b is not None:
+        b = as_tensor(b)
+        if b.shape != (F,):
+            raise ValueError(f"{fn}: b must have shape ({F},); got {b.shape}")
+        names, arrays = names + ("b",), arrays + [b]
+    check_same_dtype(fn, names, [a.data for a in arrays])
+    m = _mask(fn, e, lam, KH, stride, padding, dilation, norm, True)
+    return MaskedConv2d(stride, padding, dilation, normalize)(x, m, W, b)

@@ -1,0 +1,300 @@
+"""The NumPy segmentation-aware kernels against per-pixel loops written from the paper.
+
+Forward kernels are compared element by element with the loops below (Eqs. 3, 4, 7 and
+the distance of Sec. 4.2).  Backward kernels are compared with central differences of
+those same loops along random directions, so neither side of a check comes from the
+code under test alone.
+"""
+import numpy as np
+import pytest
+
+from segnp.backends import get_backend
+from segnp.backends.api import NORM_EPS
+
+B = get_backend("numpy")
+
+# (ksize, stride, padding, dilation); padding None is the default dilation*(ksize//2).
+WINDOWS = [
+    (3, 1, None, 1),
+    (3, 1, None, 2),
+    (3, 2, None, 1),
+    (5, 2, 1, 2),
+    (3, 1, 0, 1),
+    (5, 3, 2, 1),
+    (1, 1, None, 1),
+]
+NORMS = ["l1", "l2", "l2sq"]
+
+
+# ---- the loops ---------------------------------------------------------------------
+def out_len(size, k, s, p, d):
+    return (size + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+def window_of(H, W, ks, s, p, d):
+    """Yield (oh, ow, centre (r, c), [(k, r, c, inside) for each tap])."""
+    p = d * (ks // 2) if p is None else p
+    OH, OW = out_len(H, ks, s, p, d), out_len(W, ks, s, p, d)
+    for oh in range(OH):
+        for ow in range(OW):
+            centre = (oh * s - p + (ks // 2) * d, ow * s - p + (ks // 2) * d)
+            taps = []
+            for i in range(ks):
+                for j in range(ks):
+                    r, c = oh * s - p + i * d, ow * s - p + j * d
+                    taps.append((i * ks + j, r, c, 0 <= r < H and 0 <= c < W))
+            yield oh, ow, centre, taps
+
+
+def shape_out(H, W, ks, s, p, d):
+    p = d * (ks // 2) if p is None else p
+    return out_len(H, ks, s, p, d), out_len(W, ks, s, p, d)
+
+
+def norm_of(delta, norm):
+    if norm == "l1":
+        return np.abs(delta).sum()
+    if norm == "l2":
+        return np.sqrt((delta ** 2).sum())
+    return (delta ** 2).sum()
+
+
+def loop_im2dist(e, ks, s, p, d, norm):
+    N, D, H, W = e.shape
+    out = np.zeros((N, ks * ks) + shape_out(H, W, ks, s, p, d))
+    for n in range(N):
+        for oh, ow, (cr, cc), taps in window_of(H, W, ks, s, p, d):
+            for k, r, c, inside in taps:
+                if inside:
+                    out[n, k, oh, ow] = norm_of(e[n, :, cr, cc] - e[n, :, r, c], norm)
+    return out
+
+
+def loop_masked_conv(x, m, Wt, s, p, d, normalize):
+    """Eq. 7: y_f(o) = sum_{c,k} W_{f,c,k} x_c(tap_k(o)) m_k(o) / (sum_k m_k(o) + eps)."""
+    N, C, H, W = x.shape
+    F, _, ks, _ = Wt.shape
+    y = np.zeros((N, F) + shape_out(H, W, ks, s, p, d))
+    for n in range(N):
+        for oh, ow, _, taps in window_of(H, W, ks, s, p, d):
+            acc = np.zeros(F)
+            for k, r, c, inside in taps:
+                if inside:
+                    acc += Wt[:, :, k // ks, k % ks] @ x[n, :, r, c] * m[n, k, oh, ow]
+            z = m[n, :, oh, ow].sum() + NORM_EPS if normalize else 1.0
+            y[n, :, oh, ow] = acc / z
+    return y
+
+
+def loop_bilateral(x, m, ks, s, p, d):
+    """Eq. 4: y_c(o) = sum_k x_c(tap_k(o)) m_k(o) / (sum_k m_k(o) + eps)."""
+    N, C, H, W = x.shape
+    y = np.zeros((N, C) + shape_out(H, W, ks, s, p, d))
+    for n in range(N):
+        for oh, ow, _, taps in window_of(H, W, ks, s, p, d):
+            acc = np.zeros(C)
+            for k, r, c, inside in taps:
+                if inside:
+                    acc += x[n, :, r, c] * m[n, k, oh, ow]
+            y[n, :, oh, ow] = acc / (m[n, :, oh, ow].sum() + NORM_EPS)
+    return y
+
+
+def valid_of(N, H, W, ks, s, p, d):
+    v = np.zeros((N, ks * ks) + shape_out(H, W, ks, s, p, d))
+    for oh, ow, _, taps in window_of(H, W, ks, s, p, d):
+        for k, r, c, inside in taps:
+            v[:, k, oh, ow] = inside
+    return v
+
+
+def directional(f, args, index, g_kernel, gy, rng, h=1e-6):
+    """<g_kernel, v> against (L(a + h v) - L(a - h v)) / 2h, L = <f(args), gy>."""
+    v = rng.standard_normal(args[index].shape)
+    plus, minus = list(args), list(args)
+    plus[index] = args[index] + h * v
+    minus[index] = args[index] - h * v
+    numeric = ((f(*plus) - f(*minus)) * gy).sum() / (2 * h)
+    analytic = (g_kernel * v).sum()
+    assert abs(analytic - numeric) <= 1e-6 + 1e-5 * abs(numeric), (analytic, numeric)
+
+
+def data(seed, N=2, C=3, D=4, H=7, W=9, F=5):
+    rng = np.random.default_rng(seed)
+    return (rng, rng.standard_normal((N, C, H, W)), rng.standard_normal((N, D, H, W)),
+            rng.standard_normal((F, C)))
+
+
+def mask_for(rng, N, H, W, ks, s, p, d):
+    return rng.random((N, ks * ks) + shape_out(H, W, ks, s, p, d)) * valid_of(N, H, W, ks, s, p, d)
+
+
+# ---- im2dist -------------------------------------------------------------------------
+@pytest.mark.parametrize("ks,s,p,d", WINDOWS)
+@pytest.mark.parametrize("norm", NORMS)
+def test_im2dist_matches_loop(ks, s, p, d, norm):
+    _, _, e, _ = data(1)
+    got = B.im2dist(e, ks, s, p, d, norm)
+    np.testing.assert_allclose(got, loop_im2dist(e, ks, s, p, d, norm), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("ks,s,p,d", WINDOWS)
+@pytest.mark.parametrize("norm", NORMS)
+def test_im2dist_backward_matches_loop_derivative(ks, s, p, d, norm):
+    rng, _, e, _ = data(2)
+    dist = B.im2dist(e, ks, s, p, d, norm)
+    gd = rng.standard_normal(dist.shape)
+    ge = B.im2dist_backward(e, dist, gd, ks, s, p, d, norm)
+    assert ge.shape == e.shape and ge.dtype == e.dtype
+    directional(lambda e_: loop_im2dist(e_, ks, s, p, d, norm), [e], 0, ge, gd, rng)
+
+
+@pytest.mark.parametrize("norm", NORMS)
+def test_im2dist_backward_is_zero_and_finite_at_coincident_embeddings(norm):
+    e = np.ones((1, 3, 5, 6))
+    dist = B.im2dist(e, 3, norm=norm)
+    assert np.all(dist == 0)
+    ge = B.im2dist_backward(e, dist, np.ones_like(dist), 3, norm=norm)
+    assert np.all(np.isfinite(ge)) and np.all(ge == 0)
+
+
+def test_im2dist_keeps_float32():
+    e = np.random.default_rng(0).standard_normal((1, 2, 5, 5)).astype(np.float32)
+    dist = B.im2dist(e, 3)
+    assert dist.dtype == np.float32
+    assert B.im2dist_backward(e, dist, np.ones_like(dist), 3).dtype == np.float32
+
+
+# ---- masked convolution (Eq. 7) -------------------------------------------------------
+@pytest.mark.parametrize("ks,s,p,d", WINDOWS)
+@pytest.mark.parametrize("normalize", [True, False])
+def test_masked_conv_matches_loop(ks, s, p, d, normalize):
+    rng, x, _, _ = data(3)
+    N, C, H, W = x.shape
+    Wt = rng.standard_normal((5, C, ks, ks))
+    m = mask_for(rng, N, H, W, ks, s, p, d)
+    got = B.masked_conv(x, m, Wt, s, p, d, normalize)
+    np.testing.assert_allclose(got, loop_masked_conv(x, m, Wt, s, p, d, normalize),
+                               rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("ks,s,p,d", WINDOWS)
+@pytest.mark.parametrize("normalize", [True, False])
+def test_masked_conv_backward_matches_loop_derivative(ks, s, p, d, normalize):
+    rng, x, _, _ = data(4)
+    N, C, H, W = x.shape
+    Wt = rng.standard_normal((5, C, ks, ks))
+    # Masks bounded away from 0 keep the normalised quotient smooth for the differences.
+    m = (0.2 + rng.random((N, ks * ks) + shape_out(H, W, ks, s, p, d))) \
+        * valid_of(N, H, W, ks, s, p, d)
+    gy = rng.standard_normal((N, 5) + m.shape[2:])
+    gx, gm, gW = B.masked_conv_backward(x, m, Wt, gy, s, p, d, normalize)
+    assert (gx.shape, gm.shape, gW.shape) == (x.shape, m.shape, Wt.shape)
+
+    def f(x_, m_, W_):
+        return loop_masked_conv(x_, m_, W_, s, p, d, normalize)
+
+    for i, g in enumerate((gx, gm, gW)):
+        directional(f, [x, m, Wt], i, g, gy, rng)
+
+
+def test_masked_conv_backward_computes_only_what_is_asked():
+    rng, x, _, _ = data(5)
+    Wt = rng.standard_normal((5, 3, 3, 3))
+    m = mask_for(rng, 2, 7, 9, 3, 1, None, 1)
+    gy = rng.standard_normal((2, 5, 7, 9))
+    full = B.masked_conv_backward(x, m, Wt, gy)
+    for flags in [(True, False, False), (False, True, False), (False, False, True)]:
+        part = B.masked_conv_backward(x, m, Wt, gy, need_x=flags[0], need_m=flags[1],
+                                      need_W=flags[2])
+        for want, got, g in zip(flags, part, full):
+            if want:
+                np.testing.assert_allclose(got, g, rtol=1e-12, atol=1e-12)
+            else:
+                assert got is None
+
+
+def test_masked_conv_float32_and_bad_shapes():
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((1, 2, 6, 5)).astype(np.float32)
+    Wt = rng.standard_normal((3, 2, 3, 3)).astype(np.float32)
+    m = np.ones((1, 9, 6, 5), np.float32)
+    y = B.masked_conv(x, m, Wt)
+    assert y.dtype == np.float32
+    assert all(g.dtype == np.float32 for g in B.masked_conv_backward(x, m, Wt, y))
+    with pytest.raises(ValueError, match=r"masked_conv: m must be \(N, K, OH, OW\) = "
+                                         r"\(1, 9, 6, 5\); got \(1, 9, 6, 4\)"):
+        B.masked_conv(x, m[..., :4], Wt)
+    with pytest.raises(ValueError, match="masked_conv: W must have x's 2 input channels"):
+        B.masked_conv(x, m, Wt[:, :1])
+    with pytest.raises(ValueError, match="masked_conv: padding must be at most"):
+        B.masked_conv(x, np.ones((1, 9, 8, 7), np.float32), Wt, padding=2)
+    with pytest.raises(TypeError, match="masked_conv: expected one floating dtype"):
+        B.masked_conv(x, m.astype(np.float64), Wt)
+
+
+# ---- bilateral filter (Eq. 4) ---------------------------------------------------------
+@pytest.mark.parametrize("ks,s,p,d", WINDOWS)
+def test_bilateral_matches_loop(ks, s, p, d):
+    rng, x, _, _ = data(7)
+    N, C, H, W = x.shape
+    m = mask_for(rng, N, H, W, ks, s, p, d)
+    np.testing.assert_allclose(B.bilateral(x, m, ks, s, p, d),
+                               loop_bilateral(x, m, ks, s, p, d), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("ks,s,p,d", WINDOWS)
+def test_bilateral_backward_matches_loop_derivative(ks, s, p, d):
+    rng, x, _, _ = data(8)
+    N, C, H, W = x.shape
+    m = (0.2 + rng.random((N, ks * ks) + shape_out(H, W, ks, s, p, d))) \
+        * valid_of(N, H, W, ks, s, p, d)
+    gy = rng.standard_normal((N, C) + m.shape[2:])
+    gx, gm = B.bilateral_backward(x, m, gy, ks, s, p, d)
+    assert (gx.shape, gm.shape) == (x.shape, m.shape)
+    gx_only, none = B.bilateral_backward(x, m, gy, ks, s, p, d, need_m=False)
+    assert none is None
+    np.testing.assert_allclose(gx_only, gx, rtol=1e-12, atol=1e-12)
+
+    def f(x_, m_):
+        return loop_bilateral(x_, m_, ks, s, p, d)
+
+    directional(f, [x, m], 0, gx, gy, rng)
+    directional(f, [x, m], 1, gm, gy, rng)
+
+
+def test_bilateral_of_a_fully_masked_window_is_zero_not_nan():
+    x = np.ones((1, 2, 4, 4))
+    m = np.zeros((1, 9, 4, 4))
+    y = B.bilateral(x, m, 3)
+    assert np.all(y == 0)
+    gx, gm = B.bilateral_backward(x, m, np.ones_like(y), 3)
+    assert np.all(np.isfinite(gx)) and np.all(np.isfinite(gm))
+
+
+def test_kernels_reject_even_windows_and_wide_padding():
+    e = np.zeros((1, 2, 6, 6))
+    with pytest.raises(ValueError, match="im2dist: ksize must be odd"):
+        B.im2dist(e, 4)
+    with pytest.raises(ValueError, match=r"im2dist: padding must be at most dilation\*"
+                                         r"\(ksize//2\) = \(2, 2\) .*got \(3, 3\)"):
+        B.im2dist(e, 3, padding=3, dilation=2)
+    with pytest.raises(ValueError, match=r"bilateral: m must be \(N, K, OH, OW\)"):
+        B.bilateral(np.zeros((1, 2, 6, 6)), np.zeros((1, 25, 6, 6)), 3)
+
+
+def test_kernels_accept_non_contiguous_views():
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((2, 7, 9, 3)).transpose(0, 3, 1, 2)  # (2, 3, 7, 9), a view
+    e = rng.standard_normal((2, 7, 9, 4)).transpose(0, 3, 1, 2)
+    Wt = rng.standard_normal((3, 3, 5, 4)).transpose(3, 0, 1, 2)[..., ::2]  # (4, 3, 3, 3)
+    m = mask_for(rng, 2, 7, 9, 3, 2, None, 1)[:, ::-1]
+    xc, ec, Wc, mc = (np.ascontiguousarray(a) for a in (x, e, Wt, m))
+    np.testing.assert_array_equal(B.im2dist(e, 3, 2), B.im2dist(ec, 3, 2))
+    np.testing.assert_allclose(B.masked_conv(x, m, Wt, 2), B.masked_conv(xc, mc, Wc, 2),
+                               rtol=1e-13)
+    np.testing.assert_allclose(B.bilateral(x, m, 3, 2), B.bilateral(xc, mc, 3, 2), rtol=1e-13)
+    gy = rng.standard_normal((2, 4, 4, 5))[:, :, ::-1]
+    for a, b in zip(B.masked_conv_backward(x, m, Wt, gy, 2),
+                    B.masked_conv_backward(xc, mc, Wc, np.ascontiguousarray(gy), 2)):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)
