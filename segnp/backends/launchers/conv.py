@@ -1,0 +1,48 @@
+"""Launchers of ``cuda/im2col.cu``: im2col and col2im on a GPU or the emulator.
+
+Same names, arguments and results as ``backends/numpy/conv.py``; float32/float64 only.
+"""
+from ..._validate import check_ndim
+from ..window import conv_geometry
+from . import check_real, grid_1d, int32
+
+__all__ = ["im2col", "col2im"]
+
+
+def im2col(rt, x, ksize, stride=1, padding=0, dilation=1):
+    """x (N, C, H, W) -> cols (N, C, KH, KW, OH, OW), 0 where a tap reads padding."""
+    check_ndim("im2col", "x", x, "(N, C, H, W)")
+    check_real("im2col", "x", x)
+    N, C, H, W = x.shape
+    k, s, p, d, o = conv_geometry("im2col", H, W, ksize, stride, padding, dilation)
+    xp = rt.xp
+    cols = xp.empty((N, C) + k + o, dtype=x.dtype)
+    if cols.size:
+        kern = rt.kernel("im2col.cu", "im2col_kernel", x.dtype)
+        kern(grid_1d(rt, cols.size), (rt.threads,),
+             (xp.ascontiguousarray(x), cols, *int32(N, C, H, W, *k, *o, *s, *p, *d)))
+    return cols
+
+
+def col2im(rt, cols, size, stride=1, padding=0, dilation=1):
+    """cols (N, C, KH, KW, OH, OW) -> x (N, C, H, W) with (H, W) = ``size``: the adjoint
+    of :func:`im2col`, each pixel gathering the column entries copied from it."""
+    if cols.ndim != 6:
+        raise ValueError(f"col2im: cols must be (N, C, KH, KW, OH, OW); got shape "
+                         f"{tuple(cols.shape)}")
+    check_real("col2im", "cols", cols)
+    N, C, KH, KW, OH, OW = cols.shape
+    if not (isinstance(size, (tuple, list)) and len(size) == 2):
+        raise ValueError(f"col2im: size must be the image size (H, W); got {size!r}")
+    H, W = int(size[0]), int(size[1])
+    k, s, p, d, o = conv_geometry("col2im", H, W, (KH, KW), stride, padding, dilation)
+    if o != (OH, OW):
+        raise ValueError(f"col2im: cols hold a ({OH}, {OW}) output, but size ({H}, {W}) "
+                         f"with this window gives {o}")
+    xp = rt.xp
+    x = xp.empty((N, C, H, W), dtype=cols.dtype)
+    if x.size:
+        kern = rt.kernel("im2col.cu", "col2im_kernel", cols.dtype)
+        kern(grid_1d(rt, x.size), (rt.threads,),
+             (xp.ascontiguousarray(cols), x, *int32(N, C, H, W, *k, *o, *s, *p, *d)))
+    return x

@@ -1,0 +1,273 @@
+"""What the CuPy runtime and the CPU emulator share: reading ``.cu`` sources, parsing
+each ``__global__`` kernel's parameter list, and checking launch arguments against it.
+
+A *runtime* ``rt`` is the one object a launcher (``segnp/backends/launchers``) talks to:
+
+- ``rt.xp``: the array module (numpy for the emulator, cupy on a GPU);
+- ``rt.kernel(source, name, dtype, defines=None)``: the kernel ``name`` of
+  ``segnp/backends/cuda/<source>``, instantiated as ``name<float>`` or ``name<double>``
+  for ``dtype`` (a kernel that is not a template ignores ``dtype``).  It returns a
+  callable ``k(grid, block, args, shared_mem=0)``; ``grid`` and ``block`` are ints or
+  tuples of up to three ints, ``args`` a tuple of C-contiguous ``rt.xp`` arrays and
+  NumPy scalars whose dtypes match the C parameter types exactly.  ``defines`` (a dict)
+  become ``#define`` lines in front of the source (tile shapes, for instance);
+- ``rt.threads``: threads per block for 1-D launches, ``rt.max_blocks``: the most
+  blocks a 1-D launch may use (kernels walk their outputs with a grid-stride loop, so
+  both only change speed; tests vary them).
+
+Both runtimes check every launch the same way, because a mistake here is silent on a
+real GPU: RawKernel ignores strides, and a Python ``int`` passed where the kernel takes
+``int`` is sent as 64 bits.  A mismatch raises TypeError naming the kernel and the
+parameter.
+"""
+import os
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+CUDA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cuda")
+
+# NVRTC options used at run time; tests/test_nvrtc.py compiles with exactly these.
+COMPILE_OPTIONS = ("--std=c++17",)
+
+# C spelling of a parameter's base type -> NumPy dtype.  ``T`` is the template parameter.
+_C_TYPES = {
+    "float": np.float32, "double": np.float64,
+    "int": np.int32, "signed int": np.int32, "int32_t": np.int32,
+    "unsigned": np.uint32, "unsigned int": np.uint32, "uint32_t": np.uint32,
+    "long long": np.int64, "long long int": np.int64, "int64_t": np.int64,
+    "unsigned long long": np.uint64, "unsigned long long int": np.uint64,
+    "uint64_t": np.uint64, "size_t": np.uint64,
+    "short": np.int16, "int16_t": np.int16,
+    "unsigned short": np.uint16, "uint16_t": np.uint16,
+    "char": np.int8, "signed char": np.int8, "int8_t": np.int8,
+    "unsigned char": np.uint8, "uint8_t": np.uint8,
+    "bool": np.bool_,
+}
+
+_KERNEL_RE = re.compile(
+    r"(?:template\s*<(?P<tparams>[^>]*)>\s*)?(?:extern\s+\"C\"\s+)?__global__\s+"
+    r"(?:__launch_bounds__\s*\([^)]*\)\s*)?void\s+(?:__launch_bounds__\s*\([^)]*\)\s*)?"
+    r"(?P<name>\w+)\s*\((?P<params>[^)]*)\)\s*\{")
+_FUNC_RE = re.compile(r"\b(\w+)\s*\([^;{}]*\)\s*(?:const\s*)?\{")
+_NOT_FUNCTIONS = {"if", "for", "while", "switch", "catch", "return", "sizeof"}
+_INCLUDE_RE = re.compile(r'^\s*#\s*include\s*"([^"]+)"\s*$', re.M)
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    ctype: str        # base type as written, e.g. 'T', 'int', 'signed char'
+    pointer: bool
+    const: bool       # pointee is const (only meaningful for pointers)
+
+
+@dataclass(frozen=True)
+class KernelSig:
+    name: str
+    tparam: str | None          # the template's typename, None for a plain kernel
+    params: tuple
+    syncs: bool                 # calls __syncthreads (directly or through a callee)
+
+    def name_expression(self, dtype):
+        if self.tparam is None:
+            return self.name
+        return f"{self.name}<{c_float_type(dtype)}>"
+
+    def dtype_of(self, p, dtype):
+        if p.ctype == self.tparam:
+            return np.dtype(dtype)
+        return np.dtype(_C_TYPES[p.ctype])
+
+
+def c_float_type(dtype):
+    dtype = np.dtype(dtype)
+    if dtype == np.float32:
+        return "float"
+    if dtype == np.float64:
+        return "double"
+    raise TypeError(f"CUDA kernels are instantiated for float32 and float64 only; got {dtype}")
+
+
+def strip_comments(text):
+    """Remove // and /* */ comments (string literals in kernels hold no comment marks)."""
+    text = re.sub(r"/\*.*?\*/", lambda m: "\n" * m.group(0).count("\n"), text, flags=re.S)
+    return re.sub(r"//[^\n]*", "", text)
+
+
+def source_path(source, source_dir=None):
+    if os.path.isabs(source):
+        return source
+    return os.path.join(source_dir or CUDA_DIR, source)
+
+
+def load_source(path, defines=None):
+    """The text of a .cu file with its local ``#include "..."`` files spliced in (each
+    once), preceded by ``defines``.  Splicing makes the text alone a complete cache key."""
+    seen = set()
+
+    def expand(p):
+        p = os.path.abspath(p)
+        if p in seen:
+            return ""
+        seen.add(p)
+        with open(p, encoding="utf-8") as f:
+            text = f.read()
+        base = os.path.dirname(p)
+
+        def splice(m):
+            inc = os.path.join(base, m.group(1))
+            if not os.path.exists(inc):
+                raise FileNotFoundError(f"{os.path.basename(p)}: #include \"{m.group(1)}\" "
+                                        f"not found next to it")
+            return expand(inc)
+        return _INCLUDE_RE.sub(splice, text)
+
+    head = "".join(f"#define {k} {v}\n" for k, v in sorted((defines or {}).items()))
+    # #line keeps compiler messages pointing at the file's own line numbers.
+    return head + ("#line 1\n" if head else "") + expand(path)
+
+
+def _body(text, open_brace):
+    """Text between the brace at ``open_brace`` and its partner."""
+    depth = 0
+    for i in range(open_brace, len(text)):
+        if text[i] == "{":
+            depth += 1
+        elif text[i] == "}":
+            depth -= 1
+            if depth == 0:
+                return text[open_brace + 1:i]
+    raise ValueError("unbalanced braces in CUDA source")
+
+
+def _parse_param(kernel, raw):
+    words = re.sub(r"\b(__restrict__|__restrict|restrict|volatile)\b", " ", raw)
+    pointer = words.count("*")
+    if pointer > 1 or "[" in words or "&" in words:
+        raise ValueError(f"kernel {kernel}: parameter {raw.strip()!r} is not a scalar or a "
+                         f"plain pointer, which launchers cannot pass")
+    words = words.replace("*", " * ").split()
+    const = "const" in words[:words.index("*")] if pointer else False
+    words = [w for w in words if w not in ("const", "*")]
+    if len(words) < 2:
+        raise ValueError(f"kernel {kernel}: parameter {raw.strip()!r} needs a name")
+    return Param(words[-1], " ".join(words[:-1]), bool(pointer), const)
+
+
+def parse_kernels(text):
+    """``{name: KernelSig}`` for every ``__global__`` function of a source text."""
+    text = strip_comments(text)
+    funcs = {}
+    for m in _FUNC_RE.finditer(text):
+        if m.group(1) not in _NOT_FUNCTIONS:
+            funcs.setdefault(m.group(1), []).append(_body(text, m.end() - 1))
+    syncing = {n for n, bodies in funcs.items() if any("__syncthreads" in b for b in bodies)}
+    grew = True
+    while grew:  # a function that calls a syncing function syncs too
+        grew = False
+        for n, bodies in funcs.items():
+            if n not in syncing and any(re.search(rf"\b{re.escape(s)}\s*[<(]", b)
+                                        for s in syncing for b in bodies):
+                syncing.add(n)
+                grew = True
+    kernels = {}
+    for m in _KERNEL_RE.finditer(text):
+        name, tparams = m.group("name"), m.group("tparams")
+        tparam = None
+        if tparams is not None:
+            parts = [p.split() for p in tparams.split(",")]
+            if len(parts) != 1 or len(parts[0]) != 2 or parts[0][0] not in ("typename", "class"):
+                raise ValueError(f"kernel {name}: templates must take one typename (float or "
+                                 f"double); got template <{tparams.strip()}>")
+            tparam = parts[0][1]
+        raw = [p for p in m.group("params").split(",") if p.strip()]
+        params = tuple(_parse_param(name, p) for p in raw)
+        for p in params:
+            if p.ctype != tparam and p.ctype not in _C_TYPES:
+                raise ValueError(f"kernel {name}: parameter {p.name} has type {p.ctype!r}, "
+                                 f"which has no NumPy equivalent here")
+        kernels[name] = KernelSig(name, tparam, params, name in syncing)
+    return kernels
+
+
+def dim3(value, what):
+    """An int or a tuple of up to three positive ints -> a 3-tuple of Python ints."""
+    t = tuple(value) if isinstance(value, (tuple, list)) else (value,)
+    if not 1 <= len(t) <= 3 or any(isinstance(v, bool) or not isinstance(v, (int, np.integer))
+                                   or v < 1 for v in t):
+        raise ValueError(f"{what} must be a positive int or a tuple of 1 to 3 positive ints; "
+                         f"got {value!r}")
+    return tuple(int(v) for v in t) + (1,) * (3 - len(t))
+
+
+def check_args(sig, dtype, args, array_type):
+    """TypeError unless ``args`` match the kernel's C parameters one for one."""
+    who = f"kernel {sig.name_expression(dtype)}"
+    if not isinstance(args, tuple) or len(args) != len(sig.params):
+        got = len(args) if isinstance(args, tuple) else type(args).__name__
+        raise TypeError(f"{who}: expected a tuple of {len(sig.params)} arguments "
+                        f"({', '.join(p.name for p in sig.params)}); got {got}")
+    for p, a in zip(sig.params, args):
+        want = sig.dtype_of(p, dtype)
+        if p.pointer:
+            if not isinstance(a, array_type):
+                raise TypeError(f"{who}: {p.name} must be a {array_type.__module__}.ndarray "
+                                f"of {want}; got {type(a).__name__}")
+            if a.dtype != want:
+                raise TypeError(f"{who}: {p.name} must be an array of {want}; got {a.dtype}")
+            if not a.flags.c_contiguous:
+                raise TypeError(f"{who}: {p.name} must be C-contiguous (kernels ignore "
+                                f"strides); got strides {a.strides}")
+            if not p.const and not a.flags.writeable:
+                raise TypeError(f"{who}: {p.name} is written by the kernel but the array "
+                                f"is read-only")
+        else:
+            if not isinstance(a, np.generic) or a.dtype != want:
+                got = (f"numpy {a.dtype} scalar" if isinstance(a, np.generic)
+                       else f"{type(a).__name__} {a!r}")
+                ctype = c_float_type(dtype) if p.ctype == sig.tparam else p.ctype
+                raise TypeError(f"{who}: {p.name} is a C {ctype} and must be passed as "
+                                f"numpy.{want.name}; got {got}")
+
+
+class Runtime:
+    """Caches kernels by (source, name, dtype, defines); subclasses build them."""
+
+    xp = np
+    name = "runtime"
+
+    def __init__(self, threads=256, max_blocks=65535, source_dir=None):
+        if not 1 <= int(threads) <= 1024:
+            raise ValueError(f"{type(self).__name__}: threads must be in [1, 1024]; "
+                             f"got {threads}")
+        if not 1 <= int(max_blocks) <= 2 ** 31 - 1:
+            raise ValueError(f"{type(self).__name__}: max_blocks must be in [1, 2**31 - 1]; "
+                             f"got {max_blocks}")
+        self.threads = int(threads)
+        self.max_blocks = int(max_blocks)
+        self.source_dir = source_dir or CUDA_DIR
+        self._kernels = {}
+
+    def kernel(self, source, name, dtype, defines=None):
+        dtype = np.dtype(dtype)
+        key = (source, name, dtype.str, tuple(sorted((defines or {}).items())))
+        k = self._kernels.get(key)
+        if k is None:
+            text = load_source(source_path(source, self.source_dir), defines)
+            sigs = parse_kernels(text)
+            if name not in sigs:
+                raise ValueError(f"{source}: no __global__ kernel named {name!r}; it has "
+                                 f"{sorted(sigs)}")
+            if sigs[name].tparam is not None:
+                c_float_type(dtype)
+            k = self._build(source, text, sigs, sigs[name], dtype)
+            self._kernels[key] = k
+        return k
+
+    def _build(self, source, text, sigs, sig, dtype):
+        raise TypeError(f"{type(self).__name__} cannot build kernels")
+
+    def __repr__(self):
+        return f"<segnp runtime {self.name!r} threads={self.threads}>"

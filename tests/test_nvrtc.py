@@ -1,0 +1,128 @@
+"""Every .cu file of segnp/backends/cuda compiles with NVRTC for sm_75, sm_80 and sm_90,
+with warnings as errors, for every kernel instantiated in float and double.
+
+This needs no GPU: it drives NVRTC through CuPy's low-level binding (``RawModule``
+would need a device).  The options are the run-time ones, ``COMPILE_OPTIONS`` plus what
+``cupy.RawModule`` adds on its own (``-ftz=true``, ``--device-as-default-execution-space``;
+its ``--pch`` only speeds compilation up and is left out).
+
+Register spills: compiling to a real architecture (``-arch=sm_XX``) makes NVRTC run
+ptxas, and ``-Xptxas=-v`` puts ptxas's per-kernel report (registers, spill stores and
+loads, shared memory) into the program log.  Each test prints that table (``pytest -s``
+shows it) and raises a ``SpillWarning`` (listed in pytest's warnings summary) for every
+kernel that spills; spills are reported, not failed, since a double instantiation on an
+old architecture may spill a little by design.
+
+Skipped, with the reason, when cupy or the NVRTC library (``nvidia-cuda-nvrtc``, the
+``test`` extra) is not installed.
+"""
+import os
+import re
+import warnings
+
+import numpy as np
+import pytest
+
+from segnp.backends.runtime import COMPILE_OPTIONS, CUDA_DIR, load_source, parse_kernels
+
+ARCHS = (75, 80, 90)
+SOURCES = sorted(f for f in os.listdir(CUDA_DIR) if f.endswith(".cu"))
+# Added by cupy.RawModule at run time (cupy/cuda/compiler.py).
+RAWMODULE_OPTIONS = ("-ftz=true", "--device-as-default-execution-space")
+SHARED_LIMIT = 48 * 1024  # static shared memory per block without opt-in
+
+
+class SpillWarning(UserWarning):
+    pass
+
+
+def _nvrtc():
+    cupy = pytest.importorskip("cupy", reason="cupy (the 'test' extra) is not installed")
+    try:
+        nvrtc = cupy.cuda.nvrtc
+        nvrtc.getVersion()
+    except Exception as e:  # the binding imports, but libnvrtc may be missing
+        pytest.skip(f"NVRTC is not usable (install nvidia-cuda-nvrtc): {e}")
+    return nvrtc
+
+
+_ENTRY = re.compile(r"Compiling entry function '(\w+)' for 'sm_(\d+)'")
+_SPILL = re.compile(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads")
+_USED = re.compile(r"Used (\d+) registers.*?(?:(\d+) bytes smem)?,")
+
+
+def ptxas_report(log):
+    """{mangled name: dict(registers, stack, spill_stores, spill_loads, smem)} from the
+    ``-Xptxas=-v`` lines of an NVRTC log."""
+    out, current = {}, None
+    for line in log.splitlines():
+        m = _ENTRY.search(line)
+        if m:
+            current = out.setdefault(m.group(1), {})
+            continue
+        if current is None:
+            continue
+        m = _SPILL.search(line)
+        if m:
+            current.update(stack=int(m.group(1)), spill_stores=int(m.group(2)),
+                           spill_loads=int(m.group(3)))
+        m = re.search(r"Used (\d+) registers", line)
+        if m:
+            current["registers"] = int(m.group(1))
+            s = re.search(r"(\d+) bytes smem", line)
+            current["smem"] = int(s.group(1)) if s else 0
+    return out
+
+
+def test_ptxas_report_parser():
+    log = ("ptxas info    : Compiling entry function '_Z1kIfEvPT_i' for 'sm_80'\n"
+           "ptxas info    : Function properties for _Z1kIfEvPT_i\n"
+           "ptxas         .     16 bytes stack frame, 8 bytes spill stores, 4 bytes spill loads\n"
+           "ptxas info    : Used 40 registers, used 1 barriers, 4000 bytes smem, 364 bytes cmem[0]\n"
+           "ptxas info    : Compiling entry function '_Z1kIdEvPT_i' for 'sm_80'\n"
+           "ptxas         .     0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads\n"
+           "ptxas info    : Used 12 registers, 364 bytes cmem[0]\n")
+    assert ptxas_report(log) == {
+        "_Z1kIfEvPT_i": dict(stack=16, spill_stores=8, spill_loads=4, registers=40, smem=4000),
+        "_Z1kIdEvPT_i": dict(stack=0, spill_stores=0, spill_loads=0, registers=12, smem=0)}
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("source", SOURCES)
+def test_source_compiles_with_nvrtc(source, arch):
+    nvrtc = _nvrtc()
+    text = load_source(os.path.join(CUDA_DIR, source))
+    sigs = parse_kernels(text)
+    assert sigs, f"{source} defines no __global__ kernel"
+    exprs = sorted({s.name_expression(dt) for s in sigs.values()
+                    for dt in (np.float32, np.float64)})
+    options = list(COMPILE_OPTIONS + RAWMODULE_OPTIONS) + [
+        f"-arch=sm_{arch}", "-Werror=all-warnings", "-Xptxas=-v"]
+    prog = nvrtc.createProgram(text, source, [], [])
+    try:
+        for e in exprs:
+            nvrtc.addNameExpression(prog, e)
+        try:
+            nvrtc.compileProgram(prog, options)
+        except nvrtc.NVRTCError as e:
+            pytest.fail(f"{source} for sm_{arch}: {e}\n{nvrtc.getProgramLog(prog)}")
+        log = nvrtc.getProgramLog(prog)
+        lowered = {e: nvrtc.getLoweredName(prog, e) for e in exprs}
+    finally:
+        nvrtc.destroyProgram(prog)
+
+    assert not re.search(r"\bwarning\b", log, re.I), log
+    report = ptxas_report(log)
+    missing = [e for e, low in lowered.items() if low not in report]
+    assert not missing, f"ptxas reported nothing for {missing}:\n{log}"
+
+    print(f"\n{source} sm_{arch}: registers, spill stores/loads (bytes), stack, smem")
+    for e in exprs:
+        r = report[lowered[e]]
+        print(f"  {e:40s} {r['registers']:4d} regs  spill {r['spill_stores']}/"
+              f"{r['spill_loads']}  stack {r['stack']}  smem {r['smem']}")
+        if r["spill_stores"] or r["spill_loads"]:
+            warnings.warn(SpillWarning(
+                f"{e} on sm_{arch} spills {r['spill_stores']} bytes (stores) / "
+                f"{r['spill_loads']} bytes (loads) to local memory"))
+        assert r["smem"] <= SHARED_LIMIT, f"{e} needs {r['smem']} bytes of shared memory"
