@@ -9,5 +9,8 @@ from .autograd import (Tensor, Parameter, Function, no_grad, enable_grad,
                        is_grad_enabled, as_tensor)
 from . import functions
 from .gradcheck import check_grad
+from .random import manual_seed, get_rng
+from . import nn, optim
+from .serialization import save, load
 
 __version__ = "0.1.0"

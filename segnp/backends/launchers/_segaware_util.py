@@ -1,0 +1,80 @@
+"""What the segmentation-aware launchers (segaware, masked_conv, pairs) share: the
+window checks, contiguous inputs, 1-D launches, and the mask denominator of Eqs. 4 and 7.
+"""
+from . import check_real, grid_1d, int32, real
+from ..api import NORM_EPS
+from ..window import segaware_geometry
+from ..._validate import check_ndim, check_same_dtype
+
+
+def launch_flat(rt, filename, name, dtype, total, args):
+    """Launch the grid-stride kernel ``name`` of ``filename`` over ``total`` items."""
+    rt.kernel(filename, name, dtype)(grid_1d(rt, total), (rt.threads,), tuple(args))
+
+
+def window(fn, H, W, ksize, stride, padding, dilation):
+    """Normalised window of a segmentation-aware op.
+
+    Returns (KS, geometry ints) where the ints are (KS, OH, OW, SH, SW, PH, PW, DH, DW),
+    the order every kernel takes them in, and (OH, OW).
+    """
+    (KS, _), (SH, SW), (PH, PW), (DH, DW), (OH, OW) = segaware_geometry(
+        fn, H, W, ksize, stride, padding, dilation)
+    # As in the NumPy backend: a larger padding would put window centres outside the
+    # image, where no embedding exists.
+    half = KS // 2
+    if PH > DH * half or PW > DW * half:
+        raise ValueError(
+            f"{fn}: padding must be at most dilation*(ksize//2) = ({DH * half}, {DW * half}) "
+            f"so that the centre of every window lies in the image; got ({PH}, {PW})")
+    return KS, (KS, OH, OW, SH, SW, PH, PW, DH, DW), (OH, OW)
+
+
+def centre_offsets(geo):
+    """(CH, CW): the centre of output (oh, ow) is input pixel (oh*SH + CH, ow*SW + CW).
+
+    The centre is tap K // 2; with the default padding ``dilation * (ksize // 2)``
+    this is pixel o * stride (issue 3's convention), and (CH, CW) = (0, 0).  A smaller
+    padding shifts it; :func:`window` rejects a larger one.
+    """
+    KS, _, _, _, _, PH, PW, DH, DW = geo
+    return DH * (KS // 2) - PH, DW * (KS // 2) - PW
+
+
+def image(rt, fn, name, a, letters="(N, C, H, W)"):
+    """Check a floating 4-d array and return it C-contiguous (RawKernels ignore strides)."""
+    check_real(fn, name, a)
+    check_ndim(fn, name, a, letters)
+    return rt.xp.ascontiguousarray(a)
+
+
+def per_output(rt, fn, name, a, shape, letters):
+    """Check that ``a`` has exactly ``shape`` (e.g. a mask (N, K, OH, OW)); contiguous copy."""
+    check_real(fn, name, a)
+    if tuple(a.shape) != tuple(shape):
+        raise ValueError(f"{fn}: {name} must be {letters} = {tuple(shape)} for this input "
+                         f"and window; got {tuple(a.shape)}")
+    return rt.xp.ascontiguousarray(a)
+
+
+def same_dtype(fn, **arrays):
+    check_same_dtype(fn, list(arrays), list(arrays.values()))
+
+
+def mask_inv(rt, m, normalize=True):
+    """inv (N, OH, OW) = 1 / (sum_k m + NORM_EPS), the denominator of Eqs. 4 and 7
+    (ones when ``normalize`` is False).  m (N, K, OH, OW) contiguous."""
+    N, K, OH, OW = m.shape
+    inv = rt.xp.empty((N, OH, OW), dtype=m.dtype)
+    launch_flat(rt, "segaware.cu", "mask_inv", m.dtype, N * OH * OW,
+                (m, inv, *int32(N, K, OH * OW), *real(m.dtype, NORM_EPS), *int32(int(normalize))))
+    return inv
+
+
+def finish_mask_grad(rt, m, inv, G):
+    """In place: G <- inv * (G - inv * sum_k m G), the mask gradient of a normalised
+    filter from the per-tap products G (N, K, OH, OW); see mask_grad_finish."""
+    N, K, OH, OW = m.shape
+    launch_flat(rt, "segaware.cu", "mask_grad_finish", m.dtype, N * OH * OW,
+                (m, inv, G, *int32(N, K, OH * OW)))
+    return G

@@ -1,0 +1,184 @@
+"""Launchers of the masked GEMM, the core of segmentation-aware convolution (Eq. 7):
+
+    y[n, f, o] = sum_{c, k} W[f, c, k] x[n, c, tap(o, k)] m[n, k, o] / (sum_k m[n, k, o] + eps)
+
+(the denominator only when ``normalize``).  Two implementations with one contract:
+
+- :func:`masked_conv` / :func:`masked_conv_backward`: the fused tiled kernels of
+  ``segnp/backends/cuda/masked_gemm.cu``, which mask the column tile in shared memory
+  and never store the masked column matrix;
+- :func:`masked_conv_composed` / :func:`masked_conv_composed_backward`: Sec. 4.2 taken
+  literally: build the masked columns (C*K x OH*OW per image), then one matmul
+  (cuBLAS on a GPU).  The reference the fused path is tested and timed against.
+
+Shapes: x (N, C, H, W), m (N, K, OH, OW) (already 0 at taps outside the image),
+W (F, C, KS, KS) with K = KS*KS, y and gy (N, F, OH, OW).
+"""
+from . import check_real, int32
+from ..._validate import check_ndim
+from ._segaware_util import (finish_mask_grad, image, launch_flat, mask_inv, per_output,
+                             same_dtype, window)
+
+__all__ = ["masked_conv", "masked_conv_backward", "masked_conv_composed",
+           "masked_conv_composed_backward"]
+
+# Tile shapes (MG_BM, MG_BN, MG_BK, MG_TM, MG_TN) of masked_gemm.cu; see its header.
+# 'large' suits F, C >= 64; 'small' wastes less on tiny layers.  Results are the same
+# up to rounding; tests run both.
+TILES = {"large": (64, 128, 16, 4, 8), "small": (32, 32, 8, 2, 2)}
+TILE = "large"
+
+
+def _gemm(rt, name, dtype):
+    """The kernel ``name<T>`` built with the current tile shape, and that shape."""
+    bm, bn, bk, tm, tn = TILES[TILE]
+    defines = {"MG_BM": bm, "MG_BN": bn, "MG_BK": bk, "MG_TM": tm, "MG_TN": tn}
+    threads = (bm // tm) * (bn // tn)
+    return rt.kernel("masked_gemm.cu", name, dtype, defines=defines), (bm, bn, bk, threads)
+
+
+def _cdiv(a, b):
+    return -(-a // b)
+
+
+def _inputs(rt, fn, x, m, W, stride, padding, dilation):
+    x = image(rt, fn, "x", x)
+    N, C, H, Wd = x.shape
+    check_real(fn, "W", W)
+    check_ndim(fn, "W", W, "(F, C, KS, KS)")
+    if W.shape[1] != C or W.shape[2] != W.shape[3]:
+        raise ValueError(f"{fn}: W must be (F, C, KS, KS) with C = {C} (x's channels) and "
+                         f"a square window; got {tuple(W.shape)}")
+    KS, geo, (OH, OW) = window(fn, H, Wd, W.shape[2], stride, padding, dilation)
+    m = per_output(rt, fn, "m", m, (N, KS * KS, OH, OW), "(N, K, OH, OW)")
+    wt = rt.xp.ascontiguousarray(W)
+    same_dtype(fn, x=x, m=m, W=wt)
+    return x, m, wt, geo
+
+
+def masked_conv(rt, x, m, W, stride=1, padding=None, dilation=1, normalize=True):
+    """Eq. 7 without bias, fused: x (N, C, H, W), m (N, K, OH, OW), W (F, C, KS, KS)
+    -> y (N, F, OH, OW)."""
+    fn = "masked_conv"
+    x, m, wt, geo = _inputs(rt, fn, x, m, W, stride, padding, dilation)
+    N, C, H, Wd = x.shape
+    F = wt.shape[0]
+    _, OH, OW = geo[:3]
+    inv = mask_inv(rt, m, normalize)
+    y = rt.xp.empty((N, F, OH, OW), dtype=x.dtype)
+    wk = rt.xp.ascontiguousarray(wt.transpose(0, 2, 3, 1))  # (F, KH, KW, C): tap-major rows
+    k, (bm, bn, _, threads) = _gemm(rt, "masked_gemm_fwd", x.dtype)
+    k((_cdiv(OH * OW, bn), _cdiv(F, bm), N), (threads,),
+      (x, m, wk, inv, y, *int32(C, H, Wd, F, *geo)))
+    return y
+
+
+def _split(NP, tiles, bk):
+    """(S, chunk) for the split reduction of gW: S chunks of ``chunk`` (a multiple of the
+    tile depth) cover the N*P positions.  Enough blocks to fill a large GPU while each
+    still sums a long run.  It depends only on the shapes, so results are reproducible."""
+    S = max(1, min(_cdiv(512, tiles), NP // 512))
+    chunk = _cdiv(_cdiv(NP, S), bk) * bk
+    return _cdiv(NP, chunk), chunk
+
+
+def masked_conv_backward(rt, x, m, W, gy, stride=1, padding=None, dilation=1, normalize=True,
+                         need_x=True, need_m=True, need_W=True):
+    """Gradients of :func:`masked_conv`: (gx (N, C, H, W), gm (N, K, OH, OW),
+    gW (F, C, KS, KS)), None where not needed.
+
+    gx: masked col2im of W^T gy, gathered per pixel.  gW: a GEMM over N*OH*OW split
+    into fixed chunks whose partial sums are added in order (deterministic).
+    gm: Q_k = sum_c x_c[tap k] (W^T gy)_ck, which is the gradient without the
+    denominator; with it, gm_k = inv (Q_k - inv sum_j m_j Q_j) (the quotient rule).
+    """
+    fn = "masked_conv_backward"
+    x, m, wt, geo = _inputs(rt, fn, x, m, W, stride, padding, dilation)
+    xp = rt.xp
+    N, C, H, Wd = x.shape
+    F = wt.shape[0]
+    KS, OH, OW = geo[:3]
+    K, P = KS * KS, OH * OW
+    gy = per_output(rt, fn, "gy", gy, (N, F, OH, OW), "(N, F, OH, OW)")
+    same_dtype(fn, x=x, gy=gy)
+    inv = mask_inv(rt, m, normalize)
+    # W as (C, K, F): the A operand of both the gx and the gm GEMMs, row-major.
+    wT = xp.ascontiguousarray(wt.reshape(F, C, K).transpose(1, 2, 0)) if need_x or need_m else None
+    sizes = int32(C, H, Wd, F, *geo)
+    gx = gm = gW = None
+    if need_x:
+        gx = xp.empty_like(x)
+        k, (bm, bn, _, threads) = _gemm(rt, "masked_gemm_bwd_x", x.dtype)
+        k((_cdiv(H * Wd, bn), _cdiv(C, bm), N), (threads,), (gy, m, wT, inv, gx, *sizes))
+    if need_W:
+        k, (bm, bn, bk, threads) = _gemm(rt, "masked_gemm_bwd_w", x.dtype)
+        S, chunk = _split(N * P, _cdiv(C * K, bn) * _cdiv(F, bm), bk)
+        part = xp.empty((S, F, KS, KS, C), dtype=x.dtype)  # tap-major columns
+        k((_cdiv(C * K, bn), _cdiv(F, bm), S), (threads,),
+          (x, m, gy, inv, part, *int32(N), *sizes, *int32(chunk)))
+        gW = xp.ascontiguousarray((part.sum(axis=0) if S > 1 else part[0])
+                                  .transpose(0, 3, 1, 2))
+    if need_m:
+        gm = xp.empty_like(m)
+        k, (bm, bn, _, threads) = _gemm(rt, "masked_gemm_bwd_m", x.dtype)
+        k((_cdiv(P, bn), K, N), (threads,), (x, gy, wT, gm, *sizes))
+        if normalize:
+            finish_mask_grad(rt, m, inv, gm)
+    return gx, gm, gW
+
+
+def _columns(rt, x, m, geo):
+    """Masked columns (N, C*K, OH*OW): x[n, c, tap(o, k)] m[n, k, o]."""
+    N, C, H, Wd = x.shape
+    KS, OH, OW = geo[:3]
+    cols = rt.xp.empty((N, C * KS * KS, OH * OW), dtype=x.dtype)
+    launch_flat(rt, "segaware.cu", "masked_im2col", x.dtype, cols.size,
+                (x, m, cols, *int32(N, C, H, Wd, *geo)))
+    return cols
+
+
+def masked_conv_composed(rt, x, m, W, stride=1, padding=None, dilation=1, normalize=True):
+    """:func:`masked_conv` the way Sec. 4.2 describes it: materialised masked columns
+    times W by one matmul.  Same shapes and result; about C*K*OH*OW*N more memory."""
+    fn = "masked_conv_composed"
+    x, m, wt, geo = _inputs(rt, fn, x, m, W, stride, padding, dilation)
+    N, F = x.shape[0], wt.shape[0]
+    _, OH, OW = geo[:3]
+    cols = _columns(rt, x, m, geo)
+    y = rt.xp.matmul(wt.reshape(F, -1), cols)
+    y *= mask_inv(rt, m, normalize).reshape(N, 1, OH * OW)
+    return y.reshape(N, F, OH, OW)
+
+
+def masked_conv_composed_backward(rt, x, m, W, gy, stride=1, padding=None, dilation=1,
+                                  normalize=True, need_x=True, need_m=True, need_W=True):
+    """Gradients of :func:`masked_conv_composed` by matmuls on materialised columns:
+    (gx, gm, gW) as in :func:`masked_conv_backward`."""
+    fn = "masked_conv_composed_backward"
+    x, m, wt, geo = _inputs(rt, fn, x, m, W, stride, padding, dilation)
+    xp = rt.xp
+    N, C, H, Wd = x.shape
+    F = wt.shape[0]
+    KS, OH, OW = geo[:3]
+    K, P = KS * KS, OH * OW
+    gy = per_output(rt, fn, "gy", gy, (N, F, OH, OW), "(N, F, OH, OW)")
+    same_dtype(fn, x=x, gy=gy)
+    inv = mask_inv(rt, m, normalize).reshape(N, 1, P)
+    gyn = gy.reshape(N, F, P) * inv
+    gx = gm = gW = None
+    if need_W:
+        gW = xp.matmul(gyn, _columns(rt, x, m, geo).transpose(0, 2, 1)).sum(axis=0)
+        gW = gW.reshape(wt.shape)
+    if need_x or need_m:
+        gcols = xp.matmul(wt.reshape(F, C * K).T, gyn)  # gradient of the masked columns
+    if need_x:
+        gx = xp.empty_like(x)
+        launch_flat(rt, "segaware.cu", "masked_col2im", x.dtype, gx.size,
+                    (xp.ascontiguousarray(gcols), m, gx, *int32(N, C, H, Wd, *geo)))
+    if need_m:
+        plain = _columns(rt, x, xp.ones_like(m), geo)
+        gm = (gcols * plain).reshape(N, C, K, P).sum(axis=1)  # inv * Q of the fused path
+        if normalize:
+            gm -= inv * (m.reshape(N, K, P) * gm).sum(axis=1, keepdims=True)
+        gm = gm.reshape(N, K, OH, OW)
+    return gx, gm, gW

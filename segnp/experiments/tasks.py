@@ -1,0 +1,233 @@
+"""The three tasks of the paper as data -> model -> loss -> metrics recipes: embedding
+learning (Sec. 3.1), semantic segmentation (Sec. 5.1) and optical flow (Sec. 5.2).
+
+A run is described by a JSON-like ``config``::
+
+    {"task": "segmentation",
+     "model": {...SegNet keyword arguments...},
+     "embedder": {...EmbeddingNet keyword arguments...} or None,
+     "input": {"mean": [r, g, b], "scale": 1/64}}
+
+which every checkpoint stores, so :func:`load_run` rebuilds the network from the file
+alone.  Batches are tuples of NumPy arrays from :func:`segnp.data.collate`.
+"""
+import numpy as np
+
+from .. import functions as F
+from .. import serialization
+from ..autograd import Tensor, no_grad
+from ..backends import get_backend
+from ..metrics import (angular_error, confusion_matrix, end_point_error, miou,
+                       pixel_accuracy, trimap_scores)
+from ..models import EmbeddingNet, FlowNetS, SegNet
+from ..nn import SegAwareConv2d
+
+__all__ = ["TASKS", "build_model", "load_run", "transfer_weights", "embedding_step",
+           "segmentation_step", "flow_step", "embed", "segment", "predict_flow",
+           "evaluate_embedding", "evaluate_segmentation", "evaluate_flow",
+           "downsample_labels", "downsample_flow"]
+
+TASKS = ("embedding", "segmentation", "flow")
+# FlowNet's multi-scale loss: full resolution, then 1/4, 1/8, 1/16.
+FLOW_SCALE_WEIGHTS = (1.0, 0.5, 0.25, 0.125)
+
+
+def _tuples(kwargs):
+    # JSON turns tuples into lists; the models want tuples for widths and bf.
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in (kwargs or {}).items()}
+
+
+def build_model(config):
+    """A freshly initialised network for ``config`` (see the module docstring)."""
+    task = config.get("task")
+    if task not in TASKS:
+        raise ValueError(f"build_model: config['task'] must be one of {TASKS}; got {task!r}")
+    kwargs = _tuples(config.get("model"))
+    if task == "embedding":
+        return EmbeddingNet(**kwargs)
+    emb = config.get("embedder")
+    embedder = EmbeddingNet(**_tuples(emb)) if emb is not None else None
+    if task == "segmentation":
+        return SegNet(embedder=embedder, **kwargs)
+    return FlowNetS(embedder=embedder, **kwargs)
+
+
+def load_run(path):
+    """(model in eval mode, config, extra) from a checkpoint written by a Trainer."""
+    ckpt = serialization.read_checkpoint(path)
+    config = ckpt["extra"].get("config")
+    if not config:
+        raise ValueError(f"load_run: {path!r} holds no run config; was it written by "
+                         f"segnp.experiments.Trainer?")
+    model = build_model(config)
+    model.load_state_dict(ckpt["model"])
+    return model.eval(), config, ckpt["extra"]
+
+
+def _module_of(model, name):
+    m = model
+    for part in name.split(".")[:-1]:
+        m = getattr(m, part)
+    return m
+
+
+def transfer_weights(model, state, src_prefix="", dst_prefix=""):
+    """Copy the arrays of ``state`` (name -> array) into ``model`` where the names match
+    (``src_prefix`` + rest -> ``dst_prefix`` + rest); returns the destination names set.
+
+    A plain convolution's weight going into a normalised :class:`SegAwareConv2d` (whose
+    ``lam`` is absent from ``state``) is multiplied by k*k, so that at lam = 0 the layer
+    computes what the convolution did (Eq. 7 divides by the k*k valid taps of an
+    interior window).  Shapes must match.
+    """
+    targets = model.state_dict()
+    out = {}
+    for name in targets:
+        if not name.startswith(dst_prefix):
+            continue
+        key = src_prefix + name[len(dst_prefix):]
+        if key not in state:
+            continue
+        value = np.asarray(state[key])
+        if value.shape != targets[name].shape:
+            raise ValueError(f"transfer_weights: {key!r} has shape {value.shape}; "
+                             f"{name!r} needs {targets[name].shape}")
+        layer = _module_of(model, name)
+        if (isinstance(layer, SegAwareConv2d) and layer.normalize and name.endswith(".weight")
+                and key[:-len("weight")] + "lam" not in state):
+            value = value * (layer.kernel_size ** 2)
+        out[name] = value
+    model.load_state_dict(out, strict=False)
+    return list(out)
+
+
+def _tensor(a):
+    return Tensor(get_backend().asarray(a))
+
+
+def downsample_labels(labels, factor):
+    """Labels (N, H, W) sampled every ``factor`` pixels: the resolution of an embedding
+    side output after ceil-mode pooling."""
+    return np.ascontiguousarray(labels[:, ::factor, ::factor])
+
+
+def downsample_flow(flow, size):
+    """Flow (N, 2, H, W) averaged over blocks to ``size`` (flow stays in input pixels)."""
+    N, _, H, W = flow.shape
+    h, w = size
+    if H % h == 0 and W % w == 0:
+        return flow.reshape(N, 2, h, H // h, w, W // w).mean(axis=(3, 5))
+    ys = np.minimum((np.arange(h) + 0.5) * H / h, H - 1).astype(np.int64)
+    xs = np.minimum((np.arange(w) + 0.5) * W / w, W - 1).astype(np.int64)
+    return np.ascontiguousarray(flow[:, :, ys][:, :, :, xs])
+
+
+# ---- embedding learning (Sec. 3.1) ----------------------------------------------------
+def embedding_loss_terms(e, sides, labels, loss_kwargs=None):
+    """The embedding loss of the final embedding plus one per side output (Sec. 4.1)."""
+    kw = loss_kwargs or {}
+    terms = [F.embedding_loss(e, labels, **kw)]
+    H = labels.shape[1]
+    for s in sides:
+        factor = -(-H // s.shape[2])
+        terms.append(F.embedding_loss(s, downsample_labels(labels, factor), **kw))
+    return terms
+
+
+def embedding_step(model, batch):
+    images, labels = batch
+    e, sides = model(_tensor(images))
+    terms = embedding_loss_terms(e, sides, labels)
+    loss = terms[0]
+    for t in terms[1:]:
+        loss = loss + t
+    return loss, {"final_loss": float(terms[0].item())}
+
+
+def embed(model, images, batch_size=16):
+    """Final embeddings (N, D, H, W) of preprocessed images, as a NumPy array."""
+    to_numpy = get_backend().to_numpy
+    model.eval()
+    with no_grad():
+        out = [to_numpy(model(_tensor(images[i:i + batch_size]))[0].data)
+               for i in range(0, len(images), batch_size)]
+    return np.concatenate(out)
+
+
+def evaluate_embedding(model, images, labels, batch_size=16):
+    """The mean final-embedding loss on preprocessed images and labels."""
+    model.eval()
+    total = 0.0
+    with no_grad():
+        for i in range(0, len(images), batch_size):
+            e, _ = model(_tensor(images[i:i + batch_size]))
+            total += float(F.embedding_loss(e, labels[i:i + batch_size]).item()) * len(e.data)
+    return {"embedding_loss": total / len(images)}
+
+
+# ---- semantic segmentation (Sec. 5.1) -------------------------------------------------
+def segmentation_step(model, batch):
+    images, labels = batch
+    scores = model(_tensor(images))
+    return F.softmax_cross_entropy(scores, labels), {}
+
+
+def segment(model, images, batch_size=16):
+    """Class scores (N, L, H, W) of preprocessed images, as a NumPy array."""
+    to_numpy = get_backend().to_numpy
+    model.eval()
+    with no_grad():
+        out = [to_numpy(model(_tensor(images[i:i + batch_size])).data)
+               for i in range(0, len(images), batch_size)]
+    return np.concatenate(out)
+
+
+def evaluate_segmentation(model, images, labels, num_classes, widths=(3, 10),
+                          batch_size=16, curve=None):
+    """mIoU, pixel accuracy and trimap mIoU at ``widths`` on preprocessed images.
+
+    ``curve``: half-widths for the whole trimap curve (Fig. 7), returned as lists
+    under 'curve_widths' and 'curve_miou'.  Returns (metrics dict, predictions).
+    """
+    pred = segment(model, images, batch_size).argmax(axis=1)
+    conf = confusion_matrix(pred, labels, num_classes)
+    out = {"miou": miou(conf), "pixel_acc": pixel_accuracy(conf)}
+    all_widths = sorted(set(widths) | set(curve or ()))
+    tri = trimap_scores(pred, labels, num_classes, widths=all_widths)
+    for w in widths:
+        out[f"trimap{w}_miou"] = tri[w][1]
+    if curve:
+        out["curve_widths"] = [int(w) for w in curve]
+        out["curve_miou"] = [tri[w][1] for w in curve]
+    return out, pred
+
+
+# ---- optical flow (Sec. 5.2) ----------------------------------------------------------
+def _frames(image1, image2):
+    return np.ascontiguousarray(np.concatenate([image1, image2], axis=1))
+
+
+def flow_step(model, batch):
+    image1, image2, flow = batch
+    pred, scales = model(_tensor(_frames(image1, image2)))
+    loss = F.epe_loss(pred, flow)
+    for w, p in zip(FLOW_SCALE_WEIGHTS[1:], reversed(scales)):
+        loss = loss + w * F.epe_loss(p, downsample_flow(flow, p.shape[2:]))
+    return loss, {}
+
+
+def predict_flow(model, image1, image2, batch_size=16):
+    """Flow (N, 2, H, W) for preprocessed frame pairs, as a NumPy array."""
+    to_numpy = get_backend().to_numpy
+    model.eval()
+    with no_grad():
+        out = [to_numpy(model(_tensor(_frames(image1[i:i + batch_size],
+                                              image2[i:i + batch_size])))[0].data)
+               for i in range(0, len(image1), batch_size)]
+    return np.concatenate(out)
+
+
+def evaluate_flow(model, image1, image2, flow, batch_size=16):
+    """Average end-point error and angular error (Table 3). Returns (metrics, pred)."""
+    pred = predict_flow(model, image1, image2, batch_size)
+    return {"epe": end_point_error(pred, flow), "aae": angular_error(pred, flow)}, pred

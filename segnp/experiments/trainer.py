@@ -1,0 +1,180 @@
+"""The epoch loop shared by the three tasks: progress bar, per-epoch logs, atomic
+checkpoints, and a resume that ends exactly where an uninterrupted run ends.
+
+What makes resuming exact:
+
+* the data order and augmentations of epoch e depend only on (seed, e)
+  (:class:`segnp.data.DataLoader`), so the loader is simply set to the epoch to redo;
+* the checkpoint, written atomically after every epoch, holds the parameters, the
+  optimizer state (momenta, Adam moments, step counts, each group's lr), the
+  scheduler counter, the library generator's state (dropout draws from it), the epoch
+  and the log so far.
+
+A run killed during epoch e restarts epoch e from the checkpoint of epoch e - 1.
+"""
+import csv
+import io
+import json
+import math
+import os
+import re
+import time
+
+from .. import serialization
+from ..io import atomic_path
+
+__all__ = ["Trainer", "lr_mult_groups", "write_logs", "finished", "CHECKPOINT_NAME"]
+
+CHECKPOINT_NAME = "checkpoint.npz"
+
+
+def lr_mult_groups(model, lr, mults=None):
+    """Optimizer parameter groups with Caffe-style lr multipliers.
+
+    ``mults``: an ordered mapping of regular expression -> multiplier, matched (with
+    ``re.search``) against each parameter's dotted name; the first match wins and
+    unmatched parameters get multiplier 1.  For example ``{r"\\.lam$": 10,
+    r"^embedder\\.": 0.1}`` trains the mask hardnesses ten times faster and the
+    pre-trained embedding network ten times slower.  One group per multiplier, in
+    first-appearance order; each group records its ``lr`` as ``lr * mult``.
+    """
+    mults = dict(mults or {})
+    patterns = [(re.compile(p), float(m)) for p, m in mults.items()]
+    groups = {}
+    for name, p in model.named_parameters():
+        mult = next((m for pat, m in patterns if pat.search(name)), 1.0)
+        groups.setdefault(mult, []).append(p)
+    return [{"params": ps, "lr": lr * m} for m, ps in groups.items() if m > 0] or \
+        [{"params": list(model.parameters()), "lr": lr}]
+
+
+def _rng_state():
+    from ..random import get_rng
+    return get_rng().bit_generator.state
+
+
+def _set_rng_state(state):
+    from ..random import get_rng
+    get_rng().bit_generator.state = state
+
+
+def write_logs(out_dir, history):
+    """Write ``history`` (a list of flat dicts) as ``log.json`` and ``log.csv`` in
+    ``out_dir``, each atomically and in full (a resumed run rewrites them)."""
+    with atomic_path(os.path.join(out_dir, "log.json")) as tmp:
+        with open(tmp, "w") as f:
+            json.dump(history, f, indent=1)
+    keys = []
+    for rec in history:
+        keys.extend(k for k in rec if k not in keys)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
+    writer.writeheader()
+    for rec in history:
+        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v)
+                         for k, v in rec.items()})
+    with atomic_path(os.path.join(out_dir, "log.csv")) as tmp:
+        with open(tmp, "w") as f:
+            f.write(buf.getvalue())
+
+
+class Trainer:
+    """Train ``model`` for ``epochs`` epochs of ``loader``.
+
+    Args:
+        step: ``step(model, batch) -> (loss Tensor, {name: float})``: the forward pass
+            and loss of one batch (the trainer runs backward and the update).
+        out_dir: where ``checkpoint.npz``, ``log.json`` and ``log.csv`` go.
+        scheduler: an lr scheduler stepped after every iteration (or None).
+        evaluate: ``evaluate(model) -> {name: float}`` after each epoch (or None).
+        config: a JSON-like dict saved in every checkpoint (how to rebuild the model).
+        progress: show a tqdm bar with the running loss.
+        desc: the bar's label.
+
+    ``fit(resume=False)`` returns the log: one dict per epoch (``epoch``, ``loss``
+    (mean over the epoch), the step's other values, ``lr`` of the first group,
+    ``seconds``, and what ``evaluate`` returned).
+    """
+
+    def __init__(self, model, optimizer, loader, step, out_dir, epochs, scheduler=None,
+                 evaluate=None, config=None, progress=True, desc="train"):
+        if int(epochs) < 0:
+            raise ValueError(f"Trainer: epochs must be >= 0; got {epochs}")
+        self.model, self.optimizer, self.loader = model, optimizer, loader
+        self.step, self.scheduler, self.evaluate = step, scheduler, evaluate
+        self.out_dir, self.epochs = os.fspath(out_dir), int(epochs)
+        self.config = config or {}
+        self.progress, self.desc = progress, desc
+        self.history = []
+        os.makedirs(self.out_dir, exist_ok=True)
+
+    @property
+    def checkpoint_path(self):
+        return os.path.join(self.out_dir, CHECKPOINT_NAME)
+
+    def save(self, epoch):
+        extra = {"epoch": epoch, "history": self.history, "config": self.config,
+                 "rng": _rng_state(), "finished": epoch >= self.epochs}
+        if self.scheduler is not None:
+            extra["scheduler"] = self.scheduler.state_dict()
+        serialization.save(self.checkpoint_path, self.model, self.optimizer, **extra)
+
+    def restore(self):
+        """Load the checkpoint in ``out_dir``; returns the number of epochs it has done."""
+        extra = serialization.load(self.checkpoint_path, self.model, self.optimizer)
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(extra["scheduler"])
+        _set_rng_state(extra["rng"])
+        self.history = list(extra["history"])
+        return int(extra["epoch"])
+
+    def fit(self, resume=False):
+        start = 0
+        if resume and os.path.exists(self.checkpoint_path):
+            start = self.restore()
+        for epoch in range(start, self.epochs):
+            self.history.append(self.run_epoch(epoch))
+            write_logs(self.out_dir, self.history)
+            self.save(epoch + 1)
+        return self.history
+
+    def run_epoch(self, epoch):
+        from tqdm import tqdm
+        t0 = time.perf_counter()
+        self.model.train()
+        self.loader.set_epoch(epoch)
+        sums, count, running = {}, 0, None
+        bar = tqdm(self.loader, desc=f"{self.desc} {epoch + 1}/{self.epochs}",
+                   disable=not self.progress, leave=False, dynamic_ncols=True)
+        for batch in bar:
+            loss, stats = self.step(self.model, batch)
+            self.optimizer.zero_grad()
+            loss.backward()
+            self.optimizer.step()
+            if self.scheduler is not None:
+                self.scheduler.step()
+            value = float(loss.item())
+            if not math.isfinite(value):
+                raise FloatingPointError(f"{self.desc}: the loss became {value} in epoch "
+                                         f"{epoch + 1}")
+            running = value if running is None else 0.9 * running + 0.1 * value
+            bar.set_postfix(loss=f"{running:.4f}")
+            for k, v in {"loss": value, **stats}.items():
+                sums[k] = sums.get(k, 0.0) + float(v)
+            count += 1
+        bar.close()
+        record = {"epoch": epoch + 1}
+        record.update({k: v / max(count, 1) for k, v in sums.items()})
+        record["lr"] = float(self.optimizer.param_groups[0]["lr"])
+        if self.evaluate is not None:
+            record.update(self.evaluate(self.model))
+        record["seconds"] = time.perf_counter() - t0
+        return record
+
+
+def finished(out_dir):
+    """True when ``out_dir`` holds the checkpoint of a run that completed all epochs."""
+    path = os.path.join(os.fspath(out_dir), CHECKPOINT_NAME)
+    if not os.path.exists(path):
+        return False
+    return bool(serialization.read_checkpoint(path)["extra"].get("finished", False))

@@ -1,0 +1,147 @@
+"""The segmentation-aware CRF of Sec. 3.3: mean-field inference built from the
+segmentation-aware operators, differentiable in every input.
+
+A dense CRF (Eq. 5) with the pairwise kernel of Eq. 6 smooths the label posteriors with
+an appearance (bilateral) term and a smoothness (spatial Gaussian) term.  Sec. 3.3
+swaps the colour in the appearance term for the learned embeddings, which makes a small
+window enough, so each term is one normalised filter of Eq. 4:
+
+- B: the segmentation-aware bilateral filter, mask ``exp(-lam ||e_i - e_j||)`` (Eq. 3);
+- S: a Gaussian of the pixel distance, ``exp(-|i - j|^2 / (2 sigma^2))``, which is Eq. 3
+  with the pixel coordinates as embeddings, the 'l2sq' norm and lam = 1 / (2 sigma^2)
+  (the Gaussian special case of Sec. 3.2).
+
+Both exclude the centre tap (a pixel sends no message to itself) and, being normalised,
+ignore taps outside the image.  Each mask is computed once and reused by every
+iteration, as it depends on e, lam and sigma but not on the posteriors.
+"""
+import numbers
+
+from ..autograd import Tensor, as_tensor
+from ..backends import get_backend
+from .._validate import check_float, check_ndim, check_norm, check_same_dtype
+from . import activation
+from .segaware import Bilateral, segaware_mask
+
+__all__ = ["segaware_crf"]
+
+
+def _pixel_coordinates(xp, N, H, W, dtype):
+    """(N, 2, H, W) array of (row, column) pixel coordinates: the embeddings whose
+    'l2sq' distance is the squared pixel distance of Eq. 6's spatial term."""
+    rows = xp.arange(H, dtype=dtype)[:, None] + xp.zeros((1, W), dtype=dtype)
+    cols = xp.arange(W, dtype=dtype)[None, :] + xp.zeros((H, 1), dtype=dtype)
+    grid = xp.stack([rows, cols])[None]
+    return xp.ascontiguousarray(xp.broadcast_to(grid, (N, 2, H, W)))
+
+
+def _scalar(fn, name, value, dtype):
+    """A float, or a 0-d float Tensor of U's dtype (then it gets a gradient)."""
+    if isinstance(value, Tensor):
+        if value.ndim != 0:
+            raise ValueError(f"{fn}: {name} must be a float or a 0-d Tensor; got a Tensor "
+                             f"of shape {value.shape}")
+        check_float(fn, name, value.data)
+        if value.dtype != dtype:
+            raise TypeError(f"{fn}: {name} must have U's dtype {dtype}; got {value.dtype}")
+        return value
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{fn}: {name} must be a float or a 0-d Tensor; "
+                        f"got {type(value).__name__}")
+    return float(value)
+
+
+def _dilation(fn, name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{fn}: {name} must be an int >= 1; got {value!r}")
+    return int(value)
+
+
+def _odd(fn, name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) \
+            or value < 1 or value % 2 == 0:
+        raise ValueError(f"{fn}: {name} must be an odd positive int (the window needs a "
+                         f"centre tap); got {value!r}")
+    return int(value)
+
+
+def segaware_crf(U, e, lam=1.0, w_b=1.0, w_s=1.0, spatial_sigma=1.0, compat=None,
+                 bilateral_ksize=13, bilateral_dilation=9, spatial_ksize=5,
+                 spatial_dilation=1, iterations=2, norm="l1"):
+    """Mean-field inference of the segmentation-aware CRF (Sec. 3.3).
+
+    U (N, L, H, W) unary logits, e (N, D, H, W) embeddings of U's N, H, W and dtype ->
+    logits (N, L, H, W) after ``iterations`` updates (``iterations=0`` returns U)::
+
+        Q      = softmax(logits)                        (over L; logits start at U)
+        msg    = w_b * B(Q) + w_s * S(Q)                (Eq. 6, one filter per term)
+        logits = U + compat @ msg                       (per pixel, compat (L, L))
+
+    B is :func:`segaware_bilateral`'s normalised filter (mask of Eq. 3 with ``lam`` and
+    ``norm``, ``bilateral_ksize`` window at ``bilateral_dilation``), S the normalised
+    Gaussian of bandwidth ``spatial_sigma`` pixels (``spatial_ksize`` window at
+    ``spatial_dilation``); both exclude the centre tap and taps outside the image.
+
+    Sign convention: logits are *negative* energies, so a positive ``compat[l, l']``
+    makes a neighbour's belief in l' raise the logit of l.  ``compat=None`` is the
+    identity: each label is favoured in proportion to how much the neighbours agree on
+    it.  That is the Potts model, ``-sum_{l' != l} msg[l'] = msg[l] - sum_l' msg[l']``,
+    up to the last term, which is the same for every label (the filters are normalised,
+    so ``sum_l' msg[l'] = w_b + w_s`` up to NORM_EPS) and cancels in the softmax.
+
+    lam >= 0, w_b, w_s and spatial_sigma > 0 are floats or 0-d Tensors, compat None or
+    an (L, L) array or Tensor; Tensors that require grad get gradients, as do U and e.
+    """
+    fn = "segaware_crf"
+    U, e = as_tensor(U), as_tensor(e)
+    check_float(fn, "U", U.data)
+    check_ndim(fn, "U", U, "(N, L, H, W)")
+    check_float(fn, "e", e.data)
+    N, L, H, W = U.shape
+    if e.ndim != 4 or e.shape[0] != N or e.shape[2:] != (H, W):
+        raise ValueError(f"{fn}: embeddings must be (N, D, H, W) with the N, H, W of U "
+                         f"{U.shape}; got e of shape {e.shape}")
+    check_same_dtype(fn, ("U", "e"), (U.data, e.data))
+    check_norm(fn, norm)
+    bk, sk = _odd(fn, "bilateral_ksize", bilateral_ksize), _odd(fn, "spatial_ksize",
+                                                                spatial_ksize)
+    bd = _dilation(fn, "bilateral_dilation", bilateral_dilation)
+    sd = _dilation(fn, "spatial_dilation", spatial_dilation)
+    if isinstance(iterations, bool) or not isinstance(iterations, numbers.Integral) \
+            or iterations < 0:
+        raise ValueError(f"{fn}: iterations must be an int >= 0; got {iterations!r}")
+    dtype = U.dtype
+    lam = _scalar(fn, "lam", lam, dtype)
+    w_b, w_s = _scalar(fn, "w_b", w_b, dtype), _scalar(fn, "w_s", w_s, dtype)
+    sigma = _scalar(fn, "spatial_sigma", spatial_sigma, dtype)
+    sigma_value = sigma.item() if isinstance(sigma, Tensor) else sigma
+    if not sigma_value > 0:
+        raise ValueError(f"{fn}: spatial_sigma (the Gaussian bandwidth in pixels) must be "
+                         f"> 0; got {sigma_value}")
+    if compat is not None:
+        compat = as_tensor(compat)
+        check_float(fn, "compat", compat.data)
+        if compat.shape != (L, L):
+            raise ValueError(f"{fn}: compat must be (L, L) = ({L}, {L}); got shape "
+                             f"{compat.shape}")
+        if compat.dtype != dtype:
+            raise TypeError(f"{fn}: compat must have U's dtype {dtype}; got {compat.dtype}")
+    if iterations == 0:
+        return U
+
+    m_b = segaware_mask(e, lam, bk, dilation=bd, norm=norm,
+                        include_center=False)
+    coords = Tensor._from_array(_pixel_coordinates(get_backend().xp, N, H, W, dtype))
+    lam_s = 0.5 / (sigma * sigma)
+    m_s = segaware_mask(coords, lam_s, sk, dilation=sd, norm="l2sq",
+                        include_center=False)
+    logits = U
+    for _ in range(int(iterations)):
+        Q = activation.softmax(logits, axis=1)
+        msg = (w_b * Bilateral(bk, 1, None, bd)(Q, m_b)
+               + w_s * Bilateral(sk, 1, None, sd)(Q, m_s))
+        if compat is not None:
+            # (L, L) @ (N, L, H*W): one batched GEMM applies compat at every pixel.
+            msg = (compat @ msg.reshape(N, L, H * W)).reshape(N, L, H, W)
+        logits = U + msg
+    return logits

@@ -1,0 +1,66 @@
+"""The embedding network (Sec. 4.1, Fig. 5).
+
+Seven 3x3 convolutions laid out as VGG-16's first layers (conv1_1, conv1_2, pool,
+conv2_1, conv2_2, pool, conv3_1, conv3_2, conv3_3), so three scales.  Each scale ends
+in an intermediate embedding (a 1x1 convolution) that gets its own embedding loss; the
+intermediate embeddings are upsampled to full resolution, concatenated with the RGB
+input, and a 1x1 convolution makes the final D-dimensional embedding.
+"""
+from .. import functions as F
+from .. import nn
+
+__all__ = ["EmbeddingNet"]
+
+VGG_WIDTHS = (64, 128, 256)
+
+
+class EmbeddingNet(nn.Module):
+    """Pixel embeddings e (N, D, H, W) from an image x (N, 3, H, W).
+
+    Args:
+        widths: channels of the three VGG blocks; VGG-16 has (64, 128, 256), the default
+            is small so that training runs on a CPU.
+        embed_dim: D of the final embedding (the paper uses 64).
+        side_dim: channels of each intermediate embedding.
+        in_channels: input channels (3 for RGB).
+
+    ``forward`` returns ``(e, [e1, e2, e3])``: the final embedding and the three
+    intermediate ones at full, half and quarter resolution (the side outputs that the
+    embedding loss supervises).
+    """
+
+    def __init__(self, widths=(16, 32, 64), embed_dim=64, side_dim=16, in_channels=3):
+        super().__init__()
+        w1, w2, w3 = widths
+        self.widths = tuple(widths)
+        self.conv1_1 = nn.Conv2d(in_channels, w1, 3, padding=1)
+        self.conv1_2 = nn.Conv2d(w1, w1, 3, padding=1)
+        self.conv2_1 = nn.Conv2d(w1, w2, 3, padding=1)
+        self.conv2_2 = nn.Conv2d(w2, w2, 3, padding=1)
+        self.conv3_1 = nn.Conv2d(w2, w3, 3, padding=1)
+        self.conv3_2 = nn.Conv2d(w3, w3, 3, padding=1)
+        self.conv3_3 = nn.Conv2d(w3, w3, 3, padding=1)
+        self.side1 = nn.Conv2d(w1, side_dim, 1)
+        self.side2 = nn.Conv2d(w2, side_dim, 1)
+        self.side3 = nn.Conv2d(w3, side_dim, 1)
+        self.fuse = nn.Conv2d(3 * side_dim + in_channels, embed_dim, 1)
+
+    def forward(self, x):
+        H, W = x.shape[2:]
+        h = F.relu(self.conv1_2(F.relu(self.conv1_1(x))))
+        e1 = self.side1(h)
+        h = F.max_pool2d(h, 2, ceil_mode=True)
+        h = F.relu(self.conv2_2(F.relu(self.conv2_1(h))))
+        e2 = self.side2(h)
+        h = F.max_pool2d(h, 2, ceil_mode=True)
+        h = F.relu(self.conv3_3(F.relu(self.conv3_2(F.relu(self.conv3_1(h))))))
+        e3 = self.side3(h)
+        up2 = F.resize_bilinear(e2, (H, W))
+        up3 = F.resize_bilinear(e3, (H, W))
+        e = self.fuse(F.concat([e1, up2, up3, x], axis=1))
+        return e, [e1, e2, e3]
+
+    def vgg_layers(self):
+        """The seven convolutions that mirror VGG-16, in order (for :func:`load_vgg16`)."""
+        return [self.conv1_1, self.conv1_2, self.conv2_1, self.conv2_2,
+                self.conv3_1, self.conv3_2, self.conv3_3]

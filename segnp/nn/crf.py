@@ -1,0 +1,105 @@
+"""The segmentation-aware CRF of Sec. 3.3 as a module with learnable parameters."""
+import numbers
+
+import numpy as np
+
+from .. import functions as F
+from ..autograd import Parameter
+from ..backends.api import NORMS
+from .module import Module
+from .segaware import clip_nonnegative
+
+__all__ = ["SegAwareCRF"]
+
+# The smallest spatial bandwidth, in pixels.  At sigma = 0.1 the nearest neighbour's
+# weight is exp(-50), so the spatial term has already faded away; the floor only keeps
+# lam_s = 1 / (2 sigma^2) finite.
+SIGMA_MIN = 0.1
+
+
+def clip_sigma(a):
+    """The constraint of the spatial bandwidth: sigma >= SIGMA_MIN."""
+    return a.clip(SIGMA_MIN, None)
+
+
+class SegAwareCRF(Module):
+    """Mean-field inference of the segmentation-aware CRF (Sec. 3.3):
+    ``forward(U, e)`` -> ``F.segaware_crf(U, e, lam, w_b, w_s, spatial_sigma, compat,
+    ...)``, refined logits (N, L, H, W) from unary logits U (N, L, H, W) and embeddings
+    e (N, D, H, W).  See :func:`segnp.functions.segaware_crf` for the update and the
+    sign convention of ``compat``.
+
+    Parameters (all learnable, registered in this order):
+
+    - ``lam`` (): the hardness of the embedding mask (Eq. 3), init ``lam_init``;
+    - ``w_b``, ``w_s`` (): the weights of the bilateral and spatial terms of Eq. 6
+      (w^1 and w^2), init ``w_b_init``, ``w_s_init``;
+    - ``spatial_sigma`` (): the bandwidth theta_gamma of Eq. 6's spatial Gaussian, in
+      pixels, init ``spatial_sigma_init``;
+    - ``compat`` (L, L): the label compatibility, init the identity (Potts up to a
+      constant).
+
+    Constraints, applied by the optimizers after each step (projected gradient): lam is
+    clipped at 0 (its gradient does not vanish at 0, so it can grow back), and
+    spatial_sigma at ``SIGMA_MIN`` = 0.1 pixel.
+    """
+
+    def __init__(self, num_classes, bilateral_ksize=13, bilateral_dilation=9,
+                 spatial_ksize=5, iterations=2, spatial_dilation=1, norm="l1",
+                 lam_init=1.0, w_b_init=1.0, w_s_init=1.0, spatial_sigma_init=1.0,
+                 dtype=np.float32):
+        super().__init__()
+        fn = "SegAwareCRF"
+        if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) \
+                or num_classes < 1:
+            raise ValueError(f"{fn}: num_classes must be a positive int; got {num_classes!r}")
+        for name, v in (("bilateral_ksize", bilateral_ksize), ("spatial_ksize", spatial_ksize)):
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1 or v % 2 == 0:
+                raise ValueError(f"{fn}: {name} must be an odd positive int (the window "
+                                 f"needs a centre tap); got {v!r}")
+        for name, v in (("bilateral_dilation", bilateral_dilation),
+                        ("spatial_dilation", spatial_dilation)):
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
+                raise ValueError(f"{fn}: {name} must be an int >= 1; got {v!r}")
+        if isinstance(iterations, bool) or not isinstance(iterations, numbers.Integral) \
+                or iterations < 0:
+            raise ValueError(f"{fn}: iterations must be an int >= 0; got {iterations!r}")
+        if norm not in NORMS:
+            raise ValueError(f"{fn}: norm must be one of {NORMS}; got {norm!r}")
+        for name, v, lo in (("lam_init", lam_init, 0.0), ("w_b_init", w_b_init, None),
+                            ("w_s_init", w_s_init, None),
+                            ("spatial_sigma_init", spatial_sigma_init, SIGMA_MIN)):
+            if isinstance(v, bool) or not isinstance(v, numbers.Real) \
+                    or (lo is not None and not v >= lo):
+                raise ValueError(f"{fn}: {name} must be a float"
+                                 + (f" >= {lo}" if lo is not None else "") + f"; got {v!r}")
+        dtype = np.dtype(dtype)
+        if dtype.kind != "f":
+            raise TypeError(f"{fn}: dtype must be floating (float32 or float64); got {dtype}")
+        self.num_classes = int(num_classes)
+        self.bilateral_ksize = int(bilateral_ksize)
+        self.bilateral_dilation = int(bilateral_dilation)
+        self.spatial_ksize, self.spatial_dilation = int(spatial_ksize), int(spatial_dilation)
+        self.iterations, self.norm = int(iterations), norm
+        self.lam = Parameter(np.asarray(lam_init, dtype), constraint=clip_nonnegative)
+        self.w_b = Parameter(np.asarray(w_b_init, dtype))
+        self.w_s = Parameter(np.asarray(w_s_init, dtype))
+        self.spatial_sigma = Parameter(np.asarray(spatial_sigma_init, dtype),
+                                       constraint=clip_sigma)
+        self.compat = Parameter(np.eye(self.num_classes, dtype=dtype))
+
+    def forward(self, U, e):
+        if U.ndim == 4 and U.shape[1] != self.num_classes:
+            raise ValueError(f"SegAwareCRF: U must be (N, L, H, W) with L = num_classes = "
+                             f"{self.num_classes}; got shape {tuple(U.shape)}")
+        return F.segaware_crf(U, e, self.lam, self.w_b, self.w_s, self.spatial_sigma,
+                              self.compat, self.bilateral_ksize, self.bilateral_dilation,
+                              self.spatial_ksize, self.spatial_dilation, self.iterations,
+                              self.norm)
+
+    def extra_repr(self):
+        return (f"{self.num_classes}, bilateral_ksize={self.bilateral_ksize}, "
+                f"bilateral_dilation={self.bilateral_dilation}, "
+                f"spatial_ksize={self.spatial_ksize}, "
+                f"spatial_dilation={self.spatial_dilation}, iterations={self.iterations}, "
+                f"norm={self.norm!r}")

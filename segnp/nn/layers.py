@@ -1,0 +1,204 @@
+"""Standard layers: thin Modules that hold settings (and Parameters) and call ``segnp.functions``.
+
+Shapes are NCHW throughout: x is (N, C, H, W), a convolution weight is (F, C, KH, KW).
+"""
+import numbers
+
+import numpy as np
+
+from .. import functions as F
+from ..autograd import Parameter
+from ..backends.window import pair
+from . import init
+from .module import Module
+
+__all__ = ["Conv2d", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Identity", "MaxPool2d",
+           "AvgPool2d", "Dropout", "Upsample"]
+
+
+def _positive_int(fn, name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{fn}: {name} must be a positive int; got {value!r}")
+    return int(value)
+
+
+def _float_dtype(fn, dtype):
+    dtype = np.dtype(dtype)
+    if dtype.kind != "f":
+        raise TypeError(f"{fn}: dtype must be floating (float32 or float64); got {dtype}")
+    return dtype
+
+
+class Conv2d(Module):
+    """2-d convolution (cross-correlation, as in every framework): y = W * x + b.
+
+    weight: (F, C, KH, KW), He-normal (fan_in, ReLU gain), Caffe's "msra" filler.
+    bias: (F,), zeros (PyTorch draws it uniformly instead; zeros is the Caffe default).
+    x: (N, C, H, W) -> y: (N, F, OH, OW) with OH = (H + 2 PH - DH (KH - 1) - 1) // SH + 1.
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
+                 dilation=1, bias=True, dtype=np.float32, rng=None):
+        super().__init__()
+        fn = "Conv2d"
+        self.in_channels = _positive_int(fn, "in_channels", in_channels)
+        self.out_channels = _positive_int(fn, "out_channels", out_channels)
+        self.kernel_size = pair(kernel_size, fn, "kernel_size", 1)
+        self.stride = pair(stride, fn, "stride", 1)
+        self.padding = pair(padding, fn, "padding", 0)
+        self.dilation = pair(dilation, fn, "dilation", 1)
+        dtype = _float_dtype(fn, dtype)
+        shape = (self.out_channels, self.in_channels) + self.kernel_size
+        self.weight = init.he_normal(Parameter(np.zeros(shape, dtype)), rng=rng)
+        self.register_parameter(
+            "bias", Parameter(np.zeros(self.out_channels, dtype)) if bias else None)
+
+    def forward(self, x):
+        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation)
+
+    def extra_repr(self):
+        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+             f"stride={self.stride}, padding={self.padding}, dilation={self.dilation}")
+        return s + ("" if self.bias is not None else ", bias=False")
+
+
+class ReLU(Module):
+    """max(x, 0), elementwise."""
+
+    def forward(self, x):
+        return F.relu(x)
+
+
+class LeakyReLU(Module):
+    """x for x > 0, slope * x otherwise."""
+
+    def __init__(self, slope=0.01):
+        super().__init__()
+        self.slope = float(slope)
+
+    def forward(self, x):
+        return F.leaky_relu(x, self.slope)
+
+    def extra_repr(self):
+        return f"slope={self.slope}"
+
+
+class Sigmoid(Module):
+    def forward(self, x):
+        return F.sigmoid(x)
+
+
+class Tanh(Module):
+    def forward(self, x):
+        return F.tanh(x)
+
+
+class Identity(Module):
+    """Returns its input: a placeholder where a switch turns a layer off."""
+
+    def forward(self, x):
+        return x
+
+
+class MaxPool2d(Module):
+    """Max over KH x KW windows; ``stride`` defaults to ``kernel_size`` (PyTorch, Caffe)."""
+
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False):
+        super().__init__()
+        self.kernel_size = kernel_size
+        self.stride = stride
+        self.padding = padding
+        self.ceil_mode = bool(ceil_mode)
+
+    def forward(self, x):
+        return F.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode)
+
+    def extra_repr(self):
+        return (f"kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"padding={self.padding}, ceil_mode={self.ceil_mode}")
+
+
+class AvgPool2d(Module):
+    """Mean over KH x KW windows (``count_include_pad`` as in PyTorch)."""
+
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False,
+                 count_include_pad=True):
+        super().__init__()
+        self.kernel_size = kernel_size
+        self.stride = stride
+        self.padding = padding
+        self.ceil_mode = bool(ceil_mode)
+        self.count_include_pad = bool(count_include_pad)
+
+    def forward(self, x):
+        return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode,
+                            self.count_include_pad)
+
+    def extra_repr(self):
+        return (f"kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"padding={self.padding}, ceil_mode={self.ceil_mode}")
+
+
+class Dropout(Module):
+    """Zeroes each element with probability p while training and scales the rest by
+    1 / (1 - p) (inverted dropout); the identity after ``eval()``."""
+
+    def __init__(self, p=0.5):
+        super().__init__()
+        if not isinstance(p, numbers.Real) or not 0.0 <= p < 1.0:
+            raise ValueError(f"Dropout: p must be a float in [0, 1); got {p!r}")
+        self.p = float(p)
+
+    def forward(self, x):
+        return F.dropout(x, self.p, self.training)
+
+    def extra_repr(self):
+        return f"p={self.p}"
+
+
+class Upsample(Module):
+    """Bilinear resize of (N, C, H, W) to (N, C, OH, OW).
+
+    Give exactly one of ``size`` (an int or (OH, OW)) and ``scale_factor`` (a number or
+    a pair); with a scale factor, OH = floor(H * scale).  The interpolation then maps
+    output to input through the sizes, like PyTorch with ``recompute_scale_factor=True``
+    (it differs from PyTorch's default only when H * scale is not an integer).
+    """
+
+    def __init__(self, size=None, scale_factor=None, align_corners=False):
+        super().__init__()
+        if (size is None) == (scale_factor is None):
+            raise ValueError(f"Upsample: give exactly one of size and scale_factor; got "
+                             f"size={size!r}, scale_factor={scale_factor!r}")
+        self.size = None if size is None else pair(size, "Upsample", "size", 1)
+        if scale_factor is not None:
+            sf = tuple(scale_factor) if isinstance(scale_factor, (tuple, list)) \
+                else (scale_factor, scale_factor)
+            if len(sf) != 2 or not all(isinstance(s, numbers.Real) and s > 0 for s in sf):
+                raise ValueError(f"Upsample: scale_factor must be a positive number or a "
+                                 f"pair of them; got {scale_factor!r}")
+            scale_factor = (float(sf[0]), float(sf[1]))
+        self.scale_factor = scale_factor
+        self.align_corners = bool(align_corners)
+
+    def output_size(self, H, W):
+        """(OH, OW) for an input of H x W."""
+        if self.size is not None:
+            return self.size
+        OH = int(np.floor(H * self.scale_factor[0]))
+        OW = int(np.floor(W * self.scale_factor[1]))
+        if OH < 1 or OW < 1:
+            raise ValueError(f"Upsample: scale_factor {self.scale_factor} turns an input of "
+                             f"size ({H}, {W}) into an empty output ({OH}, {OW})")
+        return OH, OW
+
+    def forward(self, x):
+        if x.ndim != 4:
+            raise ValueError(f"Upsample: x must be (N, C, H, W); got shape {x.shape}")
+        return F.resize_bilinear(x, self.output_size(x.shape[2], x.shape[3]),
+                                 self.align_corners)
+
+    def extra_repr(self):
+        what = f"size={self.size}" if self.size is not None \
+            else f"scale_factor={self.scale_factor}"
+        return f"{what}, align_corners={self.align_corners}"

@@ -1,0 +1,241 @@
+"""The segmentation-aware CRF (Sec. 3.3): mean-field against a per-pixel loop written
+from the equations, float64 gradient checks for U, e and every parameter, the Potts
+sign convention, shapes, constraints and bad input.
+
+The loop: Q = softmax(logits) over labels; for each pixel i, the bilateral message is
+sum_j Q_j exp(-lam ||e_i - e_j||) / (sum_j exp(-lam ||e_i - e_j||) + eps) and the
+spatial one the same with exp(-|i - j|^2 / (2 sigma^2)), j over the window taps inside
+the image except i itself (Eqs. 3, 4, 6); logits = U + compat @ (w_b B + w_s S).
+"""
+import itertools
+
+import numpy as np
+import pytest
+
+import segnp.functions as F
+from segnp import nn
+from segnp.autograd import Tensor
+from segnp.backends.api import NORM_EPS
+from segnp.gradcheck import check_grad
+from segnp.optim import SGD
+
+
+# ---- the loop ---------------------------------------------------------------------------
+def softmax(x):
+    z = np.exp(x - x.max(axis=1, keepdims=True))
+    return z / z.sum(axis=1, keepdims=True)
+
+
+def norm_of(delta, norm):
+    if norm == "l1":
+        return np.abs(delta).sum()
+    if norm == "l2":
+        return np.sqrt((delta ** 2).sum())
+    return (delta ** 2).sum()
+
+
+def naive_filter(Q, weight, ksize, dilation):
+    """Normalised filter of Q (N, L, H, W), centre excluded; weight(n, i, j, ti, tj)."""
+    N, L, H, W = Q.shape
+    out = np.zeros_like(Q)
+    r = ksize // 2
+    for n, i, j in itertools.product(range(N), range(H), range(W)):
+        num, den = np.zeros(L), 0.0
+        for a, b in itertools.product(range(ksize), range(ksize)):
+            ti, tj = i + (a - r) * dilation, j + (b - r) * dilation
+            if (a, b) == (r, r) or not (0 <= ti < H and 0 <= tj < W):
+                continue
+            w = weight(n, i, j, ti, tj)
+            num += w * Q[n, :, ti, tj]
+            den += w
+        out[n, :, i, j] = num / (den + NORM_EPS)
+    return out
+
+
+def naive_crf(U, e, lam, w_b, w_s, sigma, compat, bk, bd, sk, sd, iterations, norm):
+    def bil(n, i, j, ti, tj):
+        return np.exp(-lam * norm_of(e[n, :, i, j] - e[n, :, ti, tj], norm))
+
+    def gauss(n, i, j, ti, tj):
+        return np.exp(-((i - ti) ** 2 + (j - tj) ** 2) / (2 * sigma ** 2))
+
+    logits = U
+    for _ in range(iterations):
+        Q = softmax(logits)
+        msg = w_b * naive_filter(Q, bil, bk, bd) + w_s * naive_filter(Q, gauss, sk, sd)
+        logits = U + np.einsum("lk,nkhw->nlhw", compat, msg)
+    return logits
+
+
+def inputs(rng, N=1, L=3, D=2, H=5, W=4):
+    U = rng.normal(size=(N, L, H, W))
+    e = rng.normal(size=(N, D, H, W))
+    compat = np.eye(L) + 0.3 * rng.normal(size=(L, L))
+    return U, e, compat
+
+
+# ---- forward against the loop -------------------------------------------------------
+@pytest.mark.parametrize("shape,bk,bd,sk,sd,iterations,norm", [
+    ((2, 3, 3, 7, 6), 3, 2, 3, 1, 2, "l1"),
+    ((1, 4, 2, 9, 11), 5, 3, 5, 1, 1, "l2"),
+    ((1, 2, 3, 6, 5), 3, 1, 3, 2, 3, "l2sq"),
+    ((1, 3, 2, 5, 7), 13, 9, 5, 1, 2, "l1"),   # the default windows on a tiny image
+])
+def test_matches_naive_mean_field(shape, bk, bd, sk, sd, iterations, norm):
+    N, L, D, H, W = shape
+    rng = np.random.default_rng(sum(shape))
+    U, e, compat = inputs(rng, N, L, D, H, W)
+    lam, w_b, w_s, sigma = 0.8, 1.3, 0.7, 1.4
+    got = F.segaware_crf(U, e, lam, w_b, w_s, sigma, compat, bk, bd, sk, sd, iterations,
+                         norm)
+    assert got.shape == (N, L, H, W) and got.dtype == np.float64
+    ref = naive_crf(U, e, lam, w_b, w_s, sigma, compat, bk, bd, sk, sd, iterations, norm)
+    np.testing.assert_allclose(got.numpy(), ref, rtol=1e-10, atol=1e-12)
+
+
+def test_module_matches_function_and_loop():
+    rng = np.random.default_rng(3)
+    U, e, _ = inputs(rng, 2, 4, 3, 6, 7)
+    crf = nn.SegAwareCRF(4, bilateral_ksize=3, bilateral_dilation=2, spatial_ksize=3,
+                         iterations=2, lam_init=0.5, w_b_init=2.0, w_s_init=0.5,
+                         spatial_sigma_init=1.5).double()
+    assert [n for n, _ in crf.named_parameters()] == ["lam", "w_b", "w_s", "spatial_sigma",
+                                                      "compat"]
+    np.testing.assert_array_equal(crf.compat.data, np.eye(4))
+    out = crf(Tensor(U), Tensor(e))
+    assert out.shape == U.shape and out.dtype == np.float64
+    ref = naive_crf(U, e, 0.5, 2.0, 0.5, 1.5, np.eye(4), 3, 2, 3, 1, 2, "l1")
+    np.testing.assert_allclose(out.numpy(), ref, rtol=1e-10, atol=1e-12)
+
+
+def test_iterations_zero_returns_unaries():
+    rng = np.random.default_rng(4)
+    U, e, _ = inputs(rng)
+    np.testing.assert_array_equal(F.segaware_crf(U, e, iterations=0).numpy(), U)
+
+
+# ---- gradients --------------------------------------------------------------------------
+@pytest.mark.parametrize("norm", ["l1", "l2"])
+def test_gradcheck_all_inputs(norm):
+    rng = np.random.default_rng(5)
+    U, e, compat = inputs(rng)
+
+    def crf(U, e, lam, w_b, w_s, sigma, compat):
+        return F.segaware_crf(U, e, lam, w_b, w_s, sigma, compat, bilateral_ksize=3,
+                              bilateral_dilation=2, spatial_ksize=3, iterations=2, norm=norm)
+
+    grads = check_grad(crf, [U, e, 0.7, 1.2, 0.8, 1.3, compat], atol=1e-7, rtol=1e-5)
+    assert all(np.any(g) for g in grads)  # every input really reaches the output
+
+
+def test_gradcheck_constant_embeddings_and_wide_window():
+    # Constant embeddings (every distance 0, the 'l2' kink) and the default 13x13 window
+    # at dilation 9 that mostly falls outside the image: finite, correct gradients.
+    rng = np.random.default_rng(6)
+    U, _, compat = inputs(rng, 1, 2, 2, 5, 6)
+    e = np.ones((1, 2, 5, 6))
+
+    def crf(U, e, lam, sigma, compat):
+        return F.segaware_crf(U, e, lam, 1.1, 0.9, sigma, compat, norm="l2")
+
+    grads = check_grad(crf, [U, e, 0.6, 1.2, compat[:2, :2]], atol=1e-7, rtol=1e-5)
+    assert all(np.all(np.isfinite(g)) for g in grads)
+
+
+def test_module_gradients_reach_every_parameter():
+    rng = np.random.default_rng(7)
+    U, e, _ = inputs(rng, 1, 3, 4, 8, 9)
+    crf = nn.SegAwareCRF(3, bilateral_ksize=5, bilateral_dilation=2, spatial_ksize=3)
+    Ut = Tensor(U.astype(np.float32), requires_grad=True)
+    et = Tensor(e.astype(np.float32), requires_grad=True)
+    out = crf(Ut, et)
+    assert out.dtype == np.float32
+    (out * Tensor(rng.normal(size=U.shape).astype(np.float32))).sum().backward()
+    for t in [Ut, et] + list(crf.parameters()):
+        assert t.grad is not None and t.grad.dtype == np.float32 and t.grad.shape == t.shape
+        assert np.all(np.isfinite(t.grad)) and np.any(t.grad)
+
+
+# ---- the sign convention -------------------------------------------------------------------
+def test_identity_compat_is_potts_up_to_a_constant():
+    # Potts pays 1 for each disagreeing neighbour: logits = U - sum_{l' != l} msg[l'].
+    # The identity gives U + msg[l], which differs by sum_l' msg[l'], the same for every
+    # label, so the posteriors agree.
+    rng = np.random.default_rng(8)
+    U, e, _ = inputs(rng, 1, 4, 3, 7, 8)
+    kw = dict(lam=0.3, w_b=1.5, w_s=0.8, spatial_sigma=1.2, bilateral_ksize=3,
+              bilateral_dilation=2, spatial_ksize=3, iterations=3)
+    q_id = softmax(F.segaware_crf(U, e, compat=None, **kw).numpy())
+    q_potts = softmax(F.segaware_crf(U, e, compat=np.eye(4) - 1, **kw).numpy())
+    np.testing.assert_allclose(q_id, q_potts, atol=1e-5)
+
+
+def test_crf_cleans_noisy_unaries_along_embedding_edges():
+    # Two regions; unaries right on about 70% of pixels; embeddings that separate the regions.
+    rng = np.random.default_rng(9)
+    H = W = 16
+    truth = np.zeros((1, H, W), dtype=int)
+    truth[:, :, 7:] = 1
+    flip = rng.random((1, H, W)) < 0.3
+    noisy = np.where(flip, 1 - truth, truth)
+    U = np.stack([noisy == 0, noisy == 1], axis=1).astype(np.float64)
+    e = 3.0 * truth[:, None].astype(np.float64)
+    out = F.segaware_crf(U, e, lam=2.0, w_b=3.0, w_s=0.0, bilateral_ksize=5,
+                         bilateral_dilation=1, iterations=5).numpy()
+    acc_before = (U.argmax(axis=1) == truth).mean()
+    acc_after = (out.argmax(axis=1) == truth).mean()
+    assert acc_before < 0.8 and acc_after == 1.0
+
+
+# ---- parameters and constraints ---------------------------------------------------------
+def test_constraints_keep_lam_and_sigma_valid():
+    crf = nn.SegAwareCRF(2, bilateral_ksize=3, bilateral_dilation=1, spatial_ksize=3,
+                         dtype=np.float64)
+    rng = np.random.default_rng(10)
+    U, e, _ = inputs(rng, 1, 2, 2, 5, 5)
+    crf.lam.data[...] = 0.05
+    crf.spatial_sigma.data[...] = 0.15
+    opt = SGD(crf.parameters(), lr=100.0)
+    out = crf(U, e)
+    # A huge step whose signs push lam and sigma below their bounds.
+    crf.zero_grad()
+    (out * Tensor(rng.normal(size=out.shape))).sum().backward()
+    crf.lam.grad = np.ones(())
+    crf.spatial_sigma.grad = np.ones(())
+    opt.step()
+    assert crf.lam.item() == 0.0
+    assert crf.spatial_sigma.item() == pytest.approx(0.1)
+    assert np.all(np.isfinite(crf(U, e).numpy()))
+
+
+# ---- bad input ---------------------------------------------------------------------------
+def test_bad_input():
+    rng = np.random.default_rng(11)
+    U, e, _ = inputs(rng, 1, 3, 2, 5, 6)
+    with pytest.raises(ValueError, match=r"segaware_crf: embeddings must be \(N, D, H, W\) "
+                                         r"with the N, H, W of U \(1, 3, 5, 6\); got e of "
+                                         r"shape \(1, 2, 6, 5\)"):
+        F.segaware_crf(U, e.transpose(0, 1, 3, 2))
+    with pytest.raises(ValueError, match=r"segaware_crf: U must be \(N, L, H, W\); got shape"):
+        F.segaware_crf(U[0], e)
+    with pytest.raises(ValueError, match=r"segaware_crf: compat must be \(L, L\) = \(3, 3\)"):
+        F.segaware_crf(U, e, compat=np.eye(2))
+    with pytest.raises(TypeError, match="segaware_crf: compat must have U's dtype float64"):
+        F.segaware_crf(U, e, compat=np.eye(3, dtype=np.float32))
+    with pytest.raises(ValueError, match="segaware_crf: spatial_sigma .* must be > 0; got 0"):
+        F.segaware_crf(U, e, spatial_sigma=0.0)
+    with pytest.raises(ValueError, match="lam .* must be >= 0; got -1"):
+        F.segaware_crf(U, e, lam=-1.0)
+    with pytest.raises(ValueError, match="segaware_crf: bilateral_ksize must be an odd"):
+        F.segaware_crf(U, e, bilateral_ksize=4)
+    with pytest.raises(ValueError, match="segaware_crf: iterations must be an int >= 0"):
+        F.segaware_crf(U, e, iterations=-1)
+    with pytest.raises(TypeError, match="segaware_crf: expected one floating dtype for U, e"):
+        F.segaware_crf(U, e.astype(np.float32))
+    with pytest.raises(ValueError, match=r"SegAwareCRF: U must be \(N, L, H, W\) with L = "
+                                         r"num_classes = 4; got shape \(1, 3, 5, 6\)"):
+        nn.SegAwareCRF(4).double()(U, e)
+    with pytest.raises(ValueError, match="SegAwareCRF: spatial_ksize must be an odd"):
+        nn.SegAwareCRF(3, spatial_ksize=2)
+    with pytest.raises(ValueError, match="SegAwareCRF: lam_init must be a float >= 0.0"):
+        nn.SegAwareCRF(3, lam_init=-0.5)

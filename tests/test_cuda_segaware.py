@@ -1,0 +1,436 @@
+"""The CUDA segmentation-aware kernels (segaware.cu, masked_gemm.cu) on the CPU emulator.
+
+Each kernel is checked three ways: against a per-pixel loop written here from its
+equation (Eq. 4, Eq. 7, the distances of Sec. 4.2), against the NumPy backend, and,
+for the masked GEMM, against the composed path (masked columns + matmul).  Then float64
+gradient checks of the differentiable ops running on the emulator backend, and the same
+parity on a real GPU when one is present (marked ``gpu``).
+"""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import segnp.functions as F
+from segnp import check_grad
+from segnp.backends import get_backend, using_backend
+from segnp.backends.api import NORM_EPS
+from segnp.backends.emulator import EmulatorRuntime
+from segnp.backends.launchers import masked_conv as mc
+from segnp.backends.launchers import segaware as sa
+from segnp.backends.window import segaware_geometry, tap_valid
+
+# (ksize, stride, padding, dilation): default "same" windows, stride and dilation,
+# unequal pairs with a padding below the default (shifted centres), a 1x1 window.
+WINDOWS = [(3, 1, None, 1), (3, 2, None, 2), (5, (2, 1), (1, 2), (1, 2)), (3, 1, 0, 1),
+           (1, 1, None, 1)]
+DTYPES = [np.float64, np.float32]
+NORMS = ["l1", "l2", "l2sq"]
+
+# Launch shapes of the grid-stride kernels: the default, a tiny grid whose threads
+# loop many times, and a block size that is not a power of two.
+RUNTIMES = [EmulatorRuntime(), EmulatorRuntime(threads=32, max_blocks=2),
+            EmulatorRuntime(threads=100, max_blocks=7)]
+NUMPY = get_backend("numpy")
+
+
+def tol(dtype):
+    # float32: sums of ~100 terms, and the normalised mask gradient cancels
+    # (inv * (Q - inv * m Q) is ~eps/m for a 1-tap window), so 1e-4 of the scale.
+    return dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-11, atol=1e-12)
+
+
+def geometry(H, W, ksize, stride, padding, dilation):
+    """(KS, (SH, SW), (PH, PW), (DH, DW), (OH, OW))."""
+    k, s, p, d, o = segaware_geometry("test", H, W, ksize, stride, padding, dilation)
+    return k[0], s, p, d, o
+
+
+def tap(oh, ow, k, KS, s, p, d):
+    return oh * s[0] - p[0] + (k // KS) * d[0], ow * s[1] - p[1] + (k % KS) * d[1]
+
+
+def inside(i, j, H, W):
+    return 0 <= i < H and 0 <= j < W
+
+
+def random_mask(rng, N, H, W, ksize, stride, padding, dilation, dtype):
+    """A mask in (0, 1] at valid taps and 0 outside, like exp(-lam d) * valid (Eq. 3)."""
+    KS, s, p, d, o = geometry(H, W, ksize, stride, padding, dilation)
+    valid = tap_valid(H, W, (KS, KS), s, p, d, dtype=np.float64)
+    return (rng.uniform(0.05, 1.0, (N, KS * KS) + o) * valid).astype(dtype)
+
+
+# ---- naive references, straight from the equations --------------------------------------
+def naive_im2dist(e, ksize, stride, padding, dilation, norm):
+    N, D, H, W = e.shape
+    KS, s, p, d, (OH, OW) = geometry(H, W, ksize, stride, padding, dilation)
+    out = np.zeros((N, KS * KS, OH, OW))
+    for n in range(N):
+        for k in range(KS * KS):
+            for oh in range(OH):
+                for ow in range(OW):
+                    th, tw = tap(oh, ow, k, KS, s, p, d)
+                    ch, cw = tap(oh, ow, KS * KS // 2, KS, s, p, d)
+                    if inside(th, tw, H, W):
+                        delta = e[n, :, th, tw] - e[n, :, ch, cw]
+                        out[n, k, oh, ow] = {"l1": np.abs(delta).sum(),
+                                             "l2": np.sqrt((delta ** 2).sum()),
+                                             "l2sq": (delta ** 2).sum()}[norm]
+    return out
+
+
+def naive_im2dist_backward(e, gd, ksize, stride, padding, dilation, norm):
+    N, D, H, W = e.shape
+    KS, s, p, d, (OH, OW) = geometry(H, W, ksize, stride, padding, dilation)
+    ge = np.zeros(e.shape)
+    for n in range(N):
+        for k in range(KS * KS):
+            for oh in range(OH):
+                for ow in range(OW):
+                    th, tw = tap(oh, ow, k, KS, s, p, d)
+                    ch, cw = tap(oh, ow, KS * KS // 2, KS, s, p, d)
+                    if not inside(th, tw, H, W):
+                        continue
+                    delta = e[n, :, th, tw] - e[n, :, ch, cw]
+                    dist = np.sqrt((delta ** 2).sum())
+                    g = {"l1": np.sign(delta), "l2sq": 2 * delta,
+                         "l2": delta / dist if dist > 0 else 0 * delta}[norm]
+                    ge[n, :, th, tw] += gd[n, k, oh, ow] * g
+                    ge[n, :, ch, cw] -= gd[n, k, oh, ow] * g
+    return ge
+
+
+def naive_masked_conv(x, m, Wt, stride, padding, dilation, normalize, gy):
+    """Eq. 7 per output pixel, and its gradients (gx, gm, gW) for upstream ``gy``.
+
+    The bilateral filter of Eq. 4 is the case W = identity over channels, all taps."""
+    N, C, H, W = x.shape
+    F_, KS = Wt.shape[0], Wt.shape[2]
+    _, s, p, d, (OH, OW) = geometry(H, W, KS, stride, padding, dilation)
+    Wf = Wt.reshape(F_, C, KS * KS)
+    y = np.zeros((N, F_, OH, OW))
+    gx, gm, gW = np.zeros(x.shape), np.zeros(m.shape), np.zeros(Wf.shape)
+    for n in range(N):
+        for oh in range(OH):
+            for ow in range(OW):
+                cols = np.zeros((C, KS * KS))
+                for k in range(KS * KS):
+                    th, tw = tap(oh, ow, k, KS, s, p, d)
+                    if inside(th, tw, H, W):
+                        cols[:, k] = x[n, :, th, tw]
+                mk = m[n, :, oh, ow]
+                Z = mk.sum() + NORM_EPS if normalize else 1.0
+                yo = np.einsum("fck,ck,k->f", Wf, cols, mk) / Z
+                y[n, :, oh, ow] = yo
+                g = gy[n, :, oh, ow]
+                gW += np.einsum("f,ck,k->fck", g, cols, mk) / Z
+                gcols = np.einsum("f,fck,k->ck", g, Wf, mk) / Z
+                for k in range(KS * KS):
+                    th, tw = tap(oh, ow, k, KS, s, p, d)
+                    if inside(th, tw, H, W):
+                        gx[n, :, th, tw] += gcols[:, k]
+                gm[n, :, oh, ow] = np.einsum("f,fck,ck->k", g, Wf, cols) / Z
+                if normalize:  # through the denominator: dZ/dm_k = 1 for every k
+                    gm[n, :, oh, ow] -= (g * yo).sum() / Z
+    return y, (gx, gm, gW.reshape(Wt.shape))
+
+
+def close(a, b, dtype, scale=None):
+    """Compare with a tolerance relative to the size of the reference."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    assert a.shape == b.shape
+    scale = max(1.0, float(np.abs(b).max())) if scale is None else scale
+    t = tol(dtype)
+    np.testing.assert_allclose(a, b, rtol=t["rtol"], atol=t["atol"] * scale)
+
+
+# ---- im2dist ----------------------------------------------------------------------
+@pytest.mark.parametrize("window", WINDOWS)
+@pytest.mark.parametrize("norm", NORMS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_im2dist_matches_equation_and_numpy(window, norm, dtype):
+    rng = np.random.default_rng(0)
+    rt = RUNTIMES[(WINDOWS.index(window) + NORMS.index(norm)) % 3]
+    e = rng.standard_normal((2, 3, 7, 6)).astype(dtype)
+    e[0, :, 2, 3] = e[0, :, 2, 2]  # coincident embeddings: 'l2' must give gradient 0, no NaN
+    d = sa.im2dist(rt, e, *window, norm=norm)
+    assert d.dtype == dtype
+    close(d, naive_im2dist(e.astype(np.float64), *window, norm), dtype)
+    close(d, NUMPY.im2dist(e, *window, norm=norm), dtype)
+
+    gd = rng.standard_normal(d.shape).astype(dtype)
+    ge = sa.im2dist_backward(rt, e, d, gd, *window, norm=norm)
+    assert ge.dtype == dtype and np.isfinite(ge).all()
+    close(ge, naive_im2dist_backward(e.astype(np.float64), gd, *window, norm), dtype)
+    close(ge, NUMPY.im2dist_backward(e, d, gd, *window, norm=norm), dtype)
+
+
+# ---- bilateral filter (Eq. 4) ------------------------------------------------------------
+@pytest.mark.parametrize("window", WINDOWS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_bilateral_matches_equation_and_numpy(window, dtype):
+    rng = np.random.default_rng(1)
+    rt = RUNTIMES[WINDOWS.index(window) % 3]
+    N, C, H, W = 2, 3, 7, 6
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    m = random_mask(rng, N, H, W, *window, dtype)
+    y = sa.bilateral(rt, x, m, *window)
+    gy = rng.standard_normal(y.shape).astype(dtype)
+    gx, gm = sa.bilateral_backward(rt, x, m, gy, *window)
+    # Eq. 4 is Eq. 7 (normalised) with the filter "copy channel c from every tap".
+    KS = window[0]
+    ident = np.repeat(np.eye(C)[:, :, None, None], KS, 2).repeat(KS, 3)
+    y0, (gx0, gm0, _) = naive_masked_conv(x.astype(np.float64), m.astype(np.float64),
+                                          ident, *window[1:], True, gy)
+    for got, want in ((y, y0), (gx, gx0), (gm, gm0)):
+        assert got.dtype == dtype
+        close(got, want, dtype)
+    ref = NUMPY.bilateral_backward(x, m, gy, *window)
+    close(y, NUMPY.bilateral(x, m, *window), dtype)
+    close(gx, ref[0], dtype)
+    close(gm, ref[1], dtype)
+    assert sa.bilateral_backward(rt, x, m, gy, *window, need_x=False)[0] is None
+    assert sa.bilateral_backward(rt, x, m, gy, *window, need_m=False)[1] is None
+
+
+# ---- the masked GEMM (Eq. 7) -------------------------------------------------------------
+def conv_case(rng, dtype, window, N=2, C=3, F_=5, H=7, W=6):
+    KS = window[0]
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    m = random_mask(rng, N, H, W, *window, dtype)
+    Wt = rng.standard_normal((F_, C, KS, KS)).astype(dtype)
+    gy = rng.standard_normal((N, F_) + m.shape[2:]).astype(dtype)
+    return x, m, Wt, gy
+
+
+@pytest.mark.parametrize("window", WINDOWS)
+@pytest.mark.parametrize("normalize", [True, False])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_masked_conv_matches_equation_numpy_and_composed(window, normalize, dtype):
+    rng = np.random.default_rng(2)
+    rt = RUNTIMES[0]
+    x, m, Wt, gy = conv_case(rng, dtype, window)
+    stride, padding, dilation = window[1:]
+    y0, g0 = naive_masked_conv(x.astype(np.float64), m.astype(np.float64),
+                               Wt.astype(np.float64), stride, padding, dilation, normalize, gy)
+    args = (stride, padding, dilation, normalize)
+    y = mc.masked_conv(rt, x, m, Wt, *args)
+    grads = mc.masked_conv_backward(rt, x, m, Wt, gy, *args)
+    yc = mc.masked_conv_composed(rt, x, m, Wt, *args)
+    gc = mc.masked_conv_composed_backward(rt, x, m, Wt, gy, *args)
+    yn = NUMPY.masked_conv(x, m, Wt, *args)
+    gn = NUMPY.masked_conv_backward(x, m, Wt, gy, *args)
+    for want, got in [(y0, y), (y0, yc), (y0, yn)] + list(zip(g0 * 3, grads + gc + gn)):
+        assert got.dtype == dtype
+        close(got, want, dtype)
+
+
+def test_masked_conv_backward_skips_unneeded_gradients():
+    rng = np.random.default_rng(3)
+    x, m, Wt, gy = conv_case(rng, np.float64, WINDOWS[0])
+    full = mc.masked_conv_backward(RUNTIMES[0], x, m, Wt, gy)
+    for i, flag in enumerate(["need_x", "need_m", "need_W"]):
+        part = mc.masked_conv_backward(RUNTIMES[0], x, m, Wt, gy, **{flag: False})
+        assert part[i] is None
+        for j in set(range(3)) - {i}:
+            np.testing.assert_array_equal(part[j], full[j])
+
+
+def test_masked_conv_split_reduction_of_gW():
+    """N*OH*OW >= 1024 makes gW a sum over several fixed chunks (partial sums)."""
+    rng = np.random.default_rng(4)
+    window = (3, 1, None, 2)
+    x, m, Wt, gy = conv_case(rng, np.float64, window, N=2, C=2, F_=3, H=24, W=23)
+    assert mc._split(2 * 24 * 23, 1, 16)[0] > 1
+    gW = mc.masked_conv_backward(RUNTIMES[0], x, m, Wt, gy, *window[1:],
+                                 need_x=False, need_m=False)[2]
+    close(gW, NUMPY.masked_conv_backward(x, m, Wt, gy, *window[1:], need_x=False,
+                                         need_m=False)[2], np.float64)
+
+
+def test_masked_conv_at_lam_zero_is_conv_over_valid_taps():
+    """Sec. 3.4: with an all-ones mask over valid taps, Eq. 7 unnormalised is conv2d,
+    and normalised it is conv2d divided by the number of valid taps."""
+    rng = np.random.default_rng(5)
+    window = (3, 2, None, 1)
+    x, _, Wt, _ = conv_case(rng, np.float64, window)
+    KS, s, p, d, o = geometry(7, 6, *window)
+    ones = np.broadcast_to(tap_valid(7, 6, (KS, KS), s, p, d, dtype=np.float64),
+                           (2, KS * KS) + o)
+    conv = NUMPY.im2col(x, KS, s, p, d)  # (N, C, KH, KW, OH, OW)
+    conv = np.einsum("fcij,ncijhw->nfhw", Wt, conv)
+    close(mc.masked_conv(RUNTIMES[0], x, ones, Wt, *window[1:], normalize=False), conv,
+          np.float64)
+    close(mc.masked_conv(RUNTIMES[0], x, ones, Wt, *window[1:]),
+          conv / (ones.sum(axis=1)[:, None] + NORM_EPS), np.float64)
+
+
+def test_small_tile_matches_large_tile():
+    """The masked GEMM with another tile shape (another block size) gives the same result.
+
+    Run in a fresh interpreter: the emulator builds each tile shape into its own
+    library, and g++ gives a template kernel's ``static`` (``__shared__``) arrays one
+    process-wide "unique" symbol, so two tile shapes of one kernel must not be loaded
+    in one process (see the lead's note on emulator/build.py)."""
+    code = (
+        "import numpy as np\n"
+        "from segnp.backends.emulator import EmulatorRuntime\n"
+        "from segnp.backends.launchers import masked_conv as mc\n"
+        "mc.TILE = 'small'\n"
+        "rng = np.random.default_rng(6)\n"
+        "x = rng.standard_normal((2, 3, 9, 8)); W = rng.standard_normal((5, 3, 3, 3))\n"
+        "m = rng.uniform(0.1, 1, (2, 9, 5, 8)); gy = rng.standard_normal((2, 5, 5, 8))\n"
+        "rt = EmulatorRuntime()\n"
+        "for norm in (True, False):\n"
+        "    a = [mc.masked_conv(rt, x, m, W, (2, 1), (1, 1), 1, norm)]\n"
+        "    a += mc.masked_conv_backward(rt, x, m, W, gy, (2, 1), (1, 1), 1, norm)\n"
+        "    b = [mc.masked_conv_composed(rt, x, m, W, (2, 1), (1, 1), 1, norm)]\n"
+        "    b += mc.masked_conv_composed_backward(rt, x, m, W, gy, (2, 1), (1, 1), 1, norm)\n"
+        "    for u, v in zip(a, b):\n"
+        "        np.testing.assert_allclose(u, v, rtol=1e-11, atol=1e-11)\n"
+        "print('ok')\n")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]
+
+
+# ---- contract: strides, dtypes, shapes ---------------------------------------------------
+def test_non_contiguous_inputs_give_the_same_results():
+    rng = np.random.default_rng(7)
+    rt = RUNTIMES[0]
+    window = (3, 1, None, 1)
+    x, m, Wt, gy = conv_case(rng, np.float64, window)
+    # Same values, other memory layouts: Fortran order, a reversed view, a strided slice.
+    xf = np.asfortranarray(x)
+    m_rev = m[:, ::-1].copy()[:, ::-1]
+    W_big = np.zeros(Wt.shape[:3] + (2 * Wt.shape[3],))
+    W_big[..., ::2] = Wt
+    W_str = W_big[..., ::2]
+    gy_t = np.ascontiguousarray(gy.transpose(0, 1, 3, 2)).transpose(0, 1, 3, 2)
+    assert not any(a.flags.c_contiguous for a in (xf, m_rev, W_str, gy_t))
+    for f, plain, strided in [
+            (mc.masked_conv, (x, m, Wt), (xf, m_rev, W_str)),
+            (mc.masked_conv_backward, (x, m, Wt, gy), (xf, m_rev, W_str, gy_t)),
+            (sa.bilateral, (x, m, 3), (xf, m_rev, 3)),
+            (sa.bilateral_backward, (x, m, gy[:, :3], 3), (xf, m_rev, gy_t[:, :3], 3)),
+            (sa.im2dist, (x, 3), (xf, 3))]:
+        a, b = f(rt, *plain), f(rt, *strided)
+        for u, v in zip(a if isinstance(a, tuple) else [a], b if isinstance(b, tuple) else [b]):
+            np.testing.assert_array_equal(u, v)
+
+
+def test_bad_inputs_raise_errors_naming_the_function():
+    rt = RUNTIMES[0]
+    x = np.zeros((1, 2, 6, 6))
+    m = np.zeros((1, 9, 6, 6))
+    Wt = np.zeros((3, 2, 3, 3))
+    with pytest.raises(ValueError, match=r"masked_conv: m must be \(N, K, OH, OW\)"):
+        mc.masked_conv(rt, x, m[:, :4], Wt)
+    with pytest.raises(TypeError, match="masked_conv: expected one floating dtype"):
+        mc.masked_conv(rt, x, m.astype(np.float32), Wt)
+    with pytest.raises(TypeError, match="masked_conv: W must be float32 or float64"):
+        mc.masked_conv(rt, x, m, Wt.astype(np.float16))
+    with pytest.raises(ValueError, match="masked_conv: W must be .* C = 2"):
+        mc.masked_conv(rt, x, m, np.zeros((3, 4, 3, 3)))
+    with pytest.raises(ValueError, match="bilateral: padding must be at most"):
+        sa.bilateral(rt, x, m, 3, padding=2)
+    with pytest.raises(ValueError, match="im2dist: ksize must be odd"):
+        sa.im2dist(rt, x, 4)
+    with pytest.raises(ValueError, match="im2dist: norm must be one of"):
+        sa.im2dist(rt, x, 3, norm="l3")
+    with pytest.raises(ValueError, match=r"im2dist_backward: gd must be \(N, K, OH, OW\)"):
+        sa.im2dist_backward(rt, x, m, m[:, :, :5], 3)
+    with pytest.raises(ValueError, match=r"bilateral_backward: gy must be \(N, C, OH, OW\)"):
+        sa.bilateral_backward(rt, x, m, m, 3)
+
+
+# ---- autograd on the emulator backend ----------------------------------------------------
+def test_emulator_backend_exposes_the_launchers():
+    emu = get_backend("cuda-emulator")
+    rng = np.random.default_rng(8)
+    x, m, Wt, gy = conv_case(rng, np.float64, WINDOWS[1])
+    np.testing.assert_array_equal(emu.masked_conv(x, m, Wt, *WINDOWS[1][1:]),
+                                  mc.masked_conv(emu.rt, x, m, Wt, *WINDOWS[1][1:]))
+
+
+@pytest.mark.parametrize("norm", NORMS)
+def test_segaware_conv2d_gradients_on_emulator(norm):
+    rng = np.random.default_rng(9)
+    x, e = rng.standard_normal((1, 2, 5, 4)), rng.standard_normal((1, 3, 5, 4))
+    W, b = rng.standard_normal((2, 2, 3, 3)), rng.standard_normal(2)
+    with using_backend("cuda-emulator"):
+        check_grad(lambda x, e, W, b, lam: F.segaware_conv2d(x, e, W, b, lam, norm=norm),
+                   [x, e, W, b, np.array(0.7)], max_elementwise=20)
+        check_grad(lambda x, e, W, lam: F.segaware_conv2d(x, e, W, None, lam, stride=2,
+                                                          dilation=2, norm=norm,
+                                                          normalize=False),
+                   [x, e, W, np.array(0.4)], max_elementwise=0)
+
+
+@pytest.mark.parametrize("norm", NORMS)
+def test_segaware_bilateral_gradients_on_emulator(norm):
+    rng = np.random.default_rng(10)
+    x, e = rng.standard_normal((1, 2, 5, 6)), rng.standard_normal((1, 3, 5, 6))
+    with using_backend("cuda-emulator"):
+        check_grad(lambda x, e, lam: F.segaware_bilateral(x, e, lam, 3, 2, norm, repeat=2),
+                   [x, e, np.array(0.8)], max_elementwise=20)
+        check_grad(lambda x, e, lam: F.segaware_bilateral(x, e, lam, 3, 1, norm,
+                                                          include_center=False),
+                   [x, e, np.array(0.3)], max_elementwise=0)
+
+
+# ---- on a real GPU -----------------------------------------------------------------------
+def _gpu():
+    cupy = pytest.importorskip("cupy")
+    if not cupy.is_available():
+        pytest.skip("needs a CUDA device")
+    return cupy, get_backend("cupy")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("window", WINDOWS[:3])
+def test_gpu_matches_numpy_and_emulator(dtype, window):
+    cupy, gpu = _gpu()
+    rng = np.random.default_rng(11)
+    emu = get_backend("cuda-emulator")
+    x, m, Wt, gy = conv_case(rng, dtype, window, N=2, C=5, F_=7, H=13, W=11)
+    w = window[1:]
+    cases = [
+        ("masked_conv", (x, m, Wt) + w),
+        ("masked_conv_backward", (x, m, Wt, gy) + w),
+        ("bilateral", (x, m, window[0]) + w),
+        ("bilateral_backward", (x, m, gy[:, :5], window[0]) + w),
+        ("im2dist", (x, window[0]) + w),
+    ]
+    d = NUMPY.im2dist(x, *window)
+    cases.append(("im2dist_backward", (x, d, m, window[0]) + w))
+    for name, args in cases:
+        dev = getattr(gpu, name)(*[cupy.asarray(a) if isinstance(a, np.ndarray) else a
+                                   for a in args])
+        dev = [cupy.asnumpy(v) for v in (dev if isinstance(dev, tuple) else (dev,))]
+        for ref in (getattr(NUMPY, name)(*args), getattr(emu, name)(*args)):
+            for u, v in zip(dev, ref if isinstance(ref, tuple) else (ref,)):
+                assert u.dtype == dtype, name
+                close(u, v, dtype)
+
+
+@pytest.mark.gpu
+def test_gpu_fused_matches_composed_and_is_deterministic():
+    cupy, gpu = _gpu()
+    rng = np.random.default_rng(12)
+    x, m, Wt, gy = (cupy.asarray(a) for a in conv_case(rng, np.float32, WINDOWS[0], N=4,
+                                                         C=16, F_=24, H=40, W=36))
+    rt = gpu.rt
+    a = [mc.masked_conv(rt, x, m, Wt)] + list(mc.masked_conv_backward(rt, x, m, Wt, gy))
+    b = [mc.masked_conv_composed(rt, x, m, Wt)]
+    b += list(mc.masked_conv_composed_backward(rt, x, m, Wt, gy))
+    again = [mc.masked_conv(rt, x, m, Wt)] + list(mc.masked_conv_backward(rt, x, m, Wt, gy))
+    for u, v, w in zip(a, b, again):
+        close(cupy.asnumpy(u), cupy.asnumpy(v), np.float32)
+        assert bool((u == w).all())  # no atomics: bitwise the same on every run
