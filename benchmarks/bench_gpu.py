@@ -57,9 +57,18 @@ def time_ms(cupy, fn, repeat, warmup=3):
 
 
 def peak_bandwidth_gbs(cupy):
-    props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
-    # memoryClockRate is in kHz; DDR moves two words per clock.
-    return 2 * props["memoryClockRate"] * 1e3 * props["memoryBusWidth"] / 8 / 1e9
+    """The device's theoretical memory bandwidth, or None where the driver hides it."""
+    rt, dev = cupy.cuda.runtime, cupy.cuda.Device().id
+    try:
+        # CUDA 13 dropped memoryClockRate from the device properties; the attribute stays.
+        clock_khz = rt.deviceGetAttribute(rt.cudaDevAttrMemoryClockRate, dev)
+        bus_bits = rt.deviceGetAttribute(rt.cudaDevAttrGlobalMemoryBusWidth, dev)
+    except Exception:  # an attribute this driver does not report
+        return None
+    if not clock_khz or not bus_bits:
+        return None
+    # DDR moves two words per clock.
+    return 2 * clock_khz * 1e3 * bus_bits / 8 / 1e9
 
 
 def bench_masked_gemm(cupy, backend, repeat):
@@ -128,7 +137,8 @@ def bench_layer(cupy, repeat):
 def bench_bandwidth(cupy, backend, repeat):
     rng = cupy.random.default_rng(2)
     peak = peak_bandwidth_gbs(cupy)
-    print(f"achieved bandwidth (compulsory bytes / time; device peak {peak:.0f} GB/s):")
+    known = "unknown" if peak is None else f"{peak:.0f} GB/s"
+    print(f"achieved bandwidth (compulsory bytes / time; device peak {known}):")
     e = rng.standard_normal((N, D, H, W), dtype=cupy.float32)
     d = backend.im2dist(e, KS)
     gd = cupy.ones_like(d)
@@ -144,7 +154,8 @@ def bench_bandwidth(cupy, backend, repeat):
     for name, shape, fn, nbytes in rows:
         t = time_ms(cupy, fn, repeat)
         gbs = nbytes / (t * 1e-3) / 1e9
-        print(f"  {name:17s} {shape:20s} {t:8.3f} ms  {gbs:7.1f} GB/s  ({gbs / peak:5.1%} of peak)")
+        share = "" if peak is None else f"  ({gbs / peak:5.1%} of peak)"
+        print(f"  {name:17s} {shape:20s} {t:8.3f} ms  {gbs:7.1f} GB/s{share}")
 
 
 def main():

@@ -6,10 +6,6 @@ for the masked GEMM, against the composed path (masked columns + matmul).  Then 
 gradient checks of the differentiable ops running on the emulator backend, and the same
 parity on a real GPU when one is present (marked ``gpu``).
 """
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
@@ -268,35 +264,24 @@ def test_masked_conv_at_lam_zero_is_conv_over_valid_taps():
           conv / (ones.sum(axis=1)[:, None] + NORM_EPS), np.float64)
 
 
-def test_small_tile_matches_large_tile():
-    """The masked GEMM with another tile shape (another block size) gives the same result.
-
-    Run in a fresh interpreter: the emulator builds each tile shape into its own
-    library, and g++ gives a template kernel's ``static`` (``__shared__``) arrays one
-    process-wide "unique" symbol, so two tile shapes of one kernel must not be loaded
-    in one process (see the lead's note on emulator/build.py)."""
-    code = (
-        "import numpy as np\n"
-        "from segnp.backends.emulator import EmulatorRuntime\n"
-        "from segnp.backends.launchers import masked_conv as mc\n"
-        "mc.TILE = 'small'\n"
-        "rng = np.random.default_rng(6)\n"
-        "x = rng.standard_normal((2, 3, 9, 8)); W = rng.standard_normal((5, 3, 3, 3))\n"
-        "m = rng.uniform(0.1, 1, (2, 9, 5, 8)); gy = rng.standard_normal((2, 5, 5, 8))\n"
-        "rt = EmulatorRuntime()\n"
-        "for norm in (True, False):\n"
-        "    a = [mc.masked_conv(rt, x, m, W, (2, 1), (1, 1), 1, norm)]\n"
-        "    a += mc.masked_conv_backward(rt, x, m, W, gy, (2, 1), (1, 1), 1, norm)\n"
-        "    b = [mc.masked_conv_composed(rt, x, m, W, (2, 1), (1, 1), 1, norm)]\n"
-        "    b += mc.masked_conv_composed_backward(rt, x, m, W, gy, (2, 1), (1, 1), 1, norm)\n"
-        "    for u, v in zip(a, b):\n"
-        "        np.testing.assert_allclose(u, v, rtol=1e-11, atol=1e-11)\n"
-        "print('ok')\n")
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env=env, timeout=300)
-    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]
+@pytest.mark.parametrize("window", [WINDOWS[2], WINDOWS[1]])
+def test_small_tile_matches_large_tile_and_composed(monkeypatch, window):
+    """The masked GEMM with another tile shape (another block size: 256 threads for
+    'large', 64 for 'small') gives the same result, in the same process (the emulator
+    keeps each build's shared arrays apart; see emulator/build.py)."""
+    rng = np.random.default_rng(6)
+    x, m, Wt, gy = conv_case(rng, np.float64, window, C=3, F_=5, H=9, W=8)
+    rt = RUNTIMES[0]
+    for normalize in (True, False):
+        args = window[1:] + (normalize,)
+        ref = [mc.masked_conv_composed(rt, x, m, Wt, *args)]
+        ref += mc.masked_conv_composed_backward(rt, x, m, Wt, gy, *args)
+        for tile in ("small", "large", "small"):
+            monkeypatch.setattr(mc, "TILE", tile)
+            got = [mc.masked_conv(rt, x, m, Wt, *args)]
+            got += mc.masked_conv_backward(rt, x, m, Wt, gy, *args)
+            for u, v in zip(got, ref):
+                np.testing.assert_allclose(u, v, rtol=1e-11, atol=1e-11)
 
 
 # ---- contract: strides, dtypes, shapes ---------------------------------------------------

@@ -64,6 +64,16 @@ __global__ void early_exit(float* y)
     y[threadIdx.x] = 1.0f;
 }
 
+// __launch_bounds__ before the name must not hide the barrier from the parser.
+__global__ __launch_bounds__(64)
+void shift_bounded(const float* x, float* y)
+{
+    __shared__ float s[64];
+    s[threadIdx.x] = x[threadIdx.x];
+    __syncthreads();
+    y[threadIdx.x] = s[(threadIdx.x + 1) % blockDim.x];
+}
+
 __global__ void split_barriers(float* y)
 {
     if (threadIdx.x % 2)
@@ -167,12 +177,14 @@ def test_barrier_makes_neighbour_stores_visible(rt, dtype):
 
 
 def test_barrier_inside_a_device_function_is_found(rt):
-    assert parse_kernels(SHIFT)["shift_via_helper"].syncs
-    assert not parse_kernels(SHIFT)["shift_nosync"].syncs
+    sigs = parse_kernels(SHIFT)
+    assert sigs["shift_via_helper"].syncs and sigs["shift_bounded"].syncs
+    assert not sigs["shift_nosync"].syncs
     x = np.arange(32, dtype=np.float32)
-    y = np.zeros(32, np.float32)
-    rt.kernel("shift.cu", "shift_via_helper", np.float32)((1,), (32,), (x, y))
-    np.testing.assert_array_equal(y, np.roll(x, -1))
+    for name in ("shift_via_helper", "shift_bounded"):
+        y = np.zeros(32, np.float32)
+        rt.kernel("shift.cu", name, np.float32)((1,), (32,), (x, y))
+        np.testing.assert_array_equal(y, np.roll(x, -1))
 
 
 @pytest.mark.parametrize("kernel,message", [
@@ -313,6 +325,34 @@ def test_disk_cache_is_hit_on_second_load(tmp_path, monkeypatch):
     path3, _, compiled3 = build.build(text + "// edit\n", sigs)
     assert compiled3 and path3 != path
     assert not [f for f in os.listdir(os.path.dirname(path)) if f.endswith(".tmp")]
+
+
+# y[0] gets what the previous launch of *this build* left in shared memory.
+SWAP = """
+template <typename T>
+__global__ void swap_shared(const T* x, T* y)
+{
+    __shared__ T s[SIZE];
+    y[0] = s[0];
+    s[0] = x[0];
+}
+"""
+
+
+def test_builds_with_other_defines_keep_their_own_shared_memory(tmp_path):
+    """Two builds of one template kernel (as with masked_gemm.cu's tile shapes) loaded in
+    one process: g++'s default would bind both to one process-wide copy of the static
+    array, so the second build would read the first one's value (or overflow its
+    smaller array)."""
+    rt = _runtime(tmp_path, {"swap.cu": SWAP})
+    small = rt.kernel("swap.cu", "swap_shared", np.float64, defines={"SIZE": 4})
+    large = rt.kernel("swap.cu", "swap_shared", np.float64, defines={"SIZE": 512})
+    y = np.zeros(1)
+    seen = []
+    for k, v in ((small, 1.0), (large, 2.0), (small, 3.0), (large, 4.0)):
+        k((1,), (1,), (np.array([v]), y))
+        seen.append(y[0])
+    assert seen == [0.0, 0.0, 1.0, 2.0]
 
 
 @pytest.mark.parametrize("source", sorted(f for f in os.listdir(CUDA_DIR) if f.endswith(".cu")))

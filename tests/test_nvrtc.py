@@ -1,6 +1,10 @@
 """Every .cu file of segnp/backends/cuda compiles with NVRTC for sm_75, sm_80 and sm_90,
 with warnings as errors, for every kernel instantiated in float and double.
 
+masked_gemm.cu is compiled once per tile shape of the launchers, with their #defines.
+Each kernel must also fit the largest block it may be launched with (registers x
+threads within the 64K registers of a block, static shared memory within 48 KiB).
+
 This needs no GPU: it drives NVRTC through CuPy's low-level binding (``RawModule``
 would need a device).  The options are the run-time ones, ``COMPILE_OPTIONS`` plus what
 ``cupy.RawModule`` adds on its own (``-ftz=true``, ``--device-as-default-execution-space``;
@@ -23,10 +27,20 @@ import warnings
 import numpy as np
 import pytest
 
+from segnp.backends.launchers import masked_conv as mc
 from segnp.backends.runtime import COMPILE_OPTIONS, CUDA_DIR, load_source, parse_kernels
 
 ARCHS = (75, 80, 90)
 SOURCES = sorted(f for f in os.listdir(CUDA_DIR) if f.endswith(".cu"))
+# The most threads per block a launch may use: ``Runtime`` allows 1024 for the
+# grid-stride kernels, and masked_gemm.cu runs with its tile's thread count.
+MAX_THREADS = 1024
+# (source, label, #defines, most threads per block): masked_gemm.cu once per tile shape
+# of the launchers, built with the #defines they pass at run time.
+BUILDS = [(src, src, None, MAX_THREADS) for src in SOURCES if src != "masked_gemm.cu"]
+BUILDS += [("masked_gemm.cu", f"masked_gemm.cu[{tile}]") + mc.tile_defines(tile)
+           for tile in sorted(mc.TILES)]
+REGS_PER_SM = 64 * 1024  # sm_75 to sm_90: also the most one block may hold
 # Added by cupy.RawModule at run time (cupy/cuda/compiler.py).
 RAWMODULE_OPTIONS = ("-ftz=true", "--device-as-default-execution-space")
 SHARED_LIMIT = 48 * 1024  # static shared memory per block without opt-in
@@ -87,11 +101,23 @@ def test_ptxas_report_parser():
         "_Z1kIdEvPT_i": dict(stack=0, spill_stores=0, spill_loads=0, registers=12, smem=0)}
 
 
+def block_registers(regs, threads):
+    """Registers a block of ``threads`` threads holds: allocated per warp, in units of 256."""
+    return -(-regs * 32 // 256) * 256 * -(-threads // 32)
+
+
+def test_block_registers():
+    assert block_registers(64, 1024) == REGS_PER_SM
+    assert block_registers(63, 1024) == REGS_PER_SM  # rounded up to 64 per thread
+    assert block_registers(65, 1024) > REGS_PER_SM
+    assert block_registers(255, 256) <= REGS_PER_SM
+
+
 @pytest.mark.parametrize("arch", ARCHS)
-@pytest.mark.parametrize("source", SOURCES)
-def test_source_compiles_with_nvrtc(source, arch):
+@pytest.mark.parametrize("source,label,defines,threads", BUILDS, ids=[b[1] for b in BUILDS])
+def test_source_compiles_with_nvrtc(source, label, defines, threads, arch):
     nvrtc = _nvrtc()
-    text = load_source(os.path.join(CUDA_DIR, source))
+    text = load_source(os.path.join(CUDA_DIR, source), defines)
     sigs = parse_kernels(text)
     assert sigs, f"{source} defines no __global__ kernel"
     exprs = sorted({s.name_expression(dt) for s in sigs.values()
@@ -116,7 +142,8 @@ def test_source_compiles_with_nvrtc(source, arch):
     missing = [e for e, low in lowered.items() if low not in report]
     assert not missing, f"ptxas reported nothing for {missing}:\n{log}"
 
-    print(f"\n{source} sm_{arch}: registers, spill stores/loads (bytes), stack, smem")
+    print(f"\n{label} sm_{arch}: registers, spill stores/loads (bytes), stack, smem "
+          f"(blocks of up to {threads} threads)")
     for e in exprs:
         r = report[lowered[e]]
         print(f"  {e:40s} {r['registers']:4d} regs  spill {r['spill_stores']}/"
@@ -126,3 +153,7 @@ def test_source_compiles_with_nvrtc(source, arch):
                 f"{e} on sm_{arch} spills {r['spill_stores']} bytes (stores) / "
                 f"{r['spill_loads']} bytes (loads) to local memory"))
         assert r["smem"] <= SHARED_LIMIT, f"{e} needs {r['smem']} bytes of shared memory"
+        # More would make a launch fail with "too many resources requested".
+        assert block_registers(r["registers"], threads) <= REGS_PER_SM, (
+            f"{e} on sm_{arch}: {r['registers']} registers x {threads} threads exceed "
+            f"the {REGS_PER_SM} registers of a block")

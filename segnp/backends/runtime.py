@@ -158,7 +158,9 @@ def _parse_param(kernel, raw):
 
 def parse_kernels(text):
     """``{name: KernelSig}`` for every ``__global__`` function of a source text."""
-    text = strip_comments(text)
+    # __launch_bounds__(...) looks like a call followed by the kernel's body to _FUNC_RE,
+    # which would then file that body under the wrong name.
+    text = re.sub(r"__launch_bounds__\s*\([^)]*\)", " ", strip_comments(text))
     funcs = {}
     for m in _FUNC_RE.finditer(text):
         if m.group(1) not in _NOT_FUNCTIONS:
@@ -220,7 +222,8 @@ def check_args(sig, dtype, args, array_type):
             if not a.flags.c_contiguous:
                 raise TypeError(f"{who}: {p.name} must be C-contiguous (kernels ignore "
                                 f"strides); got strides {a.strides}")
-            if not p.const and not a.flags.writeable:
+            # cupy's flags have no ``writeable`` (device arrays always are).
+            if not p.const and not getattr(a.flags, "writeable", True):
                 raise TypeError(f"{who}: {p.name} is written by the kernel but the array "
                                 f"is read-only")
         else:

@@ -12,7 +12,7 @@ import cupy
 
 from .runtime import COMPILE_OPTIONS, Runtime, check_args, dim3
 
-# (device id, sha256 of the source text, dtype) -> cupy.RawModule
+# (device id, sha256 of the source text, dtype or "plain") -> cupy.RawModule
 _MODULES = {}
 
 
@@ -23,7 +23,14 @@ class CupyKernel:
         self.label = f"kernel {sig.name_expression(dtype)}"
         self._text = text
         self._key = hashlib.sha256(text.encode()).hexdigest()
-        self._exprs = sorted({s.name_expression(dtype) for s in sigs.values()})
+        if sig.tparam is None:
+            # A plain kernel (im2parity takes int8 "dtype") has no float instantiation:
+            # its module holds the file's plain kernels only, whatever dtype asked for it.
+            self._mtype = "plain"
+            self._exprs = sorted(s.name for s in sigs.values() if s.tparam is None)
+        else:
+            self._mtype = dtype.str
+            self._exprs = sorted({s.name_expression(dtype) for s in sigs.values()})
         self._functions = {}
 
     def function(self):
@@ -31,7 +38,7 @@ class CupyKernel:
         dev = cupy.cuda.Device().id
         fn = self._functions.get(dev)
         if fn is None:
-            mkey = (dev, self._key, self.dtype.str)
+            mkey = (dev, self._key, self._mtype)
             mod = _MODULES.get(mkey)
             if mod is None:
                 mod = _MODULES[mkey] = cupy.RawModule(

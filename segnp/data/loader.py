@@ -30,8 +30,8 @@ def collate(samples, keys=None):
     - 'occluded': bool (N, H, W).
 
     Samples of different sizes are padded at the bottom and right to the largest: images
-    with 0, labels and instances with 255 (ignored), occlusion with 1; flow cannot be padded (it has no
-    ignore value), so flow samples must share one size (use RandomCrop).
+    with 0, labels and instances with 255 (ignored), occlusion with 1; flow cannot be
+    padded (it has no ignore value), so flow samples must share one size (use RandomCrop).
     """
     keys = list(samples[0]) if keys is None else list(keys)
     sizes = {s[keys[0]].shape[:2] for s in samples}
@@ -51,12 +51,14 @@ def collate(samples, keys=None):
             dtype, tail = np.bool_, ()
         else:
             dtype, tail = first.dtype, first.shape[2:]
-        out = np.full((len(samples), H, W) + tail, PAD_FILL.get(k, 0), dtype)
+        # channels go first as each sample is copied in: one strided pass, where
+        # stacking (N, H, W, C) and transposing afterwards would copy everything twice
+        shape = (len(samples),) + tail + (H, W)
+        out = (np.empty(shape, dtype) if len(sizes) == 1 else
+               np.full(shape, PAD_FILL.get(k, 0), dtype))
         for n, s in enumerate(samples):
             a = s[k]
-            out[n, :a.shape[0], :a.shape[1]] = a
-        if tail:
-            out = np.ascontiguousarray(out.transpose(0, 3, 1, 2))
+            out[n, ..., :a.shape[0], :a.shape[1]] = np.moveaxis(a, (0, 1), (-2, -1))
         batch.append(out)
     return tuple(batch)
 

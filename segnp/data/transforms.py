@@ -26,13 +26,14 @@ def _source_coords(n_out, n_in):
 def resize_bilinear(a, oh, ow):
     """Bilinear resize of (h, w) or (h, w, C) to (oh, ow[, C]); float32, edges clamped.
 
-    Separable: rows are blended first, then columns, with two gathers each.
+    Separable: rows are blended first, then columns.  Both passes gather along the
+    leading axis (the columns through a transposed view), where whole rows move at once,
+    and blend in place as ``a0 + f (a1 - a0)`` to keep temporaries to two.
     """
     a = np.asarray(a)
     h, w = a.shape[:2]
-    out = a.astype(np.float32, copy=False)
     if (oh, ow) == (h, w):
-        return out.copy()
+        return a.astype(np.float32)
 
     def axis_weights(n_out, n_in):
         src = np.clip(_source_coords(n_out, n_in), 0, n_in - 1)
@@ -40,13 +41,19 @@ def resize_bilinear(a, oh, ow):
         i1 = np.minimum(i0 + 1, n_in - 1)
         return i0, i1, (src - i0).astype(np.float32)
 
+    def blend(src, i0, i1, f):
+        # gathering before the cast keeps uint8 inputs small until they are blended
+        lo = src[i0].astype(np.float32, copy=False)
+        hi = src[i1].astype(np.float32, copy=False)
+        hi -= lo
+        hi *= f.reshape((-1,) + (1,) * (src.ndim - 1))
+        lo += hi
+        return lo
+
     y0, y1, fy = axis_weights(oh, h)
     x0, x1, fx = axis_weights(ow, w)
-    extra = (1,) * (a.ndim - 2)
-    fy = fy.reshape((oh, 1) + extra)
-    rows = out[y0] * (1 - fy) + out[y1] * fy
-    fx = fx.reshape((1, ow) + extra)
-    return rows[:, x0] * (1 - fx) + rows[:, x1] * fx
+    rows = blend(a, y0, y1, fy)                                 # (oh, w[, C])
+    return blend(rows.swapaxes(0, 1), x0, x1, fx).swapaxes(0, 1)
 
 
 def resize_nearest(a, oh, ow):
@@ -59,10 +66,13 @@ def resize_nearest(a, oh, ow):
 
 
 def _like(resized, original):
-    """Back to the original integer dtype (uint8 images stay uint8)."""
+    """Back to the original integer dtype (uint8 images stay uint8); ``resized`` is a
+    fresh float array, rounded and clipped in place."""
     if original.dtype.kind in "iu":
         info = np.iinfo(original.dtype)
-        return np.clip(np.rint(resized), info.min, info.max).astype(original.dtype)
+        np.rint(resized, out=resized)
+        np.clip(resized, info.min, info.max, out=resized)
+        return resized.astype(original.dtype)
     return resized.astype(original.dtype, copy=False)
 
 
@@ -189,7 +199,10 @@ class SubtractMean:
         out = dict(sample)
         for k in IMAGE_KEYS:
             if k in out:
-                out[k] = (out[k].astype(np.float32) - self.mean) * self.scale
+                x = out[k].astype(np.float32)
+                x -= self.mean
+                x *= self.scale
+                out[k] = x
         return out
 
     def __repr__(self):

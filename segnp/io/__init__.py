@@ -7,5 +7,5 @@ from .png import (label_palette, image_size, read_image, read_label, write_png, 
                   overlay_labels)
 
 __all__ = ["atomic_path", "FLO_MAGIC", "read_flo", "write_flo", "color_wheel",
-           "flow_to_color", "wheel_legend", "label_palette", "image_size", "read_image", "read_label",
-           "write_png", "write_label_png", "overlay_labels"]
+           "flow_to_color", "wheel_legend", "label_palette", "image_size", "read_image",
+           "read_label", "write_png", "write_label_png", "overlay_labels"]

@@ -15,8 +15,8 @@ from PIL import Image
 
 from .atomic import atomic_path
 
-__all__ = ["label_palette", "image_size", "read_image", "read_label", "write_png", "write_label_png",
-           "overlay_labels"]
+__all__ = ["label_palette", "image_size", "read_image", "read_label", "write_png",
+           "write_label_png", "overlay_labels"]
 
 
 def label_palette(n=256):

@@ -13,6 +13,10 @@
 //
 // Indices: a plane (n, c) holds K*OH*OW <= 2^31 column entries, but N*C planes may not,
 // so the flat index is 64-bit and is split into plane and offset by one 64-bit division.
+// The grid-stride loop and seg_source (which output reads a pixel through a tap) come
+// from window.cuh, shared with the segmentation-aware kernels.
+
+#include "window.cuh"
 
 template <typename T>
 __global__ void im2col_kernel(const T* x, T* cols, int N, int C, int H, int W, int KH,
@@ -20,9 +24,7 @@ __global__ void im2col_kernel(const T* x, T* cols, int N, int C, int H, int W, i
                               int DH, int DW)
 {
     const int plane = KH * KW * OH * OW;
-    const long long total = (long long)N * C * plane;
-    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
-         i += (long long)blockDim.x * gridDim.x) {
+    SEG_GRID_LOOP(i, (long long)N * C * plane) {
         const long long nc = i / plane;
         int r = (int)(i - nc * plane);
         const int ow = r % OW;
@@ -35,34 +37,23 @@ __global__ void im2col_kernel(const T* x, T* cols, int N, int C, int H, int W, i
     }
 }
 
-// The output index o along one axis whose tap t (offset t*D) reads input index i, or -1
-// when none does: i = o*S - P + t*D must hold for an integer o in [0, O).
-__device__ inline int col_source(int i, int t, int S, int P, int D, int O)
-{
-    const int s = i + P - t * D;
-    if (s < 0 || s % S != 0) return -1;
-    return s / S < O ? s / S : -1;
-}
-
 template <typename T>
 __global__ void col2im_kernel(const T* cols, T* x, int N, int C, int H, int W, int KH,
                               int KW, int OH, int OW, int SH, int SW, int PH, int PW,
                               int DH, int DW)
 {
     const int plane = H * W, P = OH * OW;
-    const long long total = (long long)N * C * plane;
-    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
-         i += (long long)blockDim.x * gridDim.x) {
+    SEG_GRID_LOOP(i, (long long)N * C * plane) {
         const long long nc = i / plane;
         const int r = (int)(i - nc * plane);
         const int h = r / W, w = r % W;
         const T* src = cols + nc * KH * KW * P;
         T acc = T(0);
         for (int ki = 0; ki < KH; ++ki) {
-            const int oh = col_source(h, ki, SH, PH, DH, OH);
+            const int oh = seg_source(h, PH, ki * DH, SH, OH);
             if (oh < 0) continue;
             for (int kj = 0; kj < KW; ++kj) {
-                const int ow = col_source(w, kj, SW, PW, DW, OW);
+                const int ow = seg_source(w, PW, kj * DW, SW, OW);
                 if (ow >= 0) acc += src[(ki * KW + kj) * P + oh * OW + ow];
             }
         }

@@ -10,9 +10,6 @@
 
 #include "window.cuh"
 
-// The block-reduction buffers are sized for the largest block the launcher uses.
-#define PAIR_MAX_THREADS 1024
-
 // Pixel index of tap k of pixel (ph, pw), or -1 when the pair does not exist
 // (the centre tap itself, or a tap outside the image).
 __device__ inline int pair_tap(int ph, int pw, int k, int H, int W, int KS, int DIL)
@@ -51,14 +48,14 @@ __device__ inline T pair_dist(const T* en, int p, int t, int D, int HW, int norm
 // Per-block sums of Eq. 1 over the pairs whose centre this block visits:
 // part_loss[b], part_count[b].  The launcher adds the blocks up, so the result is
 // deterministic (a fixed tree per block, a fixed order across blocks, no atomics).
-// blockDim.x must be at most PAIR_MAX_THREADS.
+// blockDim.x must be at most SEG_MAX_THREADS.
 template <typename T>
 __global__ void pair_loss_fwd(const T* e, const int* labels, T* part_loss, int* part_count,
                               int N, int D, int H, int W, int KS, int DIL, int norm, T alpha,
                               T beta, int ignore)
 {
-    __shared__ T sloss[PAIR_MAX_THREADS];
-    __shared__ int scount[PAIR_MAX_THREADS];
+    __shared__ T sloss[SEG_MAX_THREADS];
+    __shared__ int scount[SEG_MAX_THREADS];
     const int K = KS * KS, HW = H * W;
     const long long total = (long long)N * HW;
     T loss = T(0);

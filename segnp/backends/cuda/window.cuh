@@ -1,9 +1,15 @@
-// Window arithmetic and distance norms shared by segaware.cu, masked_gemm.cu and
-// pairs.cu: the CUDA side of segnp/backends/window.py.
+// Window arithmetic and distance norms shared by im2col.cu, segaware.cu, masked_gemm.cu
+// and pairs.cu: the CUDA side of segnp/backends/window.py.  (load_source splices it
+// into each of them once, so it needs no include guard.)
 //
 // A window has KS x KS taps in row-major order (K = KS*KS, tap K/2 the centre).  Tap
 // (ki, kj) of output (oh, ow) reads input pixel (oh*SH - PH + ki*DH, ow*SW - PW + kj*DW);
 // pixels outside the H x W image are padding.
+
+// The largest block a grid-stride launch may use (Runtime's limit on ``threads``);
+// block-reduction buffers are sized for it.  tests/test_nvrtc.py checks that every
+// such kernel fits a block this large (at most 64 registers a thread).
+#define SEG_MAX_THREADS 1024
 
 // A grid-stride loop: i over [0, total), spread over the whole grid, so a kernel gives
 // the same result for any grid and block size.

@@ -24,7 +24,12 @@ import tempfile
 import numpy as np
 
 PRELUDE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "prelude.h")
-FLAGS = ("-x", "c++", "-std=c++17", "-O2", "-shared", "-fPIC")
+# Hidden visibility: g++ exports a template kernel's function-level statics (our
+# ``__shared__`` arrays) as STB_GNU_UNIQUE symbols, which the dynamic linker binds to
+# one copy per process even across RTLD_LOCAL libraries; two builds of one kernel with
+# different tile shapes would then share the first one's (possibly smaller) array.
+# Hidden symbols are bound inside their own library, so each build keeps its own.
+FLAGS = ("-x", "c++", "-std=c++17", "-O2", "-shared", "-fPIC", "-fvisibility=hidden")
 SANITIZE_FLAGS = {"address": ("-fsanitize=address", "-fno-omit-frame-pointer", "-g")}
 
 # ``extern __shared__ T name[];`` (dynamic shared memory) cannot be a static; it becomes
@@ -92,8 +97,8 @@ def translation_unit(text, sigs, filename="kernel.cu"):
         symbols[(name, None if dtype is None else dtype.str)] = sym
         # segemu_-prefixed parameter names cannot collide with a kernel's name.
         lines.append(
-            f"extern \"C\" int {sym}(const unsigned* segemu_grid, const unsigned* segemu_block,"
-            f" size_t segemu_shared, void** segemu_args)\n"
+            f"extern \"C\" SEGEMU_EXPORT int {sym}(const unsigned* segemu_grid, "
+            f"const unsigned* segemu_block, size_t segemu_shared, void** segemu_args)\n"
             f"{{ return segemu::launch(&segemu::thunk<&{expr}>, segemu_args, segemu_grid, "
             f"segemu_block, segemu_shared, {int(sig.syncs)}); }}")
     return "\n".join(lines) + "\n", symbols

@@ -317,4 +317,6 @@ static void thunk(void** a) { call_with(F, a); }
 #undef assert
 #define assert(e) ((e) ? (void)0 : segemu::fail("assert(" #e ") failed", __LINE__))
 
-extern "C" const char* segemu_error() { return segemu::error_text; }
+// Only the entry points are exported: the library is built with -fvisibility=hidden.
+#define SEGEMU_EXPORT __attribute__((visibility("default")))
+extern "C" SEGEMU_EXPORT const char* segemu_error() { return segemu::error_text; }

@@ -20,7 +20,7 @@ from ._segaware_util import (finish_mask_grad, image, launch_flat, mask_inv, per
                              same_dtype, window)
 
 __all__ = ["masked_conv", "masked_conv_backward", "masked_conv_composed",
-           "masked_conv_composed_backward"]
+           "masked_conv_composed_backward", "tile_defines"]
 
 # Tile shapes (MG_BM, MG_BN, MG_BK, MG_TM, MG_TN) of masked_gemm.cu; see its header.
 # 'large' suits F, C >= 64; 'small' wastes less on tiny layers.  Results are the same
@@ -29,11 +29,19 @@ TILES = {"large": (64, 128, 16, 4, 8), "small": (32, 32, 8, 2, 2)}
 TILE = "large"
 
 
+def tile_defines(tile=None):
+    """The ``#define``s that build masked_gemm.cu with tile shape ``tile`` (default: the
+    current ``TILE``), and the threads per block it needs.  tests/test_nvrtc.py compiles
+    each shape with exactly these."""
+    bm, bn, bk, tm, tn = TILES[TILE if tile is None else tile]
+    defines = {"MG_BM": bm, "MG_BN": bn, "MG_BK": bk, "MG_TM": tm, "MG_TN": tn}
+    return defines, (bm // tm) * (bn // tn)
+
+
 def _gemm(rt, name, dtype):
     """The kernel ``name<T>`` built with the current tile shape, and that shape."""
-    bm, bn, bk, tm, tn = TILES[TILE]
-    defines = {"MG_BM": bm, "MG_BN": bn, "MG_BK": bk, "MG_TM": tm, "MG_TN": tn}
-    threads = (bm // tm) * (bn // tn)
+    defines, threads = tile_defines()
+    bm, bn, bk = defines["MG_BM"], defines["MG_BN"], defines["MG_BK"]
     return rt.kernel("masked_gemm.cu", name, dtype, defines=defines), (bm, bn, bk, threads)
 
 
