@@ -7,6 +7,11 @@ Prints min and median forward+backward time over ``--repeat`` runs, the forward 
 and the peak NumPy memory of one forward+backward (``tracemalloc``, above what was
 allocated before the call).
 
+On a machine shared with other processes, multi-threaded OpenBLAS can stall for tenths
+of a second on the small, long GEMM of the compat gradient ((L, N*H*W) x (N*H*W, L))
+while its worker threads wait for a core; ``OPENBLAS_NUM_THREADS=1`` gives the figure
+without that stall.  The header prints the setting.
+
 Run:  python benchmarks/bench_crf.py [--repeat 5]
 ``run_crf_benchmark(repeat)`` returns the figures as a dict (bench_segaware.py uses it).
 """
@@ -82,7 +87,8 @@ def main():
     print(f"SegAwareCRF N={N} L={L} D={D} {H}x{W}, bilateral {BILATERAL_KSIZE}x"
           f"{BILATERAL_KSIZE} dilation {BILATERAL_DILATION}, spatial {SPATIAL_KSIZE}x"
           f"{SPATIAL_KSIZE}, {ITERATIONS} iterations, float32, numpy {np.__version__}, "
-          f"{os.cpu_count()} cpus")
+          f"{os.cpu_count()} cpus, OPENBLAS_NUM_THREADS="
+          f"{os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}")
     print(f"forward          : min {r['f_min']:.3f} s  median {r['f_median']:.3f} s")
     print(f"forward+backward : min {r['fb_min']:.3f} s  median {r['fb_median']:.3f} s")
     print(f"peak memory (tracemalloc, one forward+backward): {r['peak_mib']:.0f} MiB "

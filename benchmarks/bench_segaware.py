@@ -86,7 +86,8 @@ def main():
         results[name] = timings(fn, args.repeat) + (peak_mib(fn),)
 
     print(f"N={N} C={C} F={FILTERS} D={D} {H}x{W} {K}x{K} float32, norm 'l1', normalize, "
-          f"numpy {np.__version__}, {os.cpu_count()} cpus, {args.repeat} runs")
+          f"numpy {np.__version__}, {os.cpu_count()} cpus, OPENBLAS_NUM_THREADS="
+          f"{os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}, {args.repeat} runs")
     print(f"{'forward+backward':22s} {'min s':>8s} {'median s':>9s} {'peak MiB':>9s}")
     for name, (t_min, t_med, peak) in results.items():
         print(f"{name:22s} {t_min:8.3f} {t_med:9.3f} {peak:9.0f}")

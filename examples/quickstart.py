@@ -12,11 +12,17 @@ It prints the training loss (it should fall), then the pixel accuracy and mIoU o
 held-out images, and can save a checkpoint with ``--checkpoint PATH``.
 """
 import argparse
+import os
+import sys
 import time
 
 import numpy as np
 
-import segnp
+try:
+    import segnp
+except ImportError:  # run from a source checkout without `pip install .`
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    import segnp
 import segnp.functions as F
 from segnp import nn, optim
 from segnp.metrics import confusion_matrix, miou, pixel_accuracy

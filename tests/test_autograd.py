@@ -143,3 +143,114 @@ def test_parameter_constraint_projects():
     p = segnp.Parameter(np.array([-1.0, 0.5]), constraint=lambda a: a.clip(0, None))
     p.apply_constraint()
     np.testing.assert_allclose(p.data, [0.0, 0.5])
+
+
+def test_chain_of_10000_mixed_ops_backpropagates_under_a_low_recursion_limit():
+    import sys
+    x = Tensor(np.array([0.3, -0.2]), requires_grad=True)
+    y = x
+    for _ in range(2500):  # 4 ops per turn: 10,000 ops
+        y = F.log(F.exp(y)).reshape(2, 1)[:, 0]
+    loss = (y * y).sum()
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(150)  # a recursive walk would need > 10,000 frames
+    try:
+        loss.backward()
+    finally:
+        sys.setrecursionlimit(limit)
+    np.testing.assert_allclose(x.grad, 2 * x.numpy(), rtol=1e-9)
+
+
+def test_an_intermediate_reused_many_times_accumulates():
+    x = Tensor(np.array([0.5, -1.5, 2.0]), requires_grad=True)
+    h = x * x                      # used by three consumers
+    y = h * 3.0 + F.exp(h) - h * h
+    y.sum().backward()
+    v = x.numpy()
+    # d/dx [3 x^2 + exp(x^2) - x^4] = 6x + 2x exp(x^2) - 4x^3
+    np.testing.assert_allclose(x.grad, 6 * v + 2 * v * np.exp(v * v) - 4 * v ** 3, rtol=1e-13)
+    # The same tensor as both operands of one op.
+    x.grad = None
+    (x * x).sum().backward()
+    np.testing.assert_allclose(x.grad, 2 * v)
+
+
+def test_wide_fan_out_accumulates_deterministically():
+    x = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    total = x * 0.0
+    for k in range(1, 1001):
+        total = total + x * float(k)
+    total.sum().backward()
+    np.testing.assert_array_equal(x.grad, np.full(2, 1000 * 1001 / 2))
+
+
+def test_multi_output_function_with_an_unused_output():
+    class Split(Function):
+        def forward(self, a):
+            return a[:2] * 2, a[2:] * 3
+
+        def backward(self, g0, g1):
+            return (self.xp.concatenate([g0 * 2, g1 * 3]),)
+
+    x = Tensor(np.arange(5.0), requires_grad=True)
+    first, second = Split()(x)
+    assert first.shape == (2,) and second.shape == (3,)
+    first.sum().backward()  # the unused output's gradient is taken as zero
+    np.testing.assert_array_equal(x.grad, [2, 2, 0, 0, 0])
+
+
+def test_backward_frees_what_forward_saved():
+    import weakref
+    x = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    a = x * 2.0
+    saved = weakref.ref(a.data)
+    y = F.log(a)                   # Log keeps a's array for its backward
+    del a
+    assert saved() is not None
+    log_fn = y.creator
+    y.sum().backward()
+    assert log_fn.inputs is None and not hasattr(log_fn, "x")
+    assert saved() is None         # nothing holds the intermediate any more
+    np.testing.assert_allclose(x.grad, 1 / x.numpy())
+
+
+def test_retain_graph_keeps_what_forward_saved():
+    import weakref
+    x = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    a = x * 2.0
+    saved = weakref.ref(a.data)
+    y = F.log(a).sum()
+    del a
+    y.backward(retain_graph=True)
+    assert saved() is not None
+    y.backward()
+    assert saved() is None
+    np.testing.assert_allclose(x.grad, 2 / x.numpy())
+
+
+def test_no_grad_saves_nothing_nests_and_restores_after_an_error():
+    x = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    with no_grad():
+        assert not segnp.is_grad_enabled()
+        y = F.log(x)
+        assert y.creator is None and not y.requires_grad
+        with segnp.enable_grad():
+            z = F.log(x)
+            assert z.requires_grad and z.creator is not None
+        assert not segnp.is_grad_enabled()
+    assert segnp.is_grad_enabled()
+    with pytest.raises(ZeroDivisionError):
+        with no_grad():
+            1 / 0
+    assert segnp.is_grad_enabled()
+    z.sum().backward()
+    np.testing.assert_allclose(x.grad, 1 / x.numpy())
+
+
+def test_detach_cuts_the_graph():
+    x = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    y = x * 3.0
+    d = y.detach()
+    assert not d.requires_grad and d.creator is None
+    (y + d * d).sum().backward()  # d contributes no gradient
+    np.testing.assert_array_equal(x.grad, [3.0, 3.0])

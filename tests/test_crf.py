@@ -115,7 +115,7 @@ def test_iterations_zero_returns_unaries():
 
 
 # ---- gradients --------------------------------------------------------------------------
-@pytest.mark.parametrize("norm", ["l1", "l2"])
+@pytest.mark.parametrize("norm", ["l1", "l2", "l2sq"])
 def test_gradcheck_all_inputs(norm):
     rng = np.random.default_rng(5)
     U, e, compat = inputs(rng)
@@ -218,6 +218,9 @@ def test_bad_input():
         F.segaware_crf(U, e.transpose(0, 1, 3, 2))
     with pytest.raises(ValueError, match=r"segaware_crf: U must be \(N, L, H, W\); got shape"):
         F.segaware_crf(U[0], e)
+    with pytest.raises(ValueError, match=r"segaware_crf: embeddings must be \(N, D, H, W\) "
+                                         r".*got e of shape \(2, 5, 6\)"):
+        F.segaware_crf(U, e[0])
     with pytest.raises(ValueError, match=r"segaware_crf: compat must be \(L, L\) = \(3, 3\)"):
         F.segaware_crf(U, e, compat=np.eye(2))
     with pytest.raises(TypeError, match="segaware_crf: compat must have U's dtype float64"):

@@ -54,3 +54,28 @@ def test_tiny_cnn_overfits_eight_images(make_opt, steps):
     with segnp.no_grad():
         pred = model(x).numpy().argmax(axis=1)
     assert (pred == y).mean() > 0.99
+
+
+def _load_quickstart():
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "examples" / "quickstart.py"
+    spec = importlib.util.spec_from_file_location("quickstart", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_quickstart_prints_a_falling_loss_and_saves_a_loadable_checkpoint(tmp_path, capsys):
+    import re
+    quickstart = _load_quickstart()
+    ckpt = tmp_path / "quick.npz"
+    quickstart.main(["--iters", "60", "--seed", "0", "--checkpoint", str(ckpt)])
+    out = capsys.readouterr().out
+    running = [float(v) for v in re.findall(r"\(running ([0-9.]+)\)", out)]
+    assert len(running) == 7  # iterations 1, 10, ..., 60
+    assert running[-1] < running[0] / 3, out
+    assert re.search(r"held-out pixel accuracy 0\.\d+ +mIoU 0\.\d+", out), out
+    model = quickstart.TinySegNet()
+    extra = segnp.load(ckpt, model)
+    assert extra["iteration"] == 60 and extra["scheduler"]["last_epoch"] == 60

@@ -21,6 +21,117 @@ def coords(H, W, sigma):
     return np.stack([rows, cols]).astype(np.float64) / sigma
 
 
+# ---- the differentiable ops against per-pixel loops from Eqs. 3, 4 and 7 -------------
+def norm_of(delta, norm):
+    if norm == "l1":
+        return np.abs(delta).sum()
+    if norm == "l2":
+        return np.sqrt((delta ** 2).sum())
+    return (delta ** 2).sum()
+
+
+def loop_mask(e, lam, ks, s, p, d, norm, include_center=True):
+    """Eq. 3 pixel by pixel: m = exp(-lam ||e_centre - e_tap||) at taps inside the
+    image (the centre being tap K//2), 0 elsewhere."""
+    N, _, H, W = e.shape
+    p = d * (ks // 2) if p is None else p
+    OH, OW = (H + 2 * p - d * (ks - 1) - 1) // s + 1, (W + 2 * p - d * (ks - 1) - 1) // s + 1
+    m = np.zeros((N, ks * ks, OH, OW))
+    for n in range(N):
+        for oh in range(OH):
+            for ow in range(OW):
+                cr, cc = oh * s - p + (ks // 2) * d, ow * s - p + (ks // 2) * d
+                for i in range(ks):
+                    for j in range(ks):
+                        r, c = oh * s - p + i * d, ow * s - p + j * d
+                        k = i * ks + j
+                        if not (0 <= r < H and 0 <= c < W) \
+                                or (k == ks * ks // 2 and not include_center):
+                            continue
+                        m[n, k, oh, ow] = np.exp(-lam * norm_of(e[n, :, cr, cc]
+                                                                - e[n, :, r, c], norm))
+    return m
+
+
+def loop_conv(x, e, Wt, b, lam, s, p, d, norm, normalize):
+    """Eq. 7 pixel by pixel: sum_{c,k} W x m / (sum_k m + eps) + b."""
+    N, C, H, W = x.shape
+    F_, _, ks, _ = Wt.shape
+    m = loop_mask(e, lam, ks, s, p, d, norm)
+    p = d * (ks // 2) if p is None else p
+    y = np.zeros((N, F_) + m.shape[2:])
+    for n in range(N):
+        for oh in range(m.shape[2]):
+            for ow in range(m.shape[3]):
+                acc = np.zeros(F_)
+                for i in range(ks):
+                    for j in range(ks):
+                        r, c = oh * s - p + i * d, ow * s - p + j * d
+                        if 0 <= r < H and 0 <= c < W:
+                            acc += Wt[:, :, i, j] @ x[n, :, r, c] * m[n, i * ks + j, oh, ow]
+                z = m[n, :, oh, ow].sum() + NORM_EPS if normalize else 1.0
+                y[n, :, oh, ow] = acc / z + b
+    return y
+
+
+def loop_bilateral(x, e, lam, ks, d, norm, include_center, repeat):
+    """Eq. 4 pixel by pixel, ``repeat`` times with the mask of the first pass."""
+    N, C, H, W = x.shape
+    m = loop_mask(e, lam, ks, 1, None, d, norm, include_center)
+    r0 = d * (ks // 2)
+    for _ in range(repeat):
+        y = np.zeros_like(x)
+        for n in range(N):
+            for i0 in range(H):
+                for j0 in range(W):
+                    acc = np.zeros(C)
+                    for i in range(ks):
+                        for j in range(ks):
+                            r, c = i0 - r0 + i * d, j0 - r0 + j * d
+                            if 0 <= r < H and 0 <= c < W:
+                                acc += x[n, :, r, c] * m[n, i * ks + j, i0, j0]
+                    y[n, :, i0, j0] = acc / (m[n, :, i0, j0].sum() + NORM_EPS)
+        x = y
+    return x
+
+
+LOOP_WINDOWS = [(3, 1, None, 1), (3, 2, None, 1), (5, 2, 1, 2), (3, 1, 0, 1), (5, 3, 2, 1),
+                (3, 1, None, 3)]
+
+
+@pytest.mark.parametrize("ks,s,p,d", LOOP_WINDOWS)
+@pytest.mark.parametrize("norm", NORMS)
+def test_segaware_mask_matches_loop(ks, s, p, d, norm):
+    rng = np.random.default_rng(20)
+    e = rand(rng, 2, 3, 7, 9)
+    for include_center in (True, False):
+        got = F.segaware_mask(e, 0.7, ks, s, p, d, norm, include_center).numpy()
+        np.testing.assert_allclose(got, loop_mask(e, 0.7, ks, s, p, d, norm, include_center),
+                                   rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("ks,s,p,d", LOOP_WINDOWS)
+@pytest.mark.parametrize("norm", NORMS)
+@pytest.mark.parametrize("normalize", [True, False])
+def test_segaware_conv2d_matches_loop(ks, s, p, d, norm, normalize):
+    rng = np.random.default_rng(21)
+    x, e, W, b = rand(rng, 2, 3, 7, 9), rand(rng, 2, 2, 7, 9), rand(rng, 4, 3, ks, ks), rand(rng, 4)
+    got = F.segaware_conv2d(x, e, W, b, 0.4, s, p, d, norm, normalize).numpy()
+    np.testing.assert_allclose(got, loop_conv(x, e, W, b, 0.4, s, p, d, norm, normalize),
+                               rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("ks,d,norm,include_center,repeat", [
+    (3, 1, "l1", True, 1), (3, 2, "l2", False, 2), (5, 1, "l2sq", True, 1),
+    (5, 3, "l1", False, 1), (1, 1, "l2", True, 2)])
+def test_segaware_bilateral_matches_loop(ks, d, norm, include_center, repeat):
+    rng = np.random.default_rng(22)
+    x, e = rand(rng, 2, 3, 7, 9), rand(rng, 2, 2, 7, 9)
+    got = F.segaware_bilateral(x, e, 0.9, ks, d, norm, repeat, include_center).numpy()
+    np.testing.assert_allclose(got, loop_bilateral(x, e, 0.9, ks, d, norm, include_center,
+                                                   repeat), rtol=1e-10, atol=1e-12)
+
+
 # ---- gradients ---------------------------------------------------------------------
 @pytest.mark.parametrize("norm", NORMS)
 @pytest.mark.parametrize("stride,padding,dilation", [(1, None, 1), (2, None, 1),
@@ -90,6 +201,23 @@ def test_constant_embeddings_give_finite_gradients(norm):
     # Every distance is 0: each pair's gradient is 0 there (for 'l1' and 'l2' by the
     # choice of subgradient), and lam's, -sum(gm * d * m), is 0 as well.
     assert np.all(e.grad == 0) and lam.grad == 0
+
+
+@pytest.mark.parametrize("norm", NORMS)
+def test_gradcheck_at_constant_embeddings(norm):
+    # Every pair coincides: 'l1' and 'l2' have a kink at every distance, where the
+    # central difference is 0 by symmetry, the subgradient the kernels take.
+    rng = np.random.default_rng(15)
+    x, W, b = rand(rng, 1, 2, 5, 6), rand(rng, 2, 2, 3, 3), rand(rng, 2)
+    e = np.full((1, 2, 5, 6), -0.4)
+    grads = check_grad(lambda x, e, W, b, lam: F.segaware_conv2d(x, e, W, b, lam, 2,
+                                                                 norm=norm),
+                       [x, e, W, b, np.array(1.5)])
+    assert all(np.all(np.isfinite(g)) for g in grads)
+    grads = check_grad(lambda x, e, lam: F.segaware_bilateral(x, e, lam, 3, 1, norm,
+                                                              include_center=False),
+                       [x, e, np.array(1.5)])
+    assert all(np.all(np.isfinite(g)) for g in grads)
 
 
 def test_l2_gradient_at_coincident_embeddings():
@@ -238,6 +366,11 @@ def test_wrong_ndim_of_embeddings():
         F.segaware_mask(e[0], 1.0, 3)
     with pytest.raises(ValueError, match=r"im2dist: e must be \(N, D, H, W\)"):
         F.im2dist(e[0, 0], 3)
+    with pytest.raises(ValueError, match=r"segaware_bilateral: embeddings must be "
+                                         r"\(N, D, H, W\).*got e of shape \(2, 8, 16\)"):
+        F.segaware_bilateral(x, e[:, :, 0], 1.0)
+    with pytest.raises(ValueError, match=r"segaware_conv2d: x must be \(N, C, H, W\)"):
+        F.segaware_conv2d(x[0], e, W)
 
 
 def test_even_ksize():

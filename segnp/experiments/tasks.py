@@ -38,18 +38,34 @@ def _tuples(kwargs):
 
 
 def build_model(config):
-    """A freshly initialised network for ``config`` (see the module docstring)."""
+    """A freshly initialised network for ``config`` (see the module docstring).
+
+    ``config['model']['segaware_normalize']`` (default True) sets ``normalize`` of every
+    :class:`SegAwareConv2d` of a segmentation or flow network (not of its embedder).
+    False keeps Eq. 7's numerator only, which at lam = 0 is exactly the plain
+    convolution, borders included: the way to fine-tune from a trained plain network
+    on small images, where most feature-map pixels lie near a border and Eq. 7's
+    division by the valid taps would change what the transferred layers compute.
+    """
     task = config.get("task")
     if task not in TASKS:
         raise ValueError(f"build_model: config['task'] must be one of {TASKS}; got {task!r}")
     kwargs = _tuples(config.get("model"))
     if task == "embedding":
         return EmbeddingNet(**kwargs)
+    normalize = bool(kwargs.pop("segaware_normalize", True))
     emb = config.get("embedder")
     embedder = EmbeddingNet(**_tuples(emb)) if emb is not None else None
-    if task == "segmentation":
-        return SegNet(embedder=embedder, **kwargs)
-    return FlowNetS(embedder=embedder, **kwargs)
+    cls = SegNet if task == "segmentation" else FlowNetS
+    net = cls(embedder=embedder, **kwargs)
+    if not normalize:
+        for name, layer in net.named_modules():
+            if isinstance(layer, SegAwareConv2d) and not name.startswith("embedder"):
+                # the initial weights were scaled for the normalised form (k*k taps)
+                if layer.normalize:
+                    layer.weight.data[...] /= layer.kernel_size ** 2
+                layer.normalize = False
+    return net
 
 
 def load_run(path):
@@ -111,15 +127,14 @@ def downsample_labels(labels, factor):
     return np.ascontiguousarray(labels[:, ::factor, ::factor])
 
 
-def downsample_flow(flow, size):
-    """Flow (N, 2, H, W) averaged over blocks to ``size`` (flow stays in input pixels)."""
-    N, _, H, W = flow.shape
-    h, w = size
-    if H % h == 0 and W % w == 0:
-        return flow.reshape(N, 2, h, H // h, w, W // w).mean(axis=(3, 5))
-    ys = np.minimum((np.arange(h) + 0.5) * H / h, H - 1).astype(np.int64)
-    xs = np.minimum((np.arange(w) + 0.5) * W / w, W - 1).astype(np.int64)
-    return np.ascontiguousarray(flow[:, :, ys][:, :, :, xs])
+def downsample_flow(flow, stride):
+    """Flow (N, 2, H, W) at the pixels of a stride-``stride`` point grid (pixel s i),
+    where FlowNetS's strided, padded convolutions sample it (:mod:`segnp.models.grids`).
+    Averaging s x s blocks instead would centre the target (s - 1) / 2 pixels off each
+    prediction.  Flow stays in input pixels, as the predictions are."""
+    if not isinstance(stride, (int, np.integer)) or stride < 1:
+        raise ValueError(f"downsample_flow: stride must be a positive int; got {stride!r}")
+    return np.ascontiguousarray(flow[:, :, ::stride, ::stride])
 
 
 # ---- embedding learning (Sec. 3.1) ----------------------------------------------------
@@ -211,8 +226,9 @@ def flow_step(model, batch):
     image1, image2, flow = batch
     pred, scales = model(_tensor(_frames(image1, image2)))
     loss = F.epe_loss(pred, flow)
-    for w, p in zip(FLOW_SCALE_WEIGHTS[1:], reversed(scales)):
-        loss = loss + w * F.epe_loss(p, downsample_flow(flow, p.shape[2:]))
+    for w, p, s in zip(FLOW_SCALE_WEIGHTS[1:], reversed(scales),
+                       reversed(FlowNetS.SCALE_STRIDES)):
+        loss = loss + w * F.epe_loss(p, downsample_flow(flow, s))
     return loss, {}
 
 

@@ -48,8 +48,11 @@ class Sigmoid(Function):
     def forward(self, x):
         check_float("sigmoid", "x", x)
         xp = self.xp
-        # tanh form: never overflows exp for large |x|.
-        y = xp.tanh(x * x.dtype.type(0.5)) * x.dtype.type(0.5) + x.dtype.type(0.5)
+        # exp(-|x|) never overflows, and e / (1 + e) keeps full relative precision in the
+        # far negative tail (sigmoid(-40) ~ 4e-18), where 0.5 + 0.5 tanh(x / 2) rounds to 0.
+        e = xp.exp(-xp.abs(x))
+        inv = 1 / (1 + e)
+        y = xp.where(x >= 0, inv, e * inv)
         self.y = y
         return y
 

@@ -223,11 +223,13 @@ class MatMul(_Binary):
         # Promote 1-D operands the way matmul does, so one formula covers every case.
         a2 = None if self.a is None else (self.a[None, :] if self.a.ndim == 1 else self.a)
         b2 = None if self.b is None else (self.b[:, None] if self.b.ndim == 1 else self.b)
+        # Put back the axes matmul dropped: the last for a 1-D b, then the row for a 1-D a
+        # (in this order, so that 1-D @ 1-D, whose gy is 0-d, becomes (1, 1)).
         g = gy
-        if len(a_shape) == 1:
-            g = xp.expand_dims(g, -2)
         if len(b_shape) == 1:
-            g = xp.expand_dims(g, -1)
+            g = g[..., None]
+        if len(a_shape) == 1:
+            g = g[..., None, :]
         ga = gb = None
         if na:
             ga = xp.matmul(g, xp.swapaxes(b2, -1, -2))

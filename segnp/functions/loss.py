@@ -114,6 +114,7 @@ def softmax_cross_entropy(logits, labels, ignore_index=255, class_weight=None):
 
     logits: (N, L) or (N, L, H, W) float; labels: (N,) or (N, H, W) integers in [0, L) or
     ``ignore_index``; class_weight: optional (L,) weights (constant, not differentiated).
+    The default ``ignore_index`` is 255, the void label of PASCAL VOC (PyTorch's is -100).
     Difference from PyTorch: with no counted pixel PyTorch returns NaN (0/0); this returns
     0 with a zero gradient, so a crop made of ignore labels cannot poison training.
     Labels outside [0, L) that are not ``ignore_index`` raise ValueError.
@@ -121,6 +122,8 @@ def softmax_cross_entropy(logits, labels, ignore_index=255, class_weight=None):
     if isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral):
         raise TypeError(f"softmax_cross_entropy: ignore_index must be an integer; "
                         f"got {ignore_index!r}")
+    if isinstance(class_weight, Tensor):
+        class_weight = class_weight.data
     return SoftmaxCrossEntropy(labels, int(ignore_index), class_weight)(logits)
 
 
@@ -131,17 +134,24 @@ def _check_pair(fn, pred, target):
     if pred.shape != target.shape:
         raise ValueError(f"{fn}: input and target must have the same shape; got "
                          f"{pred.shape} and {target.shape}")
+    if pred.dtype != target.dtype:
+        # As epe_loss and conv2d: a silent float64 promotion would double the memory.
+        raise TypeError(f"{fn}: target must have input's dtype {pred.dtype}; got "
+                        f"{target.dtype}")
     return pred, target
 
 
 def l1_loss(pred, target):
-    """mean |pred - target| (PyTorch's ``l1_loss``; the subgradient at 0 is 0)."""
+    """mean |pred - target| (PyTorch's ``l1_loss``; the subgradient at 0 is 0).
+
+    pred and target: one shape and one floating dtype (no promotion, unlike PyTorch).
+    """
     pred, target = _check_pair("l1_loss", pred, target)
     return reduce.mean(arith.abs(arith.sub(pred, target)))
 
 
 def mse_loss(pred, target):
-    """mean (pred - target)^2 (PyTorch's ``mse_loss``)."""
+    """mean (pred - target)^2 (PyTorch's ``mse_loss``); pred and target as in ``l1_loss``."""
     pred, target = _check_pair("mse_loss", pred, target)
     d = arith.sub(pred, target)
     return reduce.mean(arith.mul(d, d))

@@ -1,12 +1,14 @@
 """A small FlowNetSimple (Dosovitskiy et al., 2015) with the segmentation-aware head of
 Sec. 5.2.
 
-The two frames are concatenated on the channel axis.  A contracting part of stride-2
-convolutions reaches 1/16 resolution; an expanding part upsamples (bilinear resize then
-a 3x3 convolution, in place of FlowNet's transposed convolutions), concatenates the
-skip connection of the same scale and the upsampled coarser flow, and predicts flow at
-1/8 and finally 1/4 resolution.  Flow is predicted in input-resolution pixels at every
-scale, so upsampling it needs no rescaling.
+The two frames are concatenated on the channel axis.  A contracting part of 3x3
+stride-2 convolutions (padding 1) reaches 1/16 resolution; an expanding part upsamples
+(bilinear resize then a 3x3 convolution, in place of FlowNet's transposed convolutions),
+concatenates the skip connection of the same scale and the upsampled coarser flow, and
+predicts flow at 1/8 and finally 1/4 resolution.  Flow is predicted in input-resolution
+pixels at every scale, so upsampling it needs no rescaling.  Any H, W work: the map at
+stride s has ceil(H / s) rows, sample i on input row s i (a point grid, :mod:`.grids`),
+and every resize between scales is done on that grid, without a shift.
 
 With ``segaware=True`` the final prediction layer is a
 :class:`~segnp.nn.SegAwareConv2d` and the upsampled flow goes through a
@@ -15,6 +17,8 @@ embeddings of frame 1.
 """
 from .. import functions as F
 from .. import nn
+from .checks import check_embeddings, check_images, check_positive, check_widths
+from .grids import subsample_point, upsample_point
 
 __all__ = ["FlowNetS"]
 
@@ -22,15 +26,36 @@ __all__ = ["FlowNetS"]
 class FlowNetS(nn.Module):
     """Flow (N, 2, H, W) in pixels, (u, v), from frames (N, 6, H, W).
 
-    ``forward`` returns ``(flow, [flow4, flow3, flow2])``: the full-resolution flow and
-    the predictions at 1/16, 1/8 and 1/4 resolution (for multi-scale losses).
+    ``forward(x, e=None)`` returns ``(flow, [flow4, flow3, flow2])``: the
+    full-resolution flow and the predictions at 1/16, 1/8 and 1/4 resolution (for
+    multi-scale losses), each (N, 2, ceil(H / s), ceil(W / s)), s in ``SCALE_STRIDES``.
+
+    Args:
+        widths: channels of the four contracting levels (strides 2, 4, 8, 16).
+        segaware: make the final prediction layer a SegAwareConv2d (lam starting at
+            ``lam_init``) followed by a ``bf_ksize`` x ``bf_ksize`` bilateral filter of
+            the full-resolution flow (lam starting at ``bf_lam_init``), both masked by
+            the embeddings of frame 1 (Sec. 5.2).
+        embedder: maps frame 1 (N, 3, H, W) to ``(e, side_outputs)``; or pass ``e``.
+        norm: the embedding distance of both masks (Eq. 3).
+        in_channels: channels of the concatenated frames (6 for two RGB frames).
     """
+
+    # The strides of the side predictions, in the order forward returns them.
+    SCALE_STRIDES = (16, 8, 4)
 
     def __init__(self, widths=(16, 32, 64, 96), segaware=False, bf_ksize=9, embedder=None,
                  norm="l1", lam_init=0.0, bf_lam_init=1.0, in_channels=6):
         super().__init__()
-        w1, w2, w3, w4 = widths
-        self.segaware = segaware
+        w1, w2, w3, w4 = check_widths("FlowNetS", widths, 4)
+        if min(w2, w3) < 2:
+            raise ValueError(f"FlowNetS: widths[1] and widths[2] must be >= 2 (the expanding "
+                             f"part uses half of them); got {widths!r}")
+        self.in_channels = check_positive("FlowNetS", "in_channels", in_channels)
+        if in_channels % 2:
+            raise ValueError(f"FlowNetS: in_channels must be even (two frames "
+                             f"concatenated); got {in_channels}")
+        self.segaware = bool(segaware)
         self.embedder = embedder
         self.conv1 = nn.Conv2d(in_channels, w1, 3, stride=2, padding=1)
         self.conv2 = nn.Conv2d(w1, w2, 3, stride=2, padding=1)
@@ -52,29 +77,34 @@ class FlowNetS(nn.Module):
             self.bf = None
 
     def forward(self, x, e=None):
-        """Flow for frame pairs ``x``; ``e`` overrides the embeddings of frame 1."""
+        """Flow for frame pairs x (N, 6, H, W); ``e`` (N, D, H, W) overrides the
+        embeddings of frame 1."""
+        fn = "FlowNetS"
+        x = check_images(fn, x, self.in_channels, self.predict4.weight.dtype)
         H, W = x.shape[2:]
-        if self.segaware and e is None:
+        if e is not None:
+            e = check_embeddings(fn, e, x)
+        elif self.segaware:
             if self.embedder is None:
                 raise ValueError("FlowNetS.forward: segaware=True needs embeddings; pass e or "
                                  "build the network with an embedder")
-            e, _ = self.embedder(x[:, :3])
+            e, _ = self.embedder(x[:, :self.in_channels // 2])
         c1 = F.leaky_relu(self.conv1(x), 0.1)
         c2 = F.leaky_relu(self.conv2(c1), 0.1)
         c3 = F.leaky_relu(self.conv3_1(F.leaky_relu(self.conv3(c2), 0.1)), 0.1)
         c4 = F.leaky_relu(self.conv4_1(F.leaky_relu(self.conv4(c3), 0.1)), 0.1)
         flow4 = self.predict4(c4)
         s3, s2 = tuple(c3.shape[2:]), tuple(c2.shape[2:])
-        u3 = F.leaky_relu(self.up3(F.resize_bilinear(c4, s3)), 0.1)
-        j3 = F.concat([c3, u3, F.resize_bilinear(flow4, s3)], axis=1)
+        u3 = F.leaky_relu(self.up3(upsample_point(c4, 2, s3)), 0.1)
+        j3 = F.concat([c3, u3, upsample_point(flow4, 2, s3)], axis=1)
         flow3 = self.predict3(j3)
-        u2 = F.leaky_relu(self.up2(F.resize_bilinear(j3, s2)), 0.1)
-        j2 = F.concat([c2, u2, F.resize_bilinear(flow3, s2)], axis=1)
+        u2 = F.leaky_relu(self.up2(upsample_point(j3, 2, s2)), 0.1)
+        j2 = F.concat([c2, u2, upsample_point(flow3, 2, s2)], axis=1)
         if self.segaware:
-            flow2 = self.predict2(j2, F.resize_bilinear(e, s2))
+            flow2 = self.predict2(j2, subsample_point(e, 4))
         else:
             flow2 = self.predict2(j2)
-        flow = F.resize_bilinear(flow2, (H, W))
+        flow = upsample_point(flow2, 4, (H, W))
         if self.bf is not None:
             flow = self.bf(flow, e)
         return flow, [flow4, flow3, flow2]

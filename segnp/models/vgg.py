@@ -1,20 +1,36 @@
-"""Loading VGG-16's first seven convolutions into an :class:`EmbeddingNet` (Sec. 4.1).
+"""Loading VGG-16's first seven convolutions into an :class:`EmbeddingNet` (Sec. 4.1:
+"the first seven layers share the design of the earliest convolution layers in VGG-16,
+and are initialized with that network's weights").
 
 Two file layouts are read, neither needing a deep-learning framework:
 
-* Keras: ``vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5`` (or the file without
-  ``_notop``), from the keras-applications releases or saved with
-  ``tf.keras.applications.VGG16(weights='imagenet').save_weights(...)``.  Groups
-  ``block1_conv1`` ... ``block3_conv3``, kernels (KH, KW, C, F) and biases (F,).
-  Keras' VGG expects BGR input with the ImageNet mean subtracted (caffe preprocessing).
-* NumPy ``.npz`` of torchvision-style arrays ``features.N.weight`` (F, C, KH, KW) and
-  ``features.N.bias``, with N in 0, 2, 5, 7, 10, 12, 14; make it with
-  ``np.savez(path, **{k: v.numpy() for k, v in torchvision.models.vgg16(
-  weights='IMAGENET1K_V1').state_dict().items() if k.startswith('features.')})``.
-  torchvision's VGG expects RGB input normalised by the ImageNet mean and std.
+* **Keras** (HDF5, read with h5py): ``vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5``
+  (58 MB; the file without ``_notop`` also works), from the keras-applications
+  releases, e.g. ``https://storage.googleapis.com/tensorflow/keras-applications/vgg16/
+  vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5``, or written with
+  ``tf.keras.applications.VGG16(weights='imagenet', include_top=False)
+  .save_weights('vgg16.h5')``.  Groups ``block1_conv1`` ... ``block3_conv3`` (at the
+  top, or under ``model_weights/`` or ``layers/``), each with a kernel (KH, KW, C, F)
+  and a bias (F,).  These are Caffe's weights: they expect **BGR** input in 0..255
+  with the ImageNet mean (103.939, 116.779, 123.68) subtracted.
+* **torchvision** (``.npz``): arrays ``features.N.weight`` (F, C, KH, KW) and
+  ``features.N.bias`` with N in 0, 2, 5, 7, 10, 12, 14 (the odd N are ReLUs, 4 and 9
+  pools), made with::
 
-The model's widths must be VGG's (64, 128, 256) for the full file; a file with other
-widths loads into a model with those widths (the tests use small fake files).
+      import numpy as np, torchvision
+      sd = torchvision.models.vgg16(weights="IMAGENET1K_V1").state_dict()
+      np.savez("vgg16_features.npz", **{k: v.numpy() for k, v in sd.items()
+                                        if k.startswith("features.")})
+
+  They expect **RGB** input scaled to 0..1, minus the mean (0.485, 0.456, 0.406),
+  divided by the std (0.229, 0.224, 0.225).
+
+Both frameworks compute cross-correlation, as :func:`segnp.functions.conv2d` does, so
+a Keras kernel is only transposed to (F, C, KH, KW), never flipped.  ``rgb`` names the
+channel order of the model's input; conv1_1's input channels are reversed when the file
+was trained on the other order.  The model's widths must be VGG's (64, 128, 256) for
+the real files; a file with other widths loads into a model with those widths (the
+tests use small fake files).
 """
 import os
 
@@ -30,25 +46,30 @@ KERAS_NAMES = ("block1_conv1", "block1_conv2", "block2_conv1", "block2_conv2",
 TORCH_INDICES = (0, 2, 5, 7, 10, 12, 14)
 
 
+def _keras_group(f, name):
+    for root in (f, f.get("model_weights"), f.get("layers")):
+        if root is not None and name in root:
+            return root[name]
+    raise ValueError(f"load_vgg16: {f.filename} has no group {name!r}; expected a Keras "
+                     f"VGG-16 weights file (groups {', '.join(KERAS_NAMES)})")
+
+
 def _keras_arrays(path):
     out = []
     with h5py.File(path, "r") as f:
         for name in KERAS_NAMES:
-            if name not in f:
-                raise ValueError(f"load_vgg16: {path} has no group {name!r}; expected a Keras "
-                                 f"VGG-16 weights file (groups {', '.join(KERAS_NAMES)})")
-            g = f[name]
-            names = [n.decode() if isinstance(n, bytes) else n
-                     for n in g.attrs.get("weight_names", [])]
-            if names:  # Keras stores the order: kernel then bias
-                kernel, bias = (np.asarray(g[n]) for n in names[:2])
-            else:
-                arrays = {}
-                g.visititems(lambda k, v: arrays.__setitem__(k, np.asarray(v))
-                             if isinstance(v, h5py.Dataset) else None)
-                kernel = next(v for v in arrays.values() if v.ndim == 4)
-                bias = next(v for v in arrays.values() if v.ndim == 1)
-            out.append((kernel.transpose(3, 2, 0, 1), bias))  # (KH, KW, C, F) -> (F, C, KH, KW)
+            arrays = []
+            _keras_group(f, name).visititems(
+                lambda k, v: arrays.append(np.asarray(v)) if isinstance(v, h5py.Dataset)
+                else None)
+            kernels = [a for a in arrays if a.ndim == 4]
+            biases = [a for a in arrays if a.ndim == 1]
+            if len(kernels) != 1 or len(biases) != 1:
+                raise ValueError(f"load_vgg16: group {name!r} of {path} must hold one 4-d "
+                                 f"kernel and one bias; got shapes "
+                                 f"{[a.shape for a in arrays]}")
+            # (KH, KW, C, F) -> (F, C, KH, KW)
+            out.append((kernels[0].transpose(3, 2, 0, 1), biases[0]))
     return out
 
 
@@ -64,30 +85,43 @@ def _torch_arrays(path):
     return out
 
 
-def load_vgg16(model, path):
-    """Copy VGG-16's conv1_1 ... conv3_3 from ``path`` into ``model.vgg_layers()``.
+def load_vgg16(path, model=None, rgb=True):
+    """VGG-16's conv1_1 ... conv3_3 from ``path``, a Keras ``.h5`` or torchvision ``.npz``.
 
-    ``path`` ends in ``.h5`` (Keras layout) or ``.npz`` (torchvision names).  Shapes
-    must match the model's; a mismatch raises ValueError naming both.
+    Returns the seven ``(weight (F, C, 3, 3), bias (F,))`` NumPy pairs, in order, with
+    conv1_1's input channels in RGB order if ``rgb`` (else BGR).  With ``model`` (an
+    :class:`EmbeddingNet`, or anything with ``vgg_layers()``) the pairs are copied into
+    its layers, and the model is returned.  Shapes must match the model's; a mismatch
+    raises ValueError naming both.
     """
+    path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"load_vgg16: no such file: {path}")
     ext = os.path.splitext(path)[1].lower()
     if ext in (".h5", ".hdf5"):
-        arrays = _keras_arrays(path)
+        arrays, file_rgb = _keras_arrays(path), False
     elif ext == ".npz":
-        arrays = _torch_arrays(path)
+        arrays, file_rgb = _torch_arrays(path), True
     else:
         raise ValueError(f"load_vgg16: expected a .h5 (Keras) or .npz (torchvision) file; "
                          f"got {path}")
+    if bool(rgb) != file_rgb:
+        w, b = arrays[0]
+        arrays[0] = (w[:, ::-1], b)
+    arrays = [(np.ascontiguousarray(w), np.ascontiguousarray(b)) for w, b in arrays]
+    if model is None:
+        return arrays
     backend = get_backend()
     layers = model.vgg_layers()
     for k, (layer, (w, b)) in enumerate(zip(layers, arrays)):
-        if tuple(w.shape) != layer.weight.shape or tuple(b.shape) != layer.bias.shape:
+        if tuple(w.shape) != layer.weight.shape or layer.bias is None \
+                or tuple(b.shape) != layer.bias.shape:
+            want_b = None if layer.bias is None else layer.bias.shape
             raise ValueError(
                 f"load_vgg16: layer {KERAS_NAMES[k]} of {path} has weight {tuple(w.shape)} "
                 f"and bias {tuple(b.shape)}; the model expects {layer.weight.shape} and "
-                f"{layer.bias.shape}")
+                f"{want_b}")
+    for layer, (w, b) in zip(layers, arrays):
         layer.weight.data[...] = backend.asarray(w.astype(layer.weight.dtype))
         layer.bias.data[...] = backend.asarray(b.astype(layer.bias.dtype))
     return model

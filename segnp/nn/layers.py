@@ -141,7 +141,10 @@ class AvgPool2d(Module):
 
 class Dropout(Module):
     """Zeroes each element with probability p while training and scales the rest by
-    1 / (1 - p) (inverted dropout); the identity after ``eval()``."""
+    1 / (1 - p) (inverted dropout); the identity after ``eval()``.
+
+    p must be in [0, 1): unlike PyTorch, p = 1 (a layer that outputs only zeros) is
+    refused as a likely mistake; ``F.dropout`` still accepts it."""
 
     def __init__(self, p=0.5):
         super().__init__()
@@ -163,6 +166,8 @@ class Upsample(Module):
     a pair); with a scale factor, OH = floor(H * scale).  The interpolation then maps
     output to input through the sizes, like PyTorch with ``recompute_scale_factor=True``
     (it differs from PyTorch's default only when H * scale is not an integer).
+    Only bilinear interpolation exists: PyTorch's ``Upsample`` defaults to
+    ``mode='nearest'``, so compare with ``mode='bilinear'`` there.
     """
 
     def __init__(self, size=None, scale_factor=None, align_corners=False):

@@ -13,8 +13,9 @@ Sec. 4.2 builds each operator from an image-to-column matrix of K columns.  Here
 kernel loops over the K taps instead: for one tap the outputs whose tap pixel lies inside
 the image form a rectangle, and the pixels they read form one strided slice, so a tap
 costs a few vectorised array operations and the K-column matrix is never built.  The
-masked convolution accumulates ``y += W_k @ (x_k * m_k)`` with one BLAS call per tap,
-which keeps its temporaries at a few (N, C, OH, OW) buffers, 1/K of an im2col buffer.
+masked convolution accumulates ``y += W_k @ (x_k * m_k)`` with one BLAS call per tap
+over the whole batch, which keeps its temporaries at a few (N, C, OH, OW)-sized
+buffers, 1/K of an im2col buffer.
 """
 import numpy as np
 
@@ -206,28 +207,32 @@ def masked_conv(x, m, W, stride=1, padding=None, dilation=1, normalize=True):
     with ``Z = sum_k m[n, k, o] + NORM_EPS`` when ``normalize`` and 1 otherwise.  m must
     already be 0 at taps outside the image (the mask functions multiply by the tap
     validity), so outside taps count in neither the sum nor Z.  One GEMM per tap:
-    ``y += W_k @ (x_k * m_k)`` over (F, C) x (N, C, OH*OW).
+    ``y += W_k @ (x_k * m_k)`` over (F, C) x (C, N*OH*OW).  The products live
+    channels-first, (C, N, OH, OW), so that the whole batch is one matrix: K BLAS calls
+    in all rather than N*K, which keeps a multi-threaded BLAS from paying its start-up
+    cost N times per tap.
     """
     fn = "masked_conv"
     size, k, s, p, dl, o, Wt = _conv_setup(fn, x, m, W, stride, padding, dilation)
     N, C = x.shape[:2]
-    F, P = W.shape[0], o[0] * o[1]
-    a = np.empty((N, C) + o, dtype=x.dtype)
+    F, P = W.shape[0], N * o[0] * o[1]
+    a = np.empty((C, N) + o, dtype=x.dtype)
+    a_nc = a.transpose(1, 0, 2, 3)  # the same buffer seen as (N, C, OH, OW)
     y = prod = None
     # The centre tap always lies in the image (see _geometry), so y gets set.
     for kk, rect, tap, _ in _taps(size, k, s, p, dl, o):
         if rect is None:
             continue
-        _shifted(x, rect, tap, a, m[:, kk, None])
+        _shifted(x, rect, tap, a_nc, m[:, kk, None])
         if y is None:
-            y = np.matmul(Wt[kk], a.reshape(N, C, P))
+            y = np.matmul(Wt[kk], a.reshape(C, P))
             prod = np.empty_like(y)
         else:
-            y += np.matmul(Wt[kk], a.reshape(N, C, P), out=prod)
-    y = y.reshape((N, F) + o)
+            y += np.matmul(Wt[kk], a.reshape(C, P), out=prod)
+    y = y.reshape((F, N) + o)
     if normalize:
-        y /= _mask_sum(m)[:, None]
-    return y
+        y /= _mask_sum(m)
+    return np.ascontiguousarray(y.transpose(1, 0, 2, 3))
 
 
 def masked_conv_backward(x, m, W, gy, stride=1, padding=None, dilation=1, normalize=True,
@@ -242,11 +247,14 @@ def masked_conv_backward(x, m, W, gy, stride=1, padding=None, dilation=1, normal
     - ``gm_k = sum_c (W_k^T gu) x_k``, and with ``normalize`` every k also gets
       ``-sum_f gu y`` (the derivative through Z), computed as ``-sum_k gm_k m_k / Z``
       so that y is not needed.  gm is therefore nonzero at outside taps too (through Z).
+
+    As in the forward pass, gu and the per-tap buffers are channels-first (F or C, N,
+    OH, OW): two GEMMs per tap over the whole batch.
     """
     fn = "masked_conv_backward"
     size, k, s, p, dl, o, Wt = _conv_setup(fn, x, m, W, stride, padding, dilation)
     N, C = x.shape[:2]
-    F, K, P = W.shape[0], k[0] * k[1], o[0] * o[1]
+    F, K, P = W.shape[0], k[0] * k[1], N * o[0] * o[1]
     if tuple(gy.shape) != (N, F) + o:
         raise ValueError(f"{fn}: gy must be (N, F, OH, OW) = {(N, F) + o}; "
                          f"got {tuple(gy.shape)}")
@@ -254,31 +262,32 @@ def masked_conv_backward(x, m, W, gy, stride=1, padding=None, dilation=1, normal
         Z = _mask_sum(m)
         gu = gy / Z[:, None]
     else:
-        gu = np.ascontiguousarray(gy)
-    gu = gu.reshape(N, F, P)
+        gu = gy
+    gu = np.ascontiguousarray(gu.transpose(1, 0, 2, 3)).reshape(F, P)
     gx = np.zeros_like(x) if need_x else None
     gm = np.zeros((N, K) + o, dtype=x.dtype) if need_m else None
     gW = np.zeros((K, F, C), dtype=x.dtype) if need_W else None
-    xk = np.empty((N, C) + o, dtype=x.dtype) if (need_m or need_W) else None
-    ga = np.empty((N, C, P), dtype=x.dtype) if (need_x or need_m) else None
+    xk = np.empty((C, N) + o, dtype=x.dtype) if (need_m or need_W) else None
+    ga = np.empty((C, P), dtype=x.dtype) if (need_x or need_m) else None
     for kk, rect, tap, _ in _taps(size, k, s, p, dl, o):
         if rect is None:
             continue
         mk = m[:, kk, None]
         if xk is not None:
-            _shifted(x, rect, tap, xk)
+            _shifted(x, rect, tap, xk.transpose(1, 0, 2, 3))
         if ga is not None:
             np.matmul(Wt[kk].T, gu, out=ga)
-            ga4 = ga.reshape((N, C) + o)
             if need_m:
-                gm[:, kk] = np.einsum("ncp,ncp->np", ga, xk.reshape(N, C, P)).reshape(
-                    (N,) + o)
+                gm[:, kk] = np.einsum("cnp,cnp->np", ga.reshape(C, N, -1),
+                                      xk.reshape(C, N, -1)).reshape((N,) + o)
             if need_x:
-                ga4 *= mk
-                gx[:, :, tap[0], tap[1]] += ga4[(slice(None), slice(None)) + rect]
+                ga_nc = ga.reshape((C, N) + o).transpose(1, 0, 2, 3)
+                ga_nc *= mk
+                gx[:, :, tap[0], tap[1]] += ga_nc[(slice(None), slice(None)) + rect]
         if need_W:
-            xk *= mk
-            gW[kk] = np.matmul(gu, xk.reshape(N, C, P).transpose(0, 2, 1)).sum(axis=0)
+            xk_nc = xk.transpose(1, 0, 2, 3)
+            xk_nc *= mk
+            gW[kk] = np.matmul(gu, xk.reshape(C, P).T)
     if need_m and normalize:
         gm -= (np.einsum("nkhw,nkhw->nhw", gm, m) / Z)[:, None]
     if need_W:

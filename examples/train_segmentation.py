@@ -1,0 +1,68 @@
+"""Train the segmentation network, baseline or a segmentation-aware variant (Table 1).
+
+    python examples/train_embeddings.py --out runs/embeddings
+    python examples/train_segmentation.py --out runs/baseline
+    python examples/train_segmentation.py --variant all --embedder runs/embeddings/checkpoint.npz \
+        --init runs/baseline/checkpoint.npz --out runs/all
+
+Variants: baseline, bf (+9x9 BF), bf4 (+9x9 BF x4), fc6, all, all-bf, all-crf.  Every
+variant but the baseline needs --embedder (a train_embeddings.py checkpoint), which is
+fine-tuned end to end.  --init copies weights where names match (a trained baseline:
+its convolutions become segmentation-aware ones at lam = 0).  Logs mIoU, pixel accuracy
+and trimap mIoU at half-widths 3 and 10 on the test data after every epoch.
+"""
+import os
+import sys
+
+try:
+    import segnp  # noqa: F401
+except ImportError:  # a source checkout without `pip install .`
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from segnp.experiments import SEG_VARIANTS, load_state, run_segmentation
+from segnp.experiments.cli import (add_data_args, add_train_args, base_parser, load_data,
+                                   setup)
+
+VARIANT_SLUGS = dict(zip(("baseline", "bf", "bf4", "fc6", "all", "all-bf", "all-crf"),
+                         SEG_VARIANTS))
+
+
+def main(argv=None):
+    p = base_parser(__doc__.split("\n")[0])
+    add_data_args(p)
+    add_train_args(p, "runs/segmentation", epochs=20, lr=3e-3)
+    p.add_argument("--variant", choices=list(VARIANT_SLUGS), default="baseline")
+    p.add_argument("--embedder", help="checkpoint of train_embeddings.py")
+    p.add_argument("--init", help="checkpoint to start from (e.g. the trained baseline)")
+    p.add_argument("--segaware-normalize", choices=("auto", "yes", "no"), default="auto",
+                   help="divide segmentation-aware convolutions by their mask sum (Eq. 7); "
+                   "auto: yes when training from scratch, no with --init (then lam = 0 "
+                   "computes exactly what the initial plain network did)")
+    p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
+    p.add_argument("--lam-mult", type=float, default=10.0, help="lr multiplier of the lams")
+    p.add_argument("--embedder-mult", type=float, default=0.1,
+                   help="lr multiplier of the embedding network")
+    args = p.parse_args(argv)
+    setup(args)
+    name = VARIANT_SLUGS[args.variant]
+    if args.variant != "baseline" and not args.embedder:
+        p.error(f"--variant {args.variant} needs --embedder (run train_embeddings.py first)")
+    train, test = load_data(args, "segmentation")
+    embedder = load_state(args.embedder) if args.embedder else None
+    init = load_state(args.init)[0] if args.init else None
+    normalize = {"yes": True, "no": False, "auto": init is None}[args.segaware_normalize]
+    _, hist = run_segmentation(
+        args.out, train, test, variant=SEG_VARIANTS[name], epochs=args.epochs,
+        batch_size=args.batch_size, lr=args.lr, seed=args.seed, embedder=embedder,
+        init=init, model={"segaware_normalize": normalize}, lam_mult=args.lam_mult,
+        embedder_mult=args.embedder_mult,
+        progress=not args.no_progress, resume=args.resume, optimizer=args.optimizer)
+    last = hist[-1] if hist else {}
+    print(f"{name}, epoch {last.get('epoch')}: train loss {last.get('loss', float('nan')):.4f}"
+          f", mIoU {100 * last.get('miou', float('nan')):.2f}, trimap-3 mIoU "
+          f"{100 * last.get('trimap3_miou', float('nan')):.2f}")
+    return hist
+
+
+if __name__ == "__main__":
+    main()

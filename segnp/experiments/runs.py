@@ -1,0 +1,172 @@
+"""One training run of each task, as the example scripts and ``reproduce.py`` start it:
+data -> model -> optimizer -> :class:`Trainer`, with the run config stored in every
+checkpoint so that :func:`segnp.experiments.load_run` rebuilds the network.
+
+Each ``run_*`` function takes in-memory datasets (:func:`load_split`), writes
+``checkpoint.npz``, ``log.json`` and ``log.csv`` under ``out_dir`` and returns
+``(model, history)``.  ``resume=True`` continues from the checkpoint there (a finished
+run is only reloaded), and ends with the parameters of an uninterrupted run.
+"""
+import copy
+
+import numpy as np
+
+from .. import serialization
+from ..optim import SGD, Adam, PolyLR
+from ..random import manual_seed
+from .data import INPUT_SCALE, make_loader, preprocess
+from .tasks import (build_model, embedding_step, evaluate_embedding, evaluate_flow,
+                    evaluate_segmentation, flow_step, segmentation_step, transfer_weights)
+from .trainer import Trainer, lr_mult_groups
+
+__all__ = ["EMBEDDING_DEFAULTS", "SEGNET_DEFAULTS", "FLOWNET_DEFAULTS", "SEG_VARIANTS",
+           "run_embedding", "run_segmentation", "run_flow", "test_arrays",
+           "load_state"]
+
+# Small widths so that every run trains on a CPU in minutes.
+EMBEDDING_DEFAULTS = {"widths": [8, 16, 32], "embed_dim": 16, "side_dim": 8}
+SEGNET_DEFAULTS = {"widths": [8, 16, 24, 32], "fc_width": 64, "fc6_dilation": 2,
+                   "dropout": 0.1}
+FLOWNET_DEFAULTS = {"widths": [16, 24, 32, 48]}
+# CRF windows that suit images of tens of pixels (the paper's 13x13 at dilation 9 is
+# for 321x321 inputs).
+CRF_KWARGS = {"bilateral_ksize": 7, "bilateral_dilation": 2, "spatial_ksize": 5,
+              "iterations": 2}
+# The rows of Table 1: name -> SegNet switches.
+SEG_VARIANTS = {
+    "baseline": {},
+    "+9x9 BF": {"bf": [1, 9]},
+    "+9x9 BF x4": {"bf": [4, 9]},
+    "FC6 segaware": {"segaware": "fc6"},
+    "all segaware": {"segaware": "all"},
+    "all + BF": {"segaware": "all", "bf": [1, 9]},
+    "all + CRF": {"segaware": "all", "crf": True, "crf_kwargs": CRF_KWARGS},
+}
+
+
+def _input(train):
+    return {"mean": [float(v) for v in train.mean], "scale": INPUT_SCALE}
+
+
+def test_arrays(dataset, keys, input_cfg):
+    """Preprocessed test arrays of ``dataset`` (images as network input), by ``keys``."""
+    out = []
+    for k in keys:
+        a = dataset.stack(k)
+        if k.startswith("image"):
+            a = preprocess(a, input_cfg["mean"], input_cfg["scale"])
+        elif k == "flow":
+            a = np.ascontiguousarray(a.transpose(0, 3, 1, 2))
+        else:
+            a = a.astype(np.int64)
+        out.append(a)
+    return out
+
+
+def load_state(path):
+    """(model state dict, config) of a checkpoint, e.g. a pre-trained embedder."""
+    ckpt = serialization.read_checkpoint(path)
+    return ckpt["model"], ckpt["extra"]["config"]
+
+
+def _fit(model, optimizer, loader, step, out_dir, epochs, config, evaluate, progress,
+         resume, desc, poly=True):
+    scheduler = PolyLR(optimizer, max_iters=max(1, epochs * len(loader))) if poly else None
+    trainer = Trainer(model, optimizer, loader, step, out_dir, epochs, scheduler=scheduler,
+                      evaluate=evaluate, config=config, progress=progress, desc=desc)
+    return trainer.fit(resume=resume)
+
+
+def run_embedding(out_dir, train, test=None, epochs=4, batch_size=8, lr=1e-3, seed=0,
+                  model=None, progress=True, resume=False, eval_count=16):
+    """Pre-train an :class:`EmbeddingNet` with the embedding loss (Sec. 3.1, 4.1): Adam,
+    poly-decayed lr, flips.  ``test``: logs the final-embedding loss on it per epoch."""
+    manual_seed(seed)
+    config = {"task": "embedding", "model": dict(EMBEDDING_DEFAULTS, **(model or {})),
+              "embedder": None, "input": _input(train)}
+    net = build_model(config)
+    opt = Adam(net.parameters(), lr=lr)
+    loader = make_loader(train, batch_size, seed, True, train.mean)
+    evaluate = None
+    if test is not None:
+        images, labels = test_arrays(test, ("image", "label"), config["input"])
+        images, labels = images[:eval_count], labels[:eval_count]
+        evaluate = lambda m: evaluate_embedding(m, images, labels)  # noqa: E731
+    hist = _fit(net, opt, loader, embedding_step, out_dir, epochs, config, evaluate,
+                progress, resume, "embedding")
+    return net, hist
+
+
+def run_segmentation(out_dir, train, test=None, variant=None, epochs=6, batch_size=8,
+                     lr=3e-3, seed=0, model=None, embedder=None, init=None,
+                     lam_mult=10.0, embedder_mult=0.1, progress=True, resume=False,
+                     optimizer="adam"):
+    """Train a :class:`SegNet` with softmax cross-entropy (Sec. 5.1).
+
+    variant: SegNet switches (a row of :data:`SEG_VARIANTS`).  embedder: (state, config)
+    of a pre-trained embedding run (needed by every switch), fine-tuned end to end at
+    ``embedder_mult`` times the lr.  init: a state dict (e.g. the trained baseline) copied
+    in where names match, plain convolutions becoming segmentation-aware ones at lam = 0.
+    The lams train at ``lam_mult`` times the lr.  SGD with momentum 0.9 (or Adam) and a
+    poly schedule, as DeepLab.
+    """
+    manual_seed(seed)
+    mcfg = dict(SEGNET_DEFAULTS, num_classes=train.num_classes, **(model or {}))
+    mcfg.update(copy.deepcopy(variant or {}))
+    needs = (mcfg.get("segaware", "none") != "none" or mcfg.get("bf") is not None
+             or bool(mcfg.get("crf")))
+    emb_state, emb_cfg = embedder if (embedder is not None and needs) else (None, None)
+    config = {"task": "segmentation", "model": mcfg,
+              "embedder": emb_cfg["model"] if emb_cfg else None,
+              "input": emb_cfg["input"] if emb_cfg else _input(train)}
+    net = build_model(config)
+    if needs and emb_state is None:
+        raise ValueError(f"run_segmentation: the variant {variant} needs a pre-trained "
+                         f"embedder")
+    if emb_state is not None and net.embedder is not None:
+        transfer_weights(net, emb_state, dst_prefix="embedder.")
+    if init is not None:
+        transfer_weights(net, {k: v for k, v in init.items() if not k.startswith("embedder.")})
+    groups = lr_mult_groups(net, lr, {r"(^|\.)lam$": lam_mult, r"^embedder\.": embedder_mult})
+    opt = (SGD(groups, lr=lr, momentum=0.9, weight_decay=5e-4) if optimizer == "sgd"
+           else Adam(groups, lr=lr))
+    loader = make_loader(train, batch_size, seed, True, config["input"]["mean"])
+    evaluate = None
+    if test is not None:
+        images, labels = test_arrays(test, ("image", "label"), config["input"])
+        evaluate = lambda m: {k: v for k, v in evaluate_segmentation(  # noqa: E731
+            m, images, labels, train.num_classes)[0].items()}
+    hist = _fit(net, opt, loader, segmentation_step, out_dir, epochs, config, evaluate,
+                progress, resume, "segmentation")
+    return net, hist
+
+
+def run_flow(out_dir, train, test=None, segaware=False, epochs=6, batch_size=8, lr=1e-3,
+             seed=0, model=None, embedder=None, init=None, lam_mult=10.0,
+             embedder_mult=0.1, progress=True, resume=False):
+    """Train a :class:`FlowNetS` with the multi-scale end-point error (Sec. 5.2), Adam
+    (as FlowNet) with a poly schedule.  ``segaware``: the segmentation-aware prediction
+    layer and bilateral filter, with ``embedder`` = (state, config) pre-trained."""
+    manual_seed(seed)
+    mcfg = dict(FLOWNET_DEFAULTS, **(model or {}), segaware=bool(segaware))
+    emb_state, emb_cfg = embedder if (embedder is not None and segaware) else (None, None)
+    config = {"task": "flow", "model": mcfg,
+              "embedder": emb_cfg["model"] if emb_cfg else None,
+              "input": emb_cfg["input"] if emb_cfg else _input(train)}
+    net = build_model(config)
+    if segaware and emb_state is None:
+        raise ValueError("run_flow: segaware=True needs a pre-trained embedder")
+    if emb_state is not None:
+        transfer_weights(net, emb_state, dst_prefix="embedder.")
+    if init is not None:
+        transfer_weights(net, {k: v for k, v in init.items() if not k.startswith("embedder.")})
+    groups = lr_mult_groups(net, lr, {r"(^|\.)lam$": lam_mult, r"^embedder\.": embedder_mult})
+    opt = Adam(groups, lr=lr)
+    loader = make_loader(train, batch_size, seed, True, config["input"]["mean"])
+    evaluate = None
+    if test is not None:
+        i1, i2, fl = test_arrays(test, ("image1", "image2", "flow"), config["input"])
+        evaluate = lambda m: evaluate_flow(m, i1, i2, fl)[0]  # noqa: E731
+    hist = _fit(net, opt, loader, flow_step, out_dir, epochs, config, evaluate, progress,
+                resume, "flow")
+    return net, hist

@@ -1,0 +1,193 @@
+"""The example scripts: --help, a 20-step training smoke test with a falling loss for
+each script's model, exact resume through the scripts, evaluate and visualize on the
+checkpoints they write."""
+import importlib.util
+import json
+import os
+
+import numpy as np
+import pytest
+
+from segnp import serialization
+from segnp.experiments import (EMBEDDING_DEFAULTS, FLOWNET_DEFAULTS, SEGNET_DEFAULTS,
+                               Trainer, build_model, embedding_step, flow_step,
+                               segmentation_step)
+from segnp.optim import Adam
+from segnp.random import manual_seed
+
+EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        "examples")
+SCRIPTS = ("train_embeddings", "train_segmentation", "train_flow", "evaluate", "visualize",
+           "reproduce")
+
+
+def script(name):
+    spec = importlib.util.spec_from_file_location(f"example_{name}",
+                                                  os.path.join(EXAMPLES, f"{name}.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_help(name, capsys):
+    with pytest.raises(SystemExit) as exc:
+        script(name).main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "--backend" in out and "--seed" in out
+
+
+def _batch(task, rng, N=4, S=24):
+    labels = np.zeros((N, S, S), np.int64)
+    for n in range(N):   # two rectangles of different classes on background
+        labels[n, 3:12, 4 + n:14 + n] = 1
+        labels[n, 14:22, 10:20 - n] = 2
+    palette = np.array([[-1.0, 0.2, 0.8], [0.5, -0.7, 0.1], [1.0, 0.9, -1.0]])
+    images = palette[labels].transpose(0, 3, 1, 2).astype(np.float32)
+    images += rng.normal(scale=0.3, size=images.shape).astype(np.float32)
+    if task != "flow":
+        return images, labels
+    flow = np.zeros((N, 2, S, S), np.float32)
+    flow[:, 0][labels == 1] = 1.5
+    flow[:, 1][labels == 2] = -1.0
+    return images, images[:, :, :, ::-1].copy(), flow
+
+
+@pytest.mark.parametrize("task", ["embedding", "segmentation", "flow"])
+def test_twenty_steps_lower_the_loss(task):
+    """The model each training script builds, on one fixed batch, 20 Adam steps."""
+    manual_seed(0)
+    rng = np.random.default_rng(0)
+    model_cfg = {"embedding": EMBEDDING_DEFAULTS,
+                 "segmentation": dict(SEGNET_DEFAULTS, num_classes=3, segaware="fc6",
+                                      dropout=0.0),
+                 "flow": dict(FLOWNET_DEFAULTS, segaware=True)}[task]
+    embedder = None if task == "embedding" else EMBEDDING_DEFAULTS
+    net = build_model({"task": task, "model": model_cfg, "embedder": embedder})
+    step = {"embedding": embedding_step, "segmentation": segmentation_step,
+            "flow": flow_step}[task]
+    batch = _batch(task, rng)
+    opt = Adam(net.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(20):
+        loss, _ = step(net, batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.item()))
+    assert np.isfinite(losses).all()
+    assert np.mean(losses[-3:]) < 0.8 * np.mean(losses[:3]), losses
+
+
+COMMON = ["--count", "8", "--test-count", "4", "--size", "32", "--batch-size", "4",
+          "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cache")
+    os.environ["SEGNP_CACHE"] = str(path)
+    yield str(path)
+    os.environ.pop("SEGNP_CACHE", None)
+
+
+def _params(path):
+    return serialization.read_checkpoint(path)["model"]
+
+
+def _resume_equals(tmp_path, name, args, epochs=2):
+    """Train ``epochs`` epochs in one go, and in another folder kill the run in its last
+    epoch and resume it: the parameters must be identical."""
+    mod = script(name)
+    full, part = str(tmp_path / f"{name}-full"), str(tmp_path / f"{name}-part")
+    mod.main(args + ["--out", full, "--epochs", str(epochs)])
+    original = Trainer.run_epoch
+
+    def dies_in_last_epoch(self, epoch):
+        if epoch == epochs - 1:
+            raise KeyboardInterrupt
+        return original(self, epoch)
+    Trainer.run_epoch = dies_in_last_epoch
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            mod.main(args + ["--out", part, "--epochs", str(epochs)])
+    finally:
+        Trainer.run_epoch = original
+    mod.main(args + ["--out", part, "--epochs", str(epochs), "--resume"])
+    a, b = _params(os.path.join(full, "checkpoint.npz")), _params(os.path.join(part,
+                                                                              "checkpoint.npz"))
+    assert list(a) == list(b)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    log = json.load(open(os.path.join(part, "log.json")))
+    assert [r["epoch"] for r in log] == list(range(1, epochs + 1))
+    return full
+
+
+@pytest.fixture(scope="module")
+def embedder(cache, tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("emb") / "run")
+    script("train_embeddings").main(COMMON + ["--out", out, "--epochs", "1"])
+    return os.path.join(out, "checkpoint.npz")
+
+
+def test_embeddings_resume_and_outputs(cache, tmp_path):
+    full = _resume_equals(tmp_path, "train_embeddings", COMMON)
+    q = json.load(open(os.path.join(full, "mask_quality.json")))
+    assert 0 <= q["embedding_auc"] <= 1 and 0 <= q["colour_auc"] <= 1
+    assert open(os.path.join(full, "log.csv")).readline().startswith("epoch,loss")
+
+
+def test_segmentation_resume_with_embedder(cache, embedder, tmp_path):
+    full = _resume_equals(tmp_path, "train_segmentation",
+                          COMMON + ["--variant", "all-bf", "--embedder", embedder])
+    log = json.load(open(os.path.join(full, "log.json")))
+    assert {"miou", "trimap3_miou", "trimap10_miou", "pixel_acc"} <= set(log[-1])
+    ev = script("evaluate").main([os.path.join(full, "checkpoint.npz"), "--test-count", "4",
+                                  "--size", "32", "--no-progress"])
+    assert ev["task"] == "segmentation" and len(ev["curve_miou"]) == 40
+    assert ev["miou"] == pytest.approx(log[-1]["miou"])
+    figs = script("visualize").main([os.path.join(full, "checkpoint.npz"), "--size", "32",
+                                     "--count", "2", "--out", str(tmp_path / "figs")])
+    assert any(f.endswith("fig4_bilateral.png") for f in figs)
+    assert all(os.path.getsize(f) > 100 for f in figs)
+
+
+def test_segmentation_variant_needs_embedder(cache, tmp_path):
+    with pytest.raises(SystemExit):
+        script("train_segmentation").main(COMMON + ["--variant", "fc6", "--out",
+                                                    str(tmp_path / "x")])
+
+
+def test_flow_resume_segaware(cache, embedder, tmp_path):
+    full = _resume_equals(tmp_path, "train_flow",
+                          COMMON + ["--segaware", "--embedder", embedder])
+    log = json.load(open(os.path.join(full, "log.json")))
+    assert log[-1]["epe"] > 0 and log[-1]["aae"] > 0
+    figs = script("visualize").main([os.path.join(full, "checkpoint.npz"), "--size", "32",
+                                     "--count", "2", "--out", str(tmp_path / "figs")])
+    assert figs[0].endswith("fig8_flow.png") and os.path.getsize(figs[0]) > 100
+
+
+def test_embedding_figure(cache, embedder, tmp_path):
+    figs = script("visualize").main([embedder, "--size", "32", "--count", "2", "--out",
+                                     str(tmp_path / "figs")])
+    assert figs[0].endswith("fig3_embeddings.png")
+    ev = script("evaluate").main([embedder, "--test-count", "4", "--size", "32",
+                                  "--no-progress", "--out", str(tmp_path / "m.json")])
+    assert "embedding_auc" in ev and "embedding_loss" in ev
+
+
+def test_segmentation_from_baseline_init(cache, embedder, tmp_path):
+    """--init of a trained baseline into a segmentation-aware variant: 'auto' picks the
+    unnormalised form, recorded in the run config so that evaluation rebuilds it."""
+    base = str(tmp_path / "base")
+    script("train_segmentation").main(COMMON + ["--out", base, "--epochs", "1"])
+    out = str(tmp_path / "fc6")
+    hist = script("train_segmentation").main(
+        COMMON + ["--out", out, "--epochs", "1", "--variant", "fc6", "--embedder", embedder,
+                  "--init", os.path.join(base, "checkpoint.npz")])
+    cfg = serialization.read_checkpoint(os.path.join(out, "checkpoint.npz"))["extra"]["config"]
+    assert cfg["model"]["segaware_normalize"] is False and cfg["model"]["segaware"] == "fc6"
+    assert np.isfinite(hist[-1]["loss"])
