@@ -24,7 +24,7 @@ from segnp.experiments.cli import (add_data_args, add_train_args, base_parser, l
 def main(argv=None):
     p = base_parser(__doc__.split("\n")[0])
     add_data_args(p)
-    add_train_args(p, "runs/embeddings", epochs=12, lr=2e-3)
+    add_train_args(p, "runs/embeddings", epochs=16, lr=5e-3)
     p.add_argument("--embed-dim", type=int, default=16, help="D of the final embedding")
     p.add_argument("--widths", type=int, nargs=3, default=[8, 16, 32],
                    help="channels of the three VGG blocks")

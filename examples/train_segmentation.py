@@ -30,7 +30,7 @@ VARIANT_SLUGS = dict(zip(("baseline", "bf", "bf4", "fc6", "all", "all-bf", "all-
 def main(argv=None):
     p = base_parser(__doc__.split("\n")[0])
     add_data_args(p)
-    add_train_args(p, "runs/segmentation", epochs=20, lr=3e-3)
+    add_train_args(p, "runs/segmentation", epochs=30, lr=3e-3, batch_size=4)
     p.add_argument("--variant", choices=list(VARIANT_SLUGS), default="baseline")
     p.add_argument("--embedder", help="checkpoint of train_embeddings.py")
     p.add_argument("--init", help="checkpoint to start from (e.g. the trained baseline)")

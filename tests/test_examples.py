@@ -191,3 +191,21 @@ def test_segmentation_from_baseline_init(cache, embedder, tmp_path):
     cfg = serialization.read_checkpoint(os.path.join(out, "checkpoint.npz"))["extra"]["config"]
     assert cfg["model"]["segaware_normalize"] is False and cfg["model"]["segaware"] == "fc6"
     assert np.isfinite(hist[-1]["loss"])
+
+
+def test_embedder_mult_zero_freezes_the_embedder(cache, embedder, tmp_path):
+    """embedder_mult=0: the pre-trained embedder gets no gradient and keeps its weights
+    while the rest of the segmentation-aware network trains."""
+    from segnp.experiments import load_split, load_state, run_segmentation
+    train = load_split("segmentation", None, "train", 8, 32, cache)
+    emb = load_state(embedder)
+    net, hist = run_segmentation(str(tmp_path / "frozen"), train, variant={"bf": [1, 5]},
+                                 epochs=1, batch_size=4, embedder=emb, embedder_mult=0.0,
+                                 progress=False)
+    assert not any(p.requires_grad for p in net.embedder.parameters())
+    assert all(p.grad is None for p in net.embedder.parameters())
+    state = net.state_dict()
+    for k, v in emb[0].items():
+        np.testing.assert_array_equal(state["embedder." + k], v, err_msg=k)
+    assert float(np.asarray(state["bf.lam"])) != 1.0   # the filter itself trained
+    assert np.isfinite(hist[-1]["loss"])

@@ -25,8 +25,10 @@ __all__ = ["EMBEDDING_DEFAULTS", "SEGNET_DEFAULTS", "FLOWNET_DEFAULTS", "SEG_VAR
 
 # Small widths so that every run trains on a CPU in minutes.
 EMBEDDING_DEFAULTS = {"widths": [8, 16, 32], "embed_dim": 16, "side_dim": 8}
+# No dropout: on a few hundred scenes and tens of epochs it only slowed training
+# (FlyingShapes 64x64, 10 epochs: 8.8 % mIoU with 0.1, 11.1 % without).
 SEGNET_DEFAULTS = {"widths": [8, 16, 24, 32], "fc_width": 64, "fc6_dilation": 2,
-                   "dropout": 0.1}
+                   "dropout": 0.0}
 FLOWNET_DEFAULTS = {"widths": [16, 24, 32, 48]}
 # CRF windows that suit images of tens of pixels (the paper's 13x13 at dilation 9 is
 # for 321x321 inputs).
@@ -69,6 +71,16 @@ def load_state(path):
     return ckpt["model"], ckpt["extra"]["config"]
 
 
+def _param_groups(net, lr, lam_mult, embedder_mult):
+    """Optimizer groups: lams at ``lam_mult`` x lr, the embedder at ``embedder_mult`` x lr.
+    ``embedder_mult=0`` freezes the embedder: no gradient is computed through it (nor
+    through the embedding distances), which makes a fine-tuning step much cheaper."""
+    if embedder_mult == 0 and getattr(net, "embedder", None) is not None:
+        for p in net.embedder.parameters():
+            p.requires_grad = False
+    return lr_mult_groups(net, lr, {r"(^|\.)lam$": lam_mult, r"^embedder\.": embedder_mult})
+
+
 def _fit(model, optimizer, loader, step, out_dir, epochs, config, evaluate, progress,
          resume, desc, poly=True):
     scheduler = PolyLR(optimizer, max_iters=max(1, epochs * len(loader))) if poly else None
@@ -105,7 +117,7 @@ def run_segmentation(out_dir, train, test=None, variant=None, epochs=6, batch_si
 
     variant: SegNet switches (a row of :data:`SEG_VARIANTS`).  embedder: (state, config)
     of a pre-trained embedding run (needed by every switch), fine-tuned end to end at
-    ``embedder_mult`` times the lr.  init: a state dict (e.g. the trained baseline) copied
+    ``embedder_mult`` times the lr (0: frozen).  init: a state dict (e.g. the trained baseline) copied
     in where names match, plain convolutions becoming segmentation-aware ones at lam = 0.
     The lams train at ``lam_mult`` times the lr.  SGD with momentum 0.9 (or Adam) and a
     poly schedule, as DeepLab.
@@ -127,7 +139,7 @@ def run_segmentation(out_dir, train, test=None, variant=None, epochs=6, batch_si
         transfer_weights(net, emb_state, dst_prefix="embedder.")
     if init is not None:
         transfer_weights(net, {k: v for k, v in init.items() if not k.startswith("embedder.")})
-    groups = lr_mult_groups(net, lr, {r"(^|\.)lam$": lam_mult, r"^embedder\.": embedder_mult})
+    groups = _param_groups(net, lr, lam_mult, embedder_mult)
     opt = (SGD(groups, lr=lr, momentum=0.9, weight_decay=5e-4) if optimizer == "sgd"
            else Adam(groups, lr=lr))
     loader = make_loader(train, batch_size, seed, True, config["input"]["mean"])
@@ -160,7 +172,7 @@ def run_flow(out_dir, train, test=None, segaware=False, epochs=6, batch_size=8, 
         transfer_weights(net, emb_state, dst_prefix="embedder.")
     if init is not None:
         transfer_weights(net, {k: v for k, v in init.items() if not k.startswith("embedder.")})
-    groups = lr_mult_groups(net, lr, {r"(^|\.)lam$": lam_mult, r"^embedder\.": embedder_mult})
+    groups = _param_groups(net, lr, lam_mult, embedder_mult)
     opt = Adam(groups, lr=lr)
     loader = make_loader(train, batch_size, seed, True, config["input"]["mean"])
     evaluate = None

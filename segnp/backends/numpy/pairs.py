@@ -60,6 +60,18 @@ def _pair_taps(H, W, ksize, dilation):
             yield k, (rows[0], cols[0]), (rows[1], cols[1])
 
 
+def _half_taps(H, W, ksize, dilation):
+    """The taps of :func:`_pair_taps` before the centre (k < K // 2).  Tap k's offset is
+    the negative of tap K - 1 - k's, so the pair (p, p + o_k) met at tap k is the pair
+    (q, q - o_k) met at tap K - 1 - k from q = p + o_k: the same two pixels, labels and
+    distance, inside the image together.  Visiting half the taps and counting each
+    pair twice halves the work of the loss and its gradient."""
+    K = ksize * ksize
+    for k, centre, tap in _pair_taps(H, W, ksize, dilation):
+        if k < K // 2:
+            yield k, centre, tap
+
+
 def _check_labels(fn, labels, e=None):
     check_int(fn, "labels", labels)
     check_ndim(fn, "labels", labels, "(N, H, W)")
@@ -126,14 +138,16 @@ def embedding_pair_loss(e, labels, ksize=3, dilation=1, alpha=0.5, beta=2.0, nor
     ksize, dilation = _window(fn, H, W, ksize, dilation)
     total = np.zeros((), dtype=e.dtype)
     count = 0
-    for _, centre, tap in _pair_taps(H, W, ksize, dilation):
+    for _, centre, tap in _half_taps(H, W, ksize, dilation):
         same, counted = _pair_codes(labels, centre, tap, ignore_index)
         d = _distance(e[:, :, centre[0], centre[1]] - e[:, :, tap[0], tap[1]], norm)
         loss = np.where(same, d - alpha, beta - d)
         np.maximum(loss, 0, out=loss)
         total += loss[counted].sum(dtype=e.dtype)
         count += int(np.count_nonzero(counted))
-    return total, count
+    # each unordered pair stands for its two ordered pairs (see _half_taps)
+    total *= 2
+    return total, 2 * count
 
 
 def embedding_pair_loss_backward(e, labels, gloss, ksize=3, dilation=1, alpha=0.5,
@@ -153,6 +167,9 @@ def embedding_pair_loss_backward(e, labels, gloss, ksize=3, dilation=1, alpha=0.
 
     with dnorm = sign(delta) ('l1'), delta / ||delta|| ('l2', taken as 0 where
     delta = 0 so that coincident embeddings give no NaN) or 2 delta ('l2sq').
+    Computed over half the taps (:func:`_half_taps`): each pair's term goes to its
+    centre and, negated, to its tap pixel, which is where the opposite tap would have
+    put it.
     """
     fn = "embedding_pair_loss_backward"
     check_norm(fn, norm)
@@ -161,7 +178,7 @@ def embedding_pair_loss_backward(e, labels, gloss, ksize=3, dilation=1, alpha=0.
     ksize, dilation = _window(fn, H, W, ksize, dilation)
     scale = 2 * np.asarray(gloss, dtype=e.dtype)
     ge = np.zeros_like(e)
-    for _, centre, tap in _pair_taps(H, W, ksize, dilation):
+    for _, centre, tap in _half_taps(H, W, ksize, dilation):
         same, counted = _pair_codes(labels, centre, tap, ignore_index)
         delta = e[:, :, centre[0], centre[1]] - e[:, :, tap[0], tap[1]]
         d = _distance(delta, norm)
@@ -177,4 +194,5 @@ def embedding_pair_loss_backward(e, labels, gloss, ksize=3, dilation=1, alpha=0.
         slope *= scale
         delta *= slope[:, None]
         ge[:, :, centre[0], centre[1]] += delta
+        ge[:, :, tap[0], tap[1]] -= delta
     return ge
