@@ -1,7 +1,7 @@
 """Reproduce the paper's comparisons on FlyingShapes (generated; nothing to download).
 
-    python examples/reproduce.py --quick      # one seed, small: a few minutes on 2 CPU cores
-    python examples/reproduce.py              # 3 seeds, mean and spread: ~30 min on 2 cores
+    python examples/reproduce.py --quick      # one seed, small: under 3 min on 2 CPU cores
+    python examples/reproduce.py              # 3 seeds, mean and spread: ~23 min on 2 cores
     python examples/reproduce.py --seeds 0 1 2 3 4 --out results-5
 
 For every seed:
@@ -55,8 +55,8 @@ from segnp.io import atomic_path, write_png
 # of Table 1 are fine-tuned, which the quick preset does to fit in its time; the
 # default fine-tunes it end to end, as the paper.
 PRESETS = {
-    "quick": {"size": 64, "count": 160, "test_count": 32, "seeds": [0], "emb_epochs": 6,
-              "seg_epochs": 20, "ft_epochs": 1, "flow_epochs": 12, "flow_ft_epochs": 1,
+    "quick": {"size": 64, "count": 160, "test_count": 32, "seeds": [0], "emb_epochs": 12,
+              "seg_epochs": 16, "ft_epochs": 1, "flow_epochs": 10, "flow_ft_epochs": 1,
               "embedder_mult": 0.0},
     "default": {"size": 64, "count": 256, "test_count": 64, "seeds": [0, 1, 2],
                 "emb_epochs": 14, "seg_epochs": 30, "ft_epochs": 2, "flow_epochs": 30,
