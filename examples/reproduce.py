@@ -221,7 +221,7 @@ def figures(out, results, models, inp):
         ms = [r["segmentation"][name] for r in results]
         curves[name] = (np.asarray(ms[0]["curve_widths"]),
                         100 * np.mean([m["curve_miou"] for m in ms], axis=0))
-    figs["fig7_trimap.png"] = figure_trimap(curves)
+    figs["fig7_trimap.png"] = figure_trimap(curves, reference="baseline")
     i1, fl, flows = models["flow"]
     figs["fig8_flow.png"] = figure_flow(i1, fl, flows, mean, scale)
     for name, img in figs.items():

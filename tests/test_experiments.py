@@ -156,6 +156,11 @@ def test_figures_and_raster():
     img = figure_trimap({"a": (np.arange(1, 6), rng.random(5)), "b": (np.arange(1, 6),
                                                                     rng.random(5))})
     assert img.dtype == np.uint8 and img.ndim == 3 and (img != 255).any()
+    two = figure_trimap({"a": (np.arange(1, 6), rng.random(5)),
+                         "b": (np.arange(1, 6), rng.random(5))}, reference="a")
+    assert two.shape[0] == img.shape[0] and two.shape[1] == 2 * img.shape[1] + 12
+    with pytest.raises(ValueError, match="figure_trimap"):
+        figure_trimap({"a": (np.arange(3), np.ones(3))}, reference="z")
     cells = [[np.zeros((5, 6, 3), np.uint8), np.zeros((5, 4), np.uint8)]]
     g = grid(cells, col_titles=["x", "y"])
     assert g.shape[1] == 6 + 4 + 3 * 4
@@ -253,3 +258,10 @@ def test_unnormalised_segaware_starts_exactly_as_the_baseline(variant):
     transfer_weights(normed, base.state_dict())
     with no_grad():
         assert not np.allclose(normed.eval()(x).data, want, rtol=1e-5, atol=1e-5)
+
+
+def test_tick_labels_have_no_negative_zero():
+    from segnp.experiments.raster import _fmt
+    assert _fmt(-0.0, 1.0) == "0"
+    assert _fmt(-1e-17, 0.5) == "0.0"
+    assert _fmt(-0.5, 0.5) == "-0.5"

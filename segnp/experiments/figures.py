@@ -126,10 +126,26 @@ def figure_bilateral(model, images, labels, mean, scale, count=3, zoom=3):
                                   "argmax before", "argmax after"])
 
 
-def figure_trimap(curves, title="trimap miou near label boundaries"):
-    """Fig. 7: ``curves`` maps a variant name to (half-widths, mIoU in %)."""
-    return line_plot(curves, title=title, xlabel="trimap half-width (pixels)",
-                     ylabel="miou %", size=(320, 520))
+def figure_trimap(curves, title="trimap miou near label boundaries", reference=None):
+    """Fig. 7: ``curves`` maps a variant name to (half-widths, mIoU in %).
+
+    ``reference``: the name of one curve (e.g. the baseline).  A second panel then
+    plots every other curve minus it, where variants that differ by a point or two
+    no longer hide each other under the spread of the absolute values.
+    """
+    kw = {"xlabel": "trimap half-width (pixels)", "size": (320, 520)}
+    panel = line_plot(curves, title=title, ylabel="miou %", **kw)
+    if reference is None:
+        return panel
+    if reference not in curves:
+        raise ValueError(f"figure_trimap: reference {reference!r} is not one of the "
+                         f"curves {list(curves)}")
+    base = np.asarray(curves[reference][1], float)
+    deltas = {name: (x, np.asarray(y, float) - base) for name, (x, y) in curves.items()}
+    diff = line_plot(deltas, title=f"difference to {reference}", ylabel="miou points",
+                     **kw)
+    gap = np.full((panel.shape[0], 12, 3), 255, np.uint8)
+    return np.concatenate([panel, gap, diff], axis=1)
 
 
 def figure_flow(image1, flow_true, flows, mean, scale, count=3, zoom=3):

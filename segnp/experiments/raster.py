@@ -195,6 +195,8 @@ def _ticks(lo, hi, n=5):
 
 def _fmt(v, step):
     digits = max(0, int(-np.floor(np.log10(step) + 1e-9)))
+    if abs(v) < 1e-6 * step:   # ceil(lo / step) * step can land on -0.0 or -1e-17
+        v = 0.0
     return f"{v:.{digits}f}"
 
 
