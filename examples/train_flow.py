@@ -17,9 +17,9 @@ try:
 except ImportError:  # a source checkout without `pip install .`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from segnp.experiments import load_state, run_flow
-from segnp.experiments.cli import (add_data_args, add_train_args, base_parser, load_data,
-                                   setup)
+from segnp.experiments import run_flow
+from segnp.experiments.cli import (add_data_args, add_finetune_args, add_train_args,
+                                   base_parser, load_data, load_finetune, setup)
 
 
 def main(argv=None):
@@ -27,26 +27,16 @@ def main(argv=None):
     add_data_args(p)
     add_train_args(p, "runs/flow", epochs=20, lr=2e-3)
     p.add_argument("--segaware", action="store_true")
-    p.add_argument("--embedder", help="checkpoint of train_embeddings.py")
-    p.add_argument("--init", help="checkpoint to start from (e.g. the trained baseline)")
-    p.add_argument("--segaware-normalize", choices=("auto", "yes", "no"), default="auto",
-                   help="divide segmentation-aware convolutions by their mask sum (Eq. 7); "
-                   "auto: yes when training from scratch, no with --init (then lam = 0 "
-                   "computes exactly what the initial plain network did)")
-    p.add_argument("--lam-mult", type=float, default=10.0)
-    p.add_argument("--embedder-mult", type=float, default=0.1)
+    add_finetune_args(p)
     args = p.parse_args(argv)
     setup(args)
     if args.segaware and not args.embedder:
         p.error("--segaware needs --embedder (run train_embeddings.py first)")
     train, test = load_data(args, "flow")
-    embedder = load_state(args.embedder) if args.embedder else None
-    init = load_state(args.init)[0] if args.init else None
-    normalize = {"yes": True, "no": False, "auto": init is None}[args.segaware_normalize]
+    embedder, init, model = load_finetune(args)
     _, hist = run_flow(args.out, train, test, segaware=args.segaware, epochs=args.epochs,
                        batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                       embedder=embedder, init=init, lam_mult=args.lam_mult,
-                       model={"segaware_normalize": normalize},
+                       embedder=embedder, init=init, lam_mult=args.lam_mult, model=model,
                        embedder_mult=args.embedder_mult, progress=not args.no_progress,
                        resume=args.resume)
     last = hist[-1] if hist else {}

@@ -19,9 +19,9 @@ try:
 except ImportError:  # a source checkout without `pip install .`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from segnp.experiments import SEG_VARIANTS, load_state, run_segmentation
-from segnp.experiments.cli import (add_data_args, add_train_args, base_parser, load_data,
-                                   setup)
+from segnp.experiments import SEG_VARIANTS, run_segmentation
+from segnp.experiments.cli import (add_data_args, add_finetune_args, add_train_args,
+                                   base_parser, load_data, load_finetune, setup)
 
 VARIANT_SLUGS = dict(zip(("baseline", "bf", "bf4", "fc6", "all", "all-bf", "all-crf"),
                          SEG_VARIANTS))
@@ -32,29 +32,19 @@ def main(argv=None):
     add_data_args(p)
     add_train_args(p, "runs/segmentation", epochs=30, lr=3e-3, batch_size=4)
     p.add_argument("--variant", choices=list(VARIANT_SLUGS), default="baseline")
-    p.add_argument("--embedder", help="checkpoint of train_embeddings.py")
-    p.add_argument("--init", help="checkpoint to start from (e.g. the trained baseline)")
-    p.add_argument("--segaware-normalize", choices=("auto", "yes", "no"), default="auto",
-                   help="divide segmentation-aware convolutions by their mask sum (Eq. 7); "
-                   "auto: yes when training from scratch, no with --init (then lam = 0 "
-                   "computes exactly what the initial plain network did)")
     p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
-    p.add_argument("--lam-mult", type=float, default=10.0, help="lr multiplier of the lams")
-    p.add_argument("--embedder-mult", type=float, default=0.1,
-                   help="lr multiplier of the embedding network")
+    add_finetune_args(p)
     args = p.parse_args(argv)
     setup(args)
     name = VARIANT_SLUGS[args.variant]
     if args.variant != "baseline" and not args.embedder:
         p.error(f"--variant {args.variant} needs --embedder (run train_embeddings.py first)")
     train, test = load_data(args, "segmentation")
-    embedder = load_state(args.embedder) if args.embedder else None
-    init = load_state(args.init)[0] if args.init else None
-    normalize = {"yes": True, "no": False, "auto": init is None}[args.segaware_normalize]
+    embedder, init, model = load_finetune(args)
     _, hist = run_segmentation(
         args.out, train, test, variant=SEG_VARIANTS[name], epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, seed=args.seed, embedder=embedder,
-        init=init, model={"segaware_normalize": normalize}, lam_mult=args.lam_mult,
+        init=init, model=model, lam_mult=args.lam_mult,
         embedder_mult=args.embedder_mult,
         progress=not args.no_progress, resume=args.resume, optimizer=args.optimizer)
     last = hist[-1] if hist else {}

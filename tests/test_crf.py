@@ -18,20 +18,13 @@ from segnp.autograd import Tensor
 from segnp.backends.api import NORM_EPS
 from segnp.gradcheck import check_grad
 from segnp.optim import SGD
+from naive_ops import norm_of
 
 
 # ---- the loop ---------------------------------------------------------------------------
 def softmax(x):
     z = np.exp(x - x.max(axis=1, keepdims=True))
     return z / z.sum(axis=1, keepdims=True)
-
-
-def norm_of(delta, norm):
-    if norm == "l1":
-        return np.abs(delta).sum()
-    if norm == "l2":
-        return np.sqrt((delta ** 2).sum())
-    return (delta ** 2).sum()
 
 
 def naive_filter(Q, weight, ksize, dilation):

@@ -8,6 +8,7 @@ import segnp
 import segnp.functions as F
 from segnp import Tensor, check_grad
 from segnp.backends.api import NORM_EPS
+from naive_ops import norm_of
 
 NORMS = ["l1", "l2", "l2sq"]
 
@@ -22,14 +23,6 @@ def coords(H, W, sigma):
 
 
 # ---- the differentiable ops against per-pixel loops from Eqs. 3, 4 and 7 -------------
-def norm_of(delta, norm):
-    if norm == "l1":
-        return np.abs(delta).sum()
-    if norm == "l2":
-        return np.sqrt((delta ** 2).sum())
-    return (delta ** 2).sum()
-
-
 def loop_mask(e, lam, ks, s, p, d, norm, include_center=True):
     """Eq. 3 pixel by pixel: m = exp(-lam ||e_centre - e_tap||) at taps inside the
     image (the centre being tap K//2), 0 elsewhere."""

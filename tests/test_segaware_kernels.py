@@ -10,6 +10,7 @@ import pytest
 
 from segnp.backends import get_backend
 from segnp.backends.api import NORM_EPS
+from naive_ops import norm_of
 
 B = get_backend("numpy")
 
@@ -49,14 +50,6 @@ def window_of(H, W, ks, s, p, d):
 def shape_out(H, W, ks, s, p, d):
     p = d * (ks // 2) if p is None else p
     return out_len(H, ks, s, p, d), out_len(W, ks, s, p, d)
-
-
-def norm_of(delta, norm):
-    if norm == "l1":
-        return np.abs(delta).sum()
-    if norm == "l2":
-        return np.sqrt((delta ** 2).sum())
-    return (delta ** 2).sum()
 
 
 def loop_im2dist(e, ks, s, p, d, norm):

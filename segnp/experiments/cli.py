@@ -1,14 +1,15 @@
 """Command-line pieces shared by the example scripts: the common options (backend,
-seed, output folder, data) and loading the train/test data they name."""
+seed, output folder, data, fine-tuning from checkpoints) and loading what they name."""
 import argparse
 import json
 import os
 
 from ..backends import set_backend
 from .data import load_split
+from .runs import load_state
 
-__all__ = ["base_parser", "add_data_args", "add_train_args", "setup", "load_data",
-           "write_json"]
+__all__ = ["base_parser", "add_data_args", "add_train_args", "add_finetune_args", "setup",
+           "load_data", "load_finetune", "write_json"]
 
 
 def base_parser(description):
@@ -45,6 +46,31 @@ def add_train_args(p, out, epochs, lr, batch_size=8):
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in "
                    "--out")
     return p
+
+
+def add_finetune_args(p):
+    """Options of the task scripts that start from checkpoints: the pre-trained
+    embedder, an initial network, Eq. 7's normalisation and the lr multipliers."""
+    p.add_argument("--embedder", help="checkpoint of train_embeddings.py")
+    p.add_argument("--init", help="checkpoint to start from (e.g. the trained baseline)")
+    p.add_argument("--segaware-normalize", choices=("auto", "yes", "no"), default="auto",
+                   help="divide segmentation-aware convolutions by their mask sum (Eq. 7); "
+                   "auto: yes when training from scratch, no with --init (then lam = 0 "
+                   "computes exactly what the initial plain network did)")
+    p.add_argument("--lam-mult", type=float, default=10.0, help="lr multiplier of the lams")
+    p.add_argument("--embedder-mult", type=float, default=0.1,
+                   help="lr multiplier of the embedding network (0 freezes it)")
+    return p
+
+
+def load_finetune(args):
+    """(embedder, init, model overrides) named by :func:`add_finetune_args`' options:
+    the embedder's (state, config) or None, the initial state dict or None, and
+    ``{"segaware_normalize": ...}`` with 'auto' resolved."""
+    embedder = load_state(args.embedder) if args.embedder else None
+    init = load_state(args.init)[0] if args.init else None
+    normalize = {"yes": True, "no": False, "auto": init is None}[args.segaware_normalize]
+    return embedder, init, {"segaware_normalize": normalize}
 
 
 def setup(args):

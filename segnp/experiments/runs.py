@@ -71,6 +71,23 @@ def load_state(path):
     return ckpt["model"], ckpt["extra"]["config"]
 
 
+def _task_network(task, model_cfg, train, embedder, init):
+    """(network, run config) of a segmentation or flow run.  ``embedder``: None or the
+    (state, config) of a pre-trained embedding run, which becomes the network's embedder
+    and sets the input preprocessing.  ``init``: a state dict copied in where names
+    match, except the embedder's."""
+    emb_state, emb_cfg = embedder if embedder is not None else (None, None)
+    config = {"task": task, "model": model_cfg,
+              "embedder": emb_cfg["model"] if emb_cfg else None,
+              "input": emb_cfg["input"] if emb_cfg else _input(train)}
+    net = build_model(config)
+    if emb_state is not None:
+        transfer_weights(net, emb_state, dst_prefix="embedder.")
+    if init is not None:
+        transfer_weights(net, {k: v for k, v in init.items() if not k.startswith("embedder.")})
+    return net, config
+
+
 def _param_groups(net, lr, lam_mult, embedder_mult):
     """Optimizer groups: lams at ``lam_mult`` x lr, the embedder at ``embedder_mult`` x lr.
     ``embedder_mult=0`` freezes the embedder: no gradient is computed through it (nor
@@ -117,8 +134,9 @@ def run_segmentation(out_dir, train, test=None, variant=None, epochs=6, batch_si
 
     variant: SegNet switches (a row of :data:`SEG_VARIANTS`).  embedder: (state, config)
     of a pre-trained embedding run (needed by every switch), fine-tuned end to end at
-    ``embedder_mult`` times the lr (0: frozen).  init: a state dict (e.g. the trained baseline) copied
-    in where names match, plain convolutions becoming segmentation-aware ones at lam = 0.
+    ``embedder_mult`` times the lr (0: frozen).  init: a state dict (e.g. the trained
+    baseline) copied in where names match, plain convolutions becoming
+    segmentation-aware ones at lam = 0.
     The lams train at ``lam_mult`` times the lr.  SGD with momentum 0.9 (or Adam) and a
     poly schedule, as DeepLab.
     """
@@ -127,18 +145,11 @@ def run_segmentation(out_dir, train, test=None, variant=None, epochs=6, batch_si
     mcfg.update(copy.deepcopy(variant or {}))
     needs = (mcfg.get("segaware", "none") != "none" or mcfg.get("bf") is not None
              or bool(mcfg.get("crf")))
-    emb_state, emb_cfg = embedder if (embedder is not None and needs) else (None, None)
-    config = {"task": "segmentation", "model": mcfg,
-              "embedder": emb_cfg["model"] if emb_cfg else None,
-              "input": emb_cfg["input"] if emb_cfg else _input(train)}
-    net = build_model(config)
-    if needs and emb_state is None:
+    if needs and embedder is None:
         raise ValueError(f"run_segmentation: the variant {variant} needs a pre-trained "
                          f"embedder")
-    if emb_state is not None and net.embedder is not None:
-        transfer_weights(net, emb_state, dst_prefix="embedder.")
-    if init is not None:
-        transfer_weights(net, {k: v for k, v in init.items() if not k.startswith("embedder.")})
+    net, config = _task_network("segmentation", mcfg, train, embedder if needs else None,
+                                init)
     groups = _param_groups(net, lr, lam_mult, embedder_mult)
     opt = (SGD(groups, lr=lr, momentum=0.9, weight_decay=5e-4) if optimizer == "sgd"
            else Adam(groups, lr=lr))
@@ -161,17 +172,9 @@ def run_flow(out_dir, train, test=None, segaware=False, epochs=6, batch_size=8, 
     layer and bilateral filter, with ``embedder`` = (state, config) pre-trained."""
     manual_seed(seed)
     mcfg = dict(FLOWNET_DEFAULTS, **(model or {}), segaware=bool(segaware))
-    emb_state, emb_cfg = embedder if (embedder is not None and segaware) else (None, None)
-    config = {"task": "flow", "model": mcfg,
-              "embedder": emb_cfg["model"] if emb_cfg else None,
-              "input": emb_cfg["input"] if emb_cfg else _input(train)}
-    net = build_model(config)
-    if segaware and emb_state is None:
+    if segaware and embedder is None:
         raise ValueError("run_flow: segaware=True needs a pre-trained embedder")
-    if emb_state is not None:
-        transfer_weights(net, emb_state, dst_prefix="embedder.")
-    if init is not None:
-        transfer_weights(net, {k: v for k, v in init.items() if not k.startswith("embedder.")})
+    net, config = _task_network("flow", mcfg, train, embedder if segaware else None, init)
     groups = _param_groups(net, lr, lam_mult, embedder_mult)
     opt = Adam(groups, lr=lr)
     loader = make_loader(train, batch_size, seed, True, config["input"]["mean"])

@@ -20,6 +20,7 @@ from ..backends import get_backend
 from ..metrics import (angular_error, confusion_matrix, end_point_error, miou,
                        pixel_accuracy, trimap_scores)
 from ..models import EmbeddingNet, FlowNetS, SegNet
+from ..models.grids import subsample_point
 from ..nn import SegAwareConv2d
 
 __all__ = ["TASKS", "build_model", "load_run", "transfer_weights", "embedding_step",
@@ -134,7 +135,7 @@ def downsample_flow(flow, stride):
     prediction.  Flow stays in input pixels, as the predictions are."""
     if not isinstance(stride, (int, np.integer)) or stride < 1:
         raise ValueError(f"downsample_flow: stride must be a positive int; got {stride!r}")
-    return np.ascontiguousarray(flow[:, :, ::stride, ::stride])
+    return np.ascontiguousarray(subsample_point(flow, stride))
 
 
 # ---- embedding learning (Sec. 3.1) ----------------------------------------------------
