@@ -44,7 +44,7 @@ from segnp.experiments import (CHECKPOINT_NAME, SEG_VARIANTS, embed, evaluate_fl
 from segnp.experiments.cli import base_parser, setup, write_json
 from segnp.experiments.figures import (figure_bilateral, figure_embeddings, figure_flow,
                                        figure_trimap)
-from segnp.io import atomic_path, write_png
+from segnp.io import atomic_path
 
 # Each preset: data size, epochs of every stage, batch sizes, learning rates.  The
 # segmentation runs use batches of 4: what limits them on a CPU budget is the number of
@@ -211,23 +211,25 @@ def write_report(out, results, cfg, command, seconds, figures):
 
 
 def figures(out, results, models, inp):
+    from segnp.data.flyingshapes import FLYINGSHAPES_CLASSES as names
     images, labels, e = models["embedding"]
     mean, scale = inp["mean"], inp["scale"]
-    figs = {"fig3_embeddings.png": figure_embeddings(images, labels, e, mean, scale)}
+    path = lambda name: os.path.join(out, name)  # noqa: E731
+    figs = [figure_embeddings(path("fig3_embeddings.png"), images, labels, e, mean, scale,
+                              class_names=names)]
     if "bf" in models:
-        figs["fig4_bilateral.png"] = figure_bilateral(models["bf"], images, labels, mean, scale)
-    curves = {}
+        figs.append(figure_bilateral(path("fig4_bilateral.png"), models["bf"], images, labels,
+                                     mean, scale, class_names=names))
+    curves = {}   # per seed: the figure draws the mean and the spread of paired differences
     for name in SEG_VARIANTS:
         ms = [r["segmentation"][name] for r in results]
         curves[name] = (np.asarray(ms[0]["curve_widths"]),
-                        100 * np.mean([m["curve_miou"] for m in ms], axis=0))
-    figs["fig7_trimap.png"] = figure_trimap(curves, reference="baseline")
-    i1, fl, flows = models["flow"]
-    figs["fig8_flow.png"] = figure_flow(i1, fl, flows, mean, scale)
-    for name, img in figs.items():
-        write_png(os.path.join(out, name), np.ascontiguousarray(img))
-    return list(figs)
-
+                        100 * np.asarray([m["curve_miou"] for m in ms]))
+    figs.append(figure_trimap(path("fig7_trimap.png"), curves, reference="baseline"))
+    i1, fl, flows = models["flow"]   # of the first seed, as results[0]
+    epes = {k: results[0]["flow"][k]["epe"] for k in flows if k in results[0]["flow"]}
+    figs.append(figure_flow(path("fig8_flow.png"), i1, fl, flows, mean, scale, epes=epes))
+    return [os.path.basename(f) for f in figs]
 
 def main(argv=None):
     p = base_parser(__doc__.split("\n")[0])

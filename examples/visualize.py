@@ -1,4 +1,4 @@
-"""Figures of a trained checkpoint as PNG (NumPy + imageio only).
+"""Figures of a trained checkpoint as PNG (drawn with matplotlib).
 
     python examples/visualize.py runs/embeddings/checkpoint.npz          # Fig. 3
     python examples/visualize.py runs/bf/checkpoint.npz                  # Fig. 4
@@ -6,13 +6,12 @@
 
 An embedding checkpoint gives Fig. 3 (patches, embedding PCA as RGB, embedding mask
 next to the colour-distance mask); a segmentation checkpoint with a bilateral filter
-gives Fig. 4 (FC8 scores before and after it), one without gives its predictions; flow
-checkpoints give Fig. 8 (the flows in colour coding, side by side).
+gives Fig. 4 (FC8 scores before and after it), and every segmentation checkpoint its
+predictions side by side; flow checkpoints give Fig. 8 (the flows in colour coding, side
+by side, with each one's EPE on the images shown).
 """
 import os
 import sys
-
-import numpy as np
 
 try:
     import segnp  # noqa: F401
@@ -22,9 +21,8 @@ except ImportError:  # a source checkout without `pip install .`
 from segnp.experiments import embed, load_run, load_split, predict_flow, segment, test_arrays
 from segnp.experiments.cli import base_parser, setup
 from segnp.experiments.figures import (figure_bilateral, figure_embeddings, figure_flow,
-                                       labels_rgb, to_rgb)
-from segnp.experiments.raster import grid, upscale
-from segnp.io import write_png
+                                       figure_predictions)
+from segnp.metrics import end_point_error
 
 
 def main(argv=None):
@@ -47,34 +45,34 @@ def main(argv=None):
     os.makedirs(args.out, exist_ok=True)
     kind = "flow" if task == "flow" else "segmentation"
     test = load_split(kind, args.test_data, "test", max(args.count, 1), args.size, args.cache)
+    names = test.classes
+    out = lambda name: os.path.join(args.out, name)  # noqa: E731
     written = []
     if task == "embedding":
         images, labels = test_arrays(test, ("image", "label"), inp)
-        img = figure_embeddings(images, labels, embed(model, images), inp["mean"],
-                                inp["scale"], count=args.count)
-        written.append(("fig3_embeddings.png", img))
+        written.append(figure_embeddings(out("fig3_embeddings.png"), images, labels,
+                                         embed(model, images), inp["mean"], inp["scale"],
+                                         count=args.count, class_names=names))
     elif task == "segmentation":
         images, labels = test_arrays(test, ("image", "label"), inp)
         if model.bf is not None:
-            img = figure_bilateral(model, images, labels, inp["mean"], inp["scale"],
-                                   count=args.count)
-            written.append(("fig4_bilateral.png", img))
-        rows = [[to_rgb(images[n:n + 1], inp["mean"], inp["scale"])[0], labels_rgb(labels[n])]
-                + [labels_rgb(segment(m, images[n:n + 1]).argmax(1)[0]) for m, _, _ in runs]
-                for n in range(min(args.count, len(images)))]
-        written.append(("predictions.png", grid([[upscale(c, 3) for c in r] for r in rows],
-                                                col_titles=["image", "labels"] + [
-                                                    f"run {k + 1}" for k in range(len(runs))])))
+            written.append(figure_bilateral(out("fig4_bilateral.png"), model, images, labels,
+                                            inp["mean"], inp["scale"], count=args.count,
+                                            class_names=names))
+        preds = {f"run {k + 1}": segment(m, images[:args.count]).argmax(1)
+                 for k, (m, _, _) in enumerate(runs)}
+        written.append(figure_predictions(out("predictions.png"), images[:args.count],
+                                          labels[:args.count], preds, inp["mean"],
+                                          inp["scale"], count=args.count, class_names=names))
     else:
         i1, i2, fl = test_arrays(test, ("image1", "image2", "flow"), inp)
         flows = {f"run {k + 1}": predict_flow(m, i1, i2) for k, (m, _, _) in enumerate(runs)}
-        written.append(("fig8_flow.png", figure_flow(i1, fl, flows, inp["mean"], inp["scale"],
-                                                     count=args.count)))
-    for name, img in written:
-        path = os.path.join(args.out, name)
-        write_png(path, np.ascontiguousarray(img))
+        written.append(figure_flow(out("fig8_flow.png"), i1, fl, flows, inp["mean"],
+                                   inp["scale"], count=args.count,
+                                   epes={k: end_point_error(f, fl) for k, f in flows.items()}))
+    for path in written:
         print(f"wrote {path}")
-    return [os.path.join(args.out, n) for n, _ in written]
+    return written
 
 
 if __name__ == "__main__":

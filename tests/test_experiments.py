@@ -1,6 +1,7 @@
 """The experiment helpers: ROC AUC and pair distances against hand cases and naive
-loops, mask quality, lr multiplier groups, weight transfer, downsampling, figures,
-and the trainer's logs and exact resume."""
+loops, mask quality, lr multiplier groups, weight transfer, downsampling, and the
+trainer's logs and exact resume, and the figures (PNG files of README size, atomic
+writes, argument checks)."""
 import json
 import os
 
@@ -12,8 +13,8 @@ from segnp import nn
 from segnp.experiments import (Trainer, lr_mult_groups, mask_quality, pair_distances,
                                roc_auc, transfer_weights, downsample_flow, write_logs,
                                finished)
-from segnp.experiments.figures import boundary_pixel, window_masks, figure_trimap
-from segnp.experiments.raster import grid, line_plot, pca_rgb
+from segnp.experiments import figures
+from segnp.experiments.figures import boundary_pixel, pca_rgb, window_masks
 from segnp.optim import SGD
 
 
@@ -141,35 +142,6 @@ def test_flow_targets_match_prediction_shapes():
         assert downsample_flow(flow, s).shape == p.shape
 
 
-def test_figures_and_raster():
-    rng = np.random.default_rng(2)
-    labels = np.zeros((15, 15), np.int64)
-    labels[:, 8:] = 1
-    r, c = boundary_pixel(labels, 3)
-    assert labels[r, c] != labels[r, c - 1] or labels[r, c] != labels[r, c + 1] or \
-        c in (7, 8)
-    feat = np.zeros((2, 15, 15))
-    feat[0][labels == 1] = 4.0
-    m = window_masks(feat, (7, 7), 3, lam=1.0)
-    assert m.shape == (7, 7) and m[3, 3] == 1.0
-    np.testing.assert_allclose(m[:, 4:], np.exp(-4.0))   # columns 8.. are the other side
-    img = figure_trimap({"a": (np.arange(1, 6), rng.random(5)), "b": (np.arange(1, 6),
-                                                                    rng.random(5))})
-    assert img.dtype == np.uint8 and img.ndim == 3 and (img != 255).any()
-    two = figure_trimap({"a": (np.arange(1, 6), rng.random(5)),
-                         "b": (np.arange(1, 6), rng.random(5))}, reference="a")
-    assert two.shape[0] == img.shape[0] and two.shape[1] == 2 * img.shape[1] + 12
-    with pytest.raises(ValueError, match="figure_trimap"):
-        figure_trimap({"a": (np.arange(3), np.ones(3))}, reference="z")
-    cells = [[np.zeros((5, 6, 3), np.uint8), np.zeros((5, 4), np.uint8)]]
-    g = grid(cells, col_titles=["x", "y"])
-    assert g.shape[1] == 6 + 4 + 3 * 4
-    pca, basis = pca_rgb(rng.normal(size=(4, 6, 5)))
-    assert pca.shape == (6, 5, 3) and len(basis) == 4
-    plot = line_plot({"x": ([0, 1], [0, 1])})
-    assert plot.shape == (300, 460, 3)
-
-
 def _trainer(tmp_path, name, epochs, fail_at=None):
     from segnp import functions as F
     from segnp.autograd import Tensor
@@ -260,8 +232,136 @@ def test_unnormalised_segaware_starts_exactly_as_the_baseline(variant):
         assert not np.allclose(normed.eval()(x).data, want, rtol=1e-5, atol=1e-5)
 
 
-def test_tick_labels_have_no_negative_zero():
-    from segnp.experiments.raster import _fmt
-    assert _fmt(-0.0, 1.0) == "0"
-    assert _fmt(-1e-17, 0.5) == "0.0"
-    assert _fmt(-0.5, 0.5) == "-0.5"
+# ---------------------------------------------------------------- figures
+
+def test_figure_helpers():
+    labels = np.zeros((15, 15), np.int64)
+    labels[:, 8:] = 1
+    r, c = boundary_pixel(labels, 3)
+    assert c in (7, 8) and 3 <= r < 12
+    assert boundary_pixel(np.zeros((9, 9), np.int64), 2) == (4, 4)
+    feat = np.zeros((2, 15, 15))
+    feat[0][labels == 1] = 4.0
+    m = window_masks(feat, (7, 7), 3, lam=1.0)
+    assert m.shape == (7, 7) and m[3, 3] == 1.0
+    np.testing.assert_allclose(m[:, 4:], np.exp(-4.0))   # columns 8.. are the other side
+    np.testing.assert_allclose(m[:, :4], 1.0)
+    rng = np.random.default_rng(2)
+    e = rng.normal(size=(4, 6, 5))
+    pca, basis = pca_rgb(e)
+    assert pca.shape == (6, 5, 3) and pca.dtype == np.uint8 and len(basis) == 4
+    np.testing.assert_array_equal(pca_rgb(e, basis)[0], pca)
+    # the first component is the direction of largest spread: along it, red varies most
+    e = np.zeros((3, 4, 4))
+    e[1] = np.arange(16).reshape(4, 4)
+    pca, _ = pca_rgb(e)
+    assert pca[..., 0].std() > 10 and pca[..., 1].std() == 0
+
+
+def _scene_batch(n=2, size=16):
+    from segnp.data.flyingshapes import render_scene
+    from segnp.experiments.data import preprocess
+    scenes = [render_scene(0, i, (size, size)) for i in range(n)]
+    img = np.stack([s["image1"] for s in scenes])
+    mean = img.reshape(-1, 3).mean(0)
+    x = preprocess(img, mean, 1 / 64)
+    labels = np.stack([s["label"] for s in scenes]).astype(np.int64)
+    flow = np.stack([s["flow"] for s in scenes]).transpose(0, 3, 1, 2)
+    return x, labels, flow, mean
+
+
+def _png(path, tmp_path, width=(900, 1450), height=(250, 1100)):
+    """The PNG at ``path`` as (H, W, 3) after checking its size and that the folder holds
+    no temporary file."""
+    import imageio.v3 as iio
+    assert sorted(os.listdir(tmp_path)) == [os.path.basename(path)]
+    img = iio.imread(path)
+    assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] in (3, 4)
+    assert width[0] <= img.shape[1] <= width[1] and height[0] <= img.shape[0] <= height[1]
+    return img[..., :3]
+
+
+def _has_colour(img, rgb):
+    return bool((img == np.asarray(rgb, np.uint8)).all(-1).any())
+
+
+def test_figure_embeddings_png(tmp_path):
+    x, labels, _, mean = _scene_batch()
+    e = np.random.default_rng(0).normal(size=(2, 4, 16, 16))
+    out = figures.figure_embeddings(tmp_path / "fig3.png", x, labels, e, mean, 1 / 64,
+                                    radius=3, class_names=["background", "a", "b"])
+    img = _png(out, tmp_path)
+    pal = segnp.io.label_palette()
+    win = [labels[n][r - 3:r + 4, c - 3:c + 4]
+           for n, (r, c) in enumerate(boundary_pixel(lab, 3) for lab in labels)]
+    for k in np.unique(win):  # every class of a window is drawn in its palette colour
+        assert _has_colour(img, pal[k])
+    with pytest.raises(ValueError, match="figure_embeddings: embeddings"):
+        figures.figure_embeddings(tmp_path / "x.png", x, labels, e[:, :, :8], mean, 1 / 64)
+    with pytest.raises(ValueError, match="figure_embeddings: radius"):
+        figures.figure_embeddings(tmp_path / "x.png", x, labels, e, mean, 1 / 64, radius=8)
+    assert sorted(os.listdir(tmp_path)) == ["fig3.png"]
+
+
+def test_figure_bilateral_and_predictions_png(tmp_path):
+    from segnp.models import EmbeddingNet, SegNet
+    from segnp.random import manual_seed
+    x, labels, _, mean = _scene_batch()
+    manual_seed(0)
+    net = SegNet(7, widths=(4, 4, 4, 4), fc_width=4, bf=(1, 3), dropout=0.0,
+                 embedder=EmbeddingNet((4, 4, 4), 4, 2))
+    out = figures.figure_bilateral(tmp_path / "fig4.png", net, x, labels, mean, 1 / 64,
+                                   count=1)
+    assert net.bf is not None   # put back after drawing the scores before it
+    _png(out, tmp_path, height=(200, 600))
+    with pytest.raises(ValueError, match="figure_bilateral: model"):
+        figures.figure_bilateral(tmp_path / "x.png", SegNet(7, widths=(4, 4, 4, 4),
+                                                            fc_width=4), x, labels, mean, 1)
+    with pytest.raises(ValueError, match="figure_bilateral: labels"):
+        figures.figure_bilateral(tmp_path / "x.png", net, x, labels[:, :8], mean, 1)
+    os.remove(out)
+    pred = np.full_like(labels, 3)
+    out = figures.figure_predictions(tmp_path / "pred.png", x, labels, {"run 1": pred}, mean,
+                                     1 / 64, class_names=["bg", "a", "b", "c"])
+    img = _png(out, tmp_path, width=(500, 1450))
+    assert _has_colour(img, segnp.io.label_palette()[3])
+    with pytest.raises(ValueError, match="figure_predictions: count"):
+        figures.figure_predictions(tmp_path / "x.png", x, labels, {"a": pred}, mean, 1,
+                                   count=0)
+
+
+def test_figure_trimap_png(tmp_path):
+    rng = np.random.default_rng(1)
+    K = np.arange(1, 6)
+    curves = {"baseline": (K, 20 + rng.random((3, 5))), "bf": (K, 21 + rng.random((3, 5))),
+              "crf": (K, 22 + rng.random(5), 0.5 * np.ones(5))}
+    out = figures.figure_trimap(tmp_path / "fig7.png", curves, reference="baseline")
+    _png(out, tmp_path, height=(400, 700))
+    with pytest.raises(ValueError, match="figure_trimap: reference 'z'"):
+        figures.figure_trimap(tmp_path / "x.png", curves, reference="z")
+    with pytest.raises(ValueError, match="figure_trimap: curves\\['b'\\] must have the half"):
+        figures.figure_trimap(tmp_path / "x.png", {"a": (K, K), "b": (K + 1, K)}, "a")
+    with pytest.raises(ValueError, match="figure_trimap: curves\\['a'\\]: the spread"):
+        figures.figure_trimap(tmp_path / "x.png", {"a": (K, K, K[:2])})
+    with pytest.raises(ValueError, match="figure_trimap: curves must be"):
+        figures.figure_trimap(tmp_path / "x.png", {})
+    assert sorted(os.listdir(tmp_path)) == ["fig7.png"]
+
+
+def test_figure_flow_png(tmp_path):
+    x, _, flow, mean = _scene_batch()
+    flows = {"zero": np.zeros_like(flow), "true": flow.copy()}
+    out = figures.figure_flow(tmp_path / "fig8.png", x, flow, flows, mean, 1 / 64,
+                              epes={"zero": 1.0})
+    img = _png(out, tmp_path)
+    m = np.sqrt((flow[0] ** 2).sum(0)).max()
+    # the first row's true flow, in its colour coding, is in the figure
+    corner = segnp.io.flow_to_color(flow[0].transpose(1, 2, 0), m)[0, 0]
+    assert _has_colour(img, corner)
+    with pytest.raises(ValueError, match="figure_flow: epes"):
+        figures.figure_flow(tmp_path / "x.png", x, flow, flows, mean, 1, epes={"z": 1.0})
+    with pytest.raises(ValueError, match="figure_flow: flows\\['zero'\\]"):
+        figures.figure_flow(tmp_path / "x.png", x, flow, {"zero": flow[:, :, :8]}, mean, 1)
+    with pytest.raises(FileNotFoundError, match="figure_flow"):
+        figures.figure_flow(tmp_path / "no" / "x.png", x, flow, flows, mean, 1)
+    assert sorted(os.listdir(tmp_path)) == ["fig8.png"]

@@ -1,6 +1,7 @@
 """The paper's experiments on generated or user data: datasets for the examples, the
 three tasks (embedding learning, segmentation, optical flow) as training recipes, a
-trainer with exact resume, mask-quality analysis and dependency-free figures."""
+trainer with exact resume, mask-quality analysis and the paper's figures
+(``segnp.experiments.figures``, drawn with matplotlib)."""
 from .data import (INPUT_SCALE, InMemory, default_cache, load_split, make_loader, preprocess,
                    synthetic_split)
 from .masks import mask_quality, pair_distances, roc_auc
