@@ -11,12 +11,12 @@ import numpy as np
 
 from ..io import atomic_path, label_palette
 
-__all__ = ["DPI", "new_figure", "save_figure", "panel_grid", "colorbar", "show",
+__all__ = ["DPI", "IGNORE", "new_figure", "save_figure", "panel_grid", "colorbar", "show",
            "class_legend", "mark_pixel"]
 
 DPI = 110
 WIDTH = 10.5     # inches of a grid of image panels, before extra space for colour bars
-IGNORE = 255
+IGNORE = 255     # the label of pixels that belong to no class (VOC's boundaries)
 LEGEND_COLUMNS = 8
 
 
@@ -93,7 +93,8 @@ def class_legend(fig, present, class_names):
                      label="ignore" if c == IGNORE else names[c] if c < len(names) else str(c))
                for c in present]
     fig.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 0.0),
-               ncol=min(len(handles), LEGEND_COLUMNS), frameon=False, title="classes", fontsize="medium")
+               ncol=min(len(handles), LEGEND_COLUMNS), frameon=False, title="classes",
+               fontsize="medium")
 
 
 def mark_pixel(ax, row, col):

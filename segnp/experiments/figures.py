@@ -6,8 +6,9 @@ boundaries) and Fig. 8 (optical flow in the Middlebury colour coding).
 Each ``figure_*`` function draws on its own :class:`matplotlib.figure.Figure` with an
 Agg canvas (no pyplot, so no display and no global state; see ``drawing.py``), writes
 ``path`` atomically (:func:`segnp.io.atomic_path`) and returns it.  matplotlib is
-imported only when a figure is drawn, so that ``import segnp`` does not pay for it.  At the default ``dpi`` the
-figures are about 1,000-1,400 pixels wide, readable in a README.
+imported only when a figure is drawn, so that ``import segnp`` does not pay for it.
+At the default ``dpi`` the figures are about 1,000-1,400 pixels wide, readable in a
+README.
 
 Notation: N images, H, W their size, D embedding channels, L classes, K trimap
 half-widths, S seeds.  Images are network inputs (N, 3, H, W), turned back into RGB
@@ -20,15 +21,12 @@ from ..autograd import Tensor, no_grad
 from ..backends import get_backend
 from ..io import flow_to_color, label_palette, wheel_legend
 from ..metrics import end_point_error
-from .drawing import (DPI, class_legend, colorbar, mark_pixel, new_figure, panel_grid,
-                      save_figure, show)
+from .drawing import (DPI, IGNORE, class_legend, colorbar, mark_pixel, new_figure,
+                      panel_grid, save_figure, show)
 
 __all__ = ["to_rgb", "labels_rgb", "pca_rgb", "window_masks", "boundary_pixel",
            "figure_embeddings", "figure_bilateral", "figure_predictions", "figure_trimap",
            "figure_flow"]
-
-IGNORE = 255
-
 
 # ---------------------------------------------------------------- array helpers
 
@@ -416,8 +414,8 @@ def figure_flow(path, image1, flow_true, flows, mean, scale, count=3, epes=None,
     drawn darker.  Each predicted panel gives that image's end-point error (EPE).
 
     image1 (N, 3, H, W) network inputs; flow_true (N, 2, H, W); flows: name ->
-    (N, 2, H, W).  ``epes``: name -> EPE over the whole test set, shown in the column
-    titles.  Returns ``path``.
+    (N, 2, H, W).  ``epes``: name -> an EPE measured elsewhere (e.g. over the whole
+    test set), shown in the column titles.  Returns ``path``.
     """
     fn = "figure_flow"
     image1 = _check(fn, "image1", image1, 4, "(N, 3, H, W)")
