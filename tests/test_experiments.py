@@ -322,8 +322,8 @@ def test_figure_bilateral_and_predictions_png(tmp_path):
     os.remove(out)
     pred = np.full_like(labels, 3)
     out = figures.figure_predictions(tmp_path / "pred.png", x, labels, {"run 1": pred}, mean,
-                                     1 / 64, class_names=["bg", "a", "b", "c"])
-    img = _png(out, tmp_path, width=(500, 1450))
+                                     1 / 64, count=1, class_names=["bg", "a", "b", "c"])
+    img = _png(out, tmp_path, width=(500, 1450), height=(200, 600))
     assert _has_colour(img, segnp.io.label_palette()[3])
     with pytest.raises(ValueError, match="figure_predictions: count"):
         figures.figure_predictions(tmp_path / "x.png", x, labels, {"a": pred}, mean, 1,
@@ -351,9 +351,9 @@ def test_figure_trimap_png(tmp_path):
 def test_figure_flow_png(tmp_path):
     x, _, flow, mean = _scene_batch()
     flows = {"zero": np.zeros_like(flow), "true": flow.copy()}
-    out = figures.figure_flow(tmp_path / "fig8.png", x, flow, flows, mean, 1 / 64,
+    out = figures.figure_flow(tmp_path / "fig8.png", x, flow, flows, mean, 1 / 64, count=1,
                               epes={"zero": 1.0})
-    img = _png(out, tmp_path)
+    img = _png(out, tmp_path, height=(200, 600))
     m = np.sqrt((flow[0] ** 2).sum(0)).max()
     # the first row's true flow, in its colour coding, is in the figure
     corner = segnp.io.flow_to_color(flow[0].transpose(1, 2, 0), m)[0, 0]
