@@ -231,6 +231,7 @@ def figures(out, results, models, inp):
     figs.append(figure_flow(path("fig8_flow.png"), i1, fl, flows, mean, scale, epes=epes))
     return [os.path.basename(f) for f in figs]
 
+
 def main(argv=None):
     p = base_parser(__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="one seed, small data, short runs")
