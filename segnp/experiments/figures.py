@@ -207,7 +207,8 @@ def figure_embeddings(path, images, labels, embeddings, mean, scale, count=4, ra
             mark_pixel(a, radius, radius)
     for a, t in zip(axes[0], cols):
         a.set_title(t, fontsize="medium")
-    colorbar(fig, im, axes[0, -1], axes[-1, -1], "mask value exp(−λ ‖f_j − f_i‖₁)")
+    colorbar(fig, im, axes[0, -1], axes[-1, -1],
+             r"mask value $\exp(-\lambda\,\|f_j - f_i\|_1)$")
     if present:
         class_legend(fig, present, class_names)
     return save_figure(fn, fig, path)
