@@ -1,234 +1,151 @@
 """Reproduce the paper's comparisons on FlyingShapes (generated; nothing to download).
 
-    python examples/reproduce.py --quick      # one seed, small: under 3 min on 2 CPU cores
-    python examples/reproduce.py              # 3 seeds, mean and spread: ~23 min on 2 cores
+    python examples/reproduce.py --quick      # one seed, small: about 5 min on 2 CPU cores
+    python examples/reproduce.py              # 3 seeds, mean and spread: about 30 min
     python examples/reproduce.py --seeds 0 1 2 3 4 --out results-5
 
-For every seed:
+The protocol (``segnp/experiments/protocol.py`` has the details), for every seed:
 
-1. the embedding network is pre-trained with the embedding loss (Sec. 3.1, 4.1), and
-   (a) the ROC AUC of embedding distance vs colour distance for same-region pixel pairs
-   is measured on test images (the claim of Fig. 3);
-2. the baseline segmentation network is trained; then every row of Table 1 (baseline,
-   +9x9 BF, +9x9 BF x4, FC6 segaware, all segaware, all + BF, all + CRF) is fine-tuned
-   from it for the same number of epochs, with the pre-trained embedder fine-tuned end
-   to end and every lam starting at 0 (the bilateral filters and the CRF at 1), and
-   (b) mIoU and trimap mIoU at half-widths 3 and 10 are measured (and the whole trimap
-   curve, Fig. 7).
-   The segmentation-aware convolutions keep Eq. 7's numerator only (no division by
-   the mask sum) unless ``--normalize-segaware``: at lam = 0 they then compute exactly
-   what the trained baseline computes, where the normalised form would change every
-   output near a border -- most of a feature map at these image sizes;
-3. the baseline FlowNetS is trained, then fine-tuned plain and segmentation-aware for
-   the same number of epochs, and (c) EPE and AAE are measured (Table 3).
+1. two embedding networks are trained with the embedding loss (Sec. 3.1, 4.1), one on
+   class labels and one on the generator's instance labels (motion regions, for flow);
+   (a) the ROC AUC of embedding vs colour distance for same-region pixel pairs is
+   measured on test scenes (the claim of Fig. 3);
+2. the baseline segmentation network is trained; every row of Table 1 is fine-tuned
+   from it for the same number of steps with the same data order, the "baseline" row
+   being the control fine-tuned in exactly the same way; (b) mIoU and trimap mIoU
+   (Fig. 7) are measured on validation and test scenes, and every Δ is paired with the
+   same seed's control.  The masks' lams are set from embedding statistics of training
+   scenes (``segnp.nn.calibrate_lams``) and fixed; two extra rows show the ceiling
+   (ground-truth masks) and what learning lam from 0 does (it stays at 0);
+3. a FlowNetS is trained, then the control and the segmentation-aware variant are
+   fine-tuned from it; (c) EPE and AAE next to the floor of a constant flow per image.
 
-Writes ``--out/REPORT.md`` (tables: mean +- standard deviation over seeds, and each
-seed), ``results.json``, figures ``fig3_embeddings.png``, ``fig4_bilateral.png``,
-``fig7_trimap.png``, ``fig8_flow.png``, and each run's checkpoint and log under
-``--out/runs``.  ``--resume`` reuses finished runs and continues interrupted ones.
+The runs of all seeds are independent jobs, spread over ``--workers`` processes (one
+BLAS thread each).  Choices are made on the validation split: compare the "val"
+columns of runs with other ``--keep-all`` / ``--keep-fc6`` values; test is only
+reported.  Writes ``--out/REPORT.md``, ``results.json``, the figures
+``fig3_embeddings.png``, ``fig4_bilateral.png``, ``fig7_trimap.png``,
+``fig8_flow.png``, and each run's checkpoint and log under ``--out/runs``;
+``--resume`` reuses finished runs.
 """
 import os
 import sys
 import time
-
-import numpy as np
 
 try:
     import segnp  # noqa: F401
 except ImportError:  # a source checkout without `pip install .`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from segnp.experiments import (CHECKPOINT_NAME, SEG_VARIANTS, embed, evaluate_flow,
-                               evaluate_segmentation, load_split, load_state, mask_quality,
-                               run_embedding, run_flow, run_segmentation, test_arrays)
-from segnp.experiments.cli import base_parser, setup, write_json
-from segnp.experiments.figures import (figure_bilateral, figure_embeddings, figure_flow,
-                                       figure_trimap)
-from segnp.io import atomic_path
+import numpy as np  # noqa: E402
 
-# Each preset: data size, epochs of every stage, batch sizes, learning rates.  The
-# segmentation runs use batches of 4: what limits them on a CPU budget is the number of
-# steps (FlyingShapes 64x64, 256 scenes, 30 epochs: 17 % mIoU at batch 8, 24 % at 4,
-# for about the same time).  The embedding network, too, is limited by its steps: at lr
-# 5e-3 its mask ROC AUC climbs from 0.73 (colour's) to 0.84 in 16 epochs of 256 scenes,
-# where 2e-3 had reached only 0.73 after 8.  ``embedder_mult`` 0 freezes the embedder while the rows
-# of Table 1 are fine-tuned, which the quick preset does to fit in its time; the
-# default fine-tunes it end to end, as the paper.
+from segnp.experiments.cli import base_parser, setup, write_json  # noqa: E402
+from segnp.experiments.protocol import (FLOW_ROWS, SEG_ROWS, constant_flow,  # noqa: E402
+                                        prepare_data, seed_jobs)
+from segnp.experiments.report import report_lines, summary_lines  # noqa: E402
+from segnp.experiments.schedule import run_jobs  # noqa: E402
+from segnp.io import atomic_path  # noqa: E402
+
+# Each preset: data, the length of every stage, widths.  The steps are what a CPU
+# budget limits; the numbers were set on the validation split.
+SEGNET = {"widths": [16, 32, 48, 64], "fc_width": 128, "fc6_dilation": 2, "dropout": 0.0,
+          "output_stride": 8, "segaware_normalize": False}
+FLOWNET = {"widths": [16, 24, 32, 48]}
 PRESETS = {
-    "quick": {"size": 64, "count": 160, "test_count": 32, "seeds": [0], "emb_epochs": 12,
-              "seg_epochs": 16, "ft_epochs": 1, "flow_epochs": 10, "flow_ft_epochs": 1,
-              "embedder_mult": 0.0},
-    "default": {"size": 64, "count": 256, "test_count": 64, "seeds": [0, 1, 2],
-                "emb_epochs": 14, "seg_epochs": 30, "ft_epochs": 2, "flow_epochs": 30,
-                "flow_ft_epochs": 2, "embedder_mult": 0.1},
+    "quick": {"size": 64, "count": 512, "flow_count": 512, "val_count": 64,
+              "test_count": 128, "seeds": [0], "emb_epochs": 4, "flow_emb_epochs": 2,
+              "seg_epochs": 6, "ft_epochs": 3, "flow_epochs": 12, "flow_ft_epochs": 2,
+              "rows": ["baseline", "+9x9 BF", "all segaware", "ground-truth masks"]},
+    "default": {"size": 64, "count": 1024, "flow_count": 2048, "val_count": 128,
+                "test_count": 128, "seeds": [0, 1, 2], "emb_epochs": 6,
+                "flow_emb_epochs": 4, "seg_epochs": 6, "ft_epochs": 3, "flow_epochs": 12,
+                "flow_ft_epochs": 2, "rows": list(SEG_ROWS)},
     # tests: end to end in seconds
-    "tiny": {"size": 32, "count": 16, "test_count": 8, "seeds": [0], "emb_epochs": 1,
-             "seg_epochs": 1, "ft_epochs": 1, "flow_epochs": 1, "flow_ft_epochs": 1,
-             "embedder_mult": 0.1},
+    "tiny": {"size": 32, "count": 16, "flow_count": 16, "val_count": 8, "test_count": 8,
+             "seeds": [0], "emb_epochs": 1, "flow_emb_epochs": 1, "seg_epochs": 1,
+             "ft_epochs": 1, "flow_epochs": 1, "flow_ft_epochs": 1, "rows": list(SEG_ROWS)},
 }
 COMMON = {"batch_size": 8, "seg_batch_size": 4, "emb_lr": 5e-3, "seg_lr": 3e-3,
-          "ft_lr": 1e-3, "flow_lr": 2e-3, "flow_ft_lr": 1e-3, "lam_mult": 10.0,
-          "segaware_normalize": False}
-CURVE = tuple(range(1, 21))
-WIDTHS = (3, 10)
+          "ft_lr": 1e-3, "flow_lr": 5e-3, "flow_ft_lr": 1e-3, "lam_mult": 10.0,
+          "keep_all": 0.9, "keep_fc6": 0.5, "keep_flow": 0.5, "segnet": SEGNET,
+          "flownet": FLOWNET}
+OVERRIDES = ("size", "count", "flow_count", "emb_epochs", "flow_emb_epochs", "seg_epochs",
+             "ft_epochs", "flow_epochs", "flow_ft_epochs")
 
 
-def _slug(name):
-    return "".join(c if c.isalnum() else "_" for c in name).strip("_").lower()
+def config(args):
+    preset = args.preset or ("quick" if args.quick else "default")
+    cfg = dict(PRESETS[preset], **COMMON, preset=preset, cache=args.cache)
+    for k in OVERRIDES:
+        if getattr(args, k) is not None:
+            cfg[k] = getattr(args, k)
+    for k in ("keep_all", "keep_fc6", "keep_flow"):
+        if getattr(args, k) is not None:
+            cfg[k] = getattr(args, k)
+    if args.seeds:
+        cfg["seeds"] = list(args.seeds)
+    return cfg
 
 
-def run_seed(seed, cfg, out, resume, progress, log):
-    """Every run of one seed; returns its results dict and the models for the figures."""
-    runs = os.path.join(out, "runs", f"seed{seed}")
-    kw = {"progress": progress, "resume": resume, "batch_size": cfg["batch_size"],
-          "seed": seed}
-    seg_train = load_split("segmentation", None, "train", cfg["count"], cfg["size"],
-                           cfg["cache"])
-    seg_test = load_split("segmentation", None, "test", cfg["test_count"], cfg["size"],
-                          cfg["cache"])
-    res, models = {"seed": seed}, {}
-
-    t0 = time.perf_counter()
-    emb_net, _ = run_embedding(os.path.join(runs, "embedding"), seg_train,
-                               epochs=cfg["emb_epochs"], lr=cfg["emb_lr"], **kw)
-    emb = load_state(os.path.join(runs, "embedding", CHECKPOINT_NAME))
-    inp = emb[1]["input"]
-    images, labels = test_arrays(seg_test, ("image", "label"), inp)
-    e = embed(emb_net, images)
-    res["masks"] = mask_quality(e, images, labels)
-    models["embedding"] = (images, labels, e)
-    log(f"seed {seed}: embeddings {time.perf_counter() - t0:.0f} s, mask AUC "
-        f"{res['masks']['embedding_auc']:.3f} (colour {res['masks']['colour_auc']:.3f})")
-
-    t0 = time.perf_counter()
-    skw = dict(kw, batch_size=cfg["seg_batch_size"])
-    base, _ = run_segmentation(os.path.join(runs, "seg_pretrain"), seg_train,
-                               epochs=cfg["seg_epochs"], lr=cfg["seg_lr"], **skw)
-    init = base.state_dict()
-    res["segmentation"] = {}
-    for name, variant in SEG_VARIANTS.items():
-        t1 = time.perf_counter()
-        net, _ = run_segmentation(
-            os.path.join(runs, "seg_" + _slug(name)), seg_train, variant=variant,
-            epochs=cfg["ft_epochs"], lr=cfg["ft_lr"], embedder=emb, init=init,
-            lam_mult=cfg["lam_mult"], embedder_mult=cfg["embedder_mult"],
-            model={"segaware_normalize": cfg["segaware_normalize"]}, **skw)
-        m, _ = evaluate_segmentation(net, images, labels, seg_train.num_classes,
-                                     widths=WIDTHS, curve=CURVE)
-        m["lams"] = {k: float(np.asarray(v)) for k, v in net.state_dict().items()
-                     if k.endswith("lam") and not k.startswith("embedder.")}
-        m["seconds"] = time.perf_counter() - t1
-        res["segmentation"][name] = m
-        if name == "+9x9 BF":
-            models["bf"] = net
-        log(f"seed {seed}: {name:14s} mIoU {100 * m['miou']:.2f} trimap3 "
-            f"{100 * m['trimap3_miou']:.2f} ({m['seconds']:.0f} s)")
-    log(f"seed {seed}: segmentation {time.perf_counter() - t0:.0f} s")
-
-    t0 = time.perf_counter()
-    flow_train = load_split("flow", None, "train", cfg["count"], cfg["size"], cfg["cache"])
-    flow_test = load_split("flow", None, "test", cfg["test_count"], cfg["size"], cfg["cache"])
-    fbase, _ = run_flow(os.path.join(runs, "flow_pretrain"), flow_train,
-                        epochs=cfg["flow_epochs"], lr=cfg["flow_lr"], **kw)
-    finit = fbase.state_dict()
-    i1, i2, fl = test_arrays(flow_test, ("image1", "image2", "flow"), inp)
-    res["flow"], flows = {}, {}
-    for name, segaware in (("baseline", False), ("segaware", True)):
-        net, _ = run_flow(os.path.join(runs, f"flow_{name}"), flow_train, segaware=segaware,
-                          epochs=cfg["flow_ft_epochs"], lr=cfg["flow_ft_lr"], embedder=emb,
-                          init=finit, lam_mult=cfg["lam_mult"],
-                          embedder_mult=cfg["embedder_mult"],
-                          model={"segaware_normalize": cfg["segaware_normalize"]}, **kw)
-        res["flow"][name], flows[name] = evaluate_flow(net, i1, i2, fl)
-    models["flow"] = (i1, fl, flows)
-    log(f"seed {seed}: flow {time.perf_counter() - t0:.0f} s, EPE baseline "
-        f"{res['flow']['baseline']['epe']:.3f} segaware {res['flow']['segaware']['epe']:.3f}")
-    return res, models, inp
+def collect(cfg, results):
+    """Per seed: masks, segmentation rows and flow rows, in the layout of results.json."""
+    floor = constant_flow(cfg)
+    out = []
+    for seed in cfg["seeds"]:
+        p = f"s{seed}/"
+        r = {"seed": seed, "masks": results[p + "embedding"]["masks"],
+             "flow_masks": results[p + "flow_embedding"]["masks"], "segmentation": {},
+             "flow": {"constant flow": floor}}
+        for name in cfg["rows"]:
+            row = results[p + "seg/" + name]
+            r["segmentation"][name] = dict(row["test"], val=row["val"], lams=row["lams"],
+                                           **({"calibration": row["calibration"]}
+                                              if "calibration" in row else {}))
+        for name in FLOW_ROWS:
+            row = results[p + "flow/" + name]
+            r["flow"][name] = dict(row["test"], val=row["val"])
+        out.append(r)
+    return out
 
 
-def _stat(values, scale=1.0, digits=2):
-    v = np.asarray(values, float) * scale
-    if len(v) == 1:
-        return f"{v[0]:.{digits}f}"
-    return f"{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f}"
-
-
-def tables(results):
-    """The three tables as Markdown lines (mean ± sample standard deviation)."""
-    n = len(results)
-    lines = [f"Seeds: {', '.join(str(r['seed']) for r in results)} "
-             f"({'mean ± std over seeds' if n > 1 else 'one seed'}).", "",
-             "### (a) Mask quality: ROC AUC of same-region vs different-region pixel pairs "
-             f"at distance {results[0]['masks']['distance']}", "",
-             "| distance used | ROC AUC |", "|---|---|",
-             f"| colour (RGB, L2) | {_stat([r['masks']['colour_auc'] for r in results], 1, 3)} |",
-             f"| learned embedding (L1) | "
-             f"{_stat([r['masks']['embedding_auc'] for r in results], 1, 3)} |", "",
-             "### (b) Table 1 analogue: semantic segmentation (%)", "",
-             "| method | mIoU | trimap-3 mIoU | trimap-10 mIoU | Δ mIoU | Δ trimap-3 |",
-             "|---|---|---|---|---|---|"]
-    base = [r["segmentation"]["baseline"] for r in results]
-    for name in SEG_VARIANTS:
-        rows = [r["segmentation"][name] for r in results]
-        d = [a["miou"] - b["miou"] for a, b in zip(rows, base)]
-        d3 = [a["trimap3_miou"] - b["trimap3_miou"] for a, b in zip(rows, base)]
-        lines.append(f"| {name} | {_stat([x['miou'] for x in rows], 100)} | "
-                     f"{_stat([x['trimap3_miou'] for x in rows], 100)} | "
-                     f"{_stat([x['trimap10_miou'] for x in rows], 100)} | "
-                     f"{_stat(d, 100)} | {_stat(d3, 100)} |")
-    lines += ["", "### (c) Table 3 analogue: optical flow", "",
-              "| method | EPE (px) | AAE (deg) |", "|---|---|---|"]
-    for name in ("baseline", "segaware"):
-        rows = [r["flow"][name] for r in results]
-        lines.append(f"| {name} | {_stat([x['epe'] for x in rows], 1, 3)} | "
-                     f"{_stat([x['aae'] for x in rows], 1, 2)} |")
-    return lines
-
-
-def write_report(out, results, cfg, command, seconds, figures):
-    lines = ["# segnp: the paper's comparisons on FlyingShapes", "",
-             f"Command: `{command}`  ", f"Wall time: {seconds / 60:.1f} min", "",
-             "Settings: " + ", ".join(f"{k}={v}" for k, v in cfg.items() if k != "cache"),
-             ""] + tables(results)
-    if len(results) > 1:
-        lines += ["", "### Each seed: mIoU / trimap-3 mIoU (%), mask AUC, flow EPE", "",
-                  "| seed | " + " | ".join(SEG_VARIANTS) + " | AUC emb / colour | EPE base / "
-                  "segaware |", "|---" * (len(SEG_VARIANTS) + 3) + "|"]
-        for r in results:
-            seg = r["segmentation"]
-            lines.append(f"| {r['seed']} | " + " | ".join(
-                f"{100 * seg[n]['miou']:.2f} / {100 * seg[n]['trimap3_miou']:.2f}"
-                for n in SEG_VARIANTS) + f" | {r['masks']['embedding_auc']:.3f} / "
-                f"{r['masks']['colour_auc']:.3f} | {r['flow']['baseline']['epe']:.3f} / "
-                f"{r['flow']['segaware']['epe']:.3f} |")
-    lines += ["", "Learned lams (seed of the first run): " + ", ".join(
-        f"{name}: " + " ".join(f"{k}={v:.3f}" for k, v in m["lams"].items())
-        for name, m in results[0]["segmentation"].items() if m["lams"]), ""]
-    lines += ["## Figures", ""] + [f"![{f}]({f})" for f in figures] + [""]
-    with atomic_path(os.path.join(out, "REPORT.md")) as tmp:
-        with open(tmp, "w") as f:
-            f.write("\n".join(lines))
-
-
-def figures(out, results, models, inp):
+def figures(out, cfg, results, job_results):
+    """Figs. 3, 4, 7 and 8 from the first seed's checkpoints (Fig. 7: every seed)."""
     from segnp.data.flyingshapes import FLYINGSHAPES_CLASSES as names
-    images, labels, e = models["embedding"]
-    mean, scale = inp["mean"], inp["scale"]
+    from segnp.experiments import embed, load_run, predict_flow, test_arrays
+    from segnp.experiments.data import load_split
+    from segnp.experiments.figures import (figure_bilateral, figure_embeddings,
+                                           figure_flow, figure_trimap)
+    p = f"s{cfg['seeds'][0]}/"
     path = lambda name: os.path.join(out, name)  # noqa: E731
-    figs = [figure_embeddings(path("fig3_embeddings.png"), images, labels, e, mean, scale,
+    emb, emb_cfg, _ = load_run(job_results[p + "embedding"]["checkpoint"])
+    inp = emb_cfg["input"]
+    test = load_split("segmentation", None, "test", cfg["test_count"], cfg["size"],
+                      cfg["cache"])
+    images, labels = test_arrays(test, ("image", "label"), inp)
+    figs = [figure_embeddings(path("fig3_embeddings.png"), images[:8], labels[:8],
+                              embed(emb, images[:8]), inp["mean"], inp["scale"],
                               class_names=names)]
-    if "bf" in models:
-        figs.append(figure_bilateral(path("fig4_bilateral.png"), models["bf"], images, labels,
-                                     mean, scale, class_names=names))
-    curves = {}   # per seed: the figure draws the mean and the spread of paired differences
-    for name in SEG_VARIANTS:
+    if "+9x9 BF" in cfg["rows"]:
+        bf, _, _ = load_run(job_results[p + "seg/+9x9 BF"]["checkpoint"])
+        figs.append(figure_bilateral(path("fig4_bilateral.png"), bf, images, labels,
+                                     inp["mean"], inp["scale"], class_names=names))
+    curves = {}
+    for name in cfg["rows"]:
         ms = [r["segmentation"][name] for r in results]
         curves[name] = (np.asarray(ms[0]["curve_widths"]),
                         100 * np.asarray([m["curve_miou"] for m in ms]))
     figs.append(figure_trimap(path("fig7_trimap.png"), curves, reference="baseline"))
-    i1, fl, flows = models["flow"]   # of the first seed, as results[0]
-    epes = {k: results[0]["flow"][k]["epe"] for k in flows if k in results[0]["flow"]}
-    figs.append(figure_flow(path("fig8_flow.png"), i1, fl, flows, mean, scale, epes=epes))
+    flows, finp = {}, None
+    for name in FLOW_ROWS:
+        net, fcfg, _ = load_run(job_results[p + "flow/" + name]["checkpoint"])
+        finp = fcfg["input"]
+        ftest = load_split("flow", None, "test", cfg["test_count"], cfg["size"],
+                           cfg["cache"])
+        i1, i2, fl = test_arrays(ftest, ("image1", "image2", "flow"), finp)
+        flows[name] = predict_flow(net, i1[:3], i2[:3])
+    epes = {k: results[0]["flow"][k]["epe"] for k in flows}
+    figs.append(figure_flow(path("fig8_flow.png"), i1[:3], fl[:3], flows, finp["mean"],
+                            finp["scale"], epes=epes))
     return [os.path.basename(f) for f in figs]
 
 
@@ -240,43 +157,43 @@ def main(argv=None):
     p.add_argument("--out", default="results", help="folder for REPORT.md and figures")
     p.add_argument("--cache", default=None, help="cache folder for generated data")
     p.add_argument("--resume", action="store_true", help="reuse finished runs in --out")
-    p.add_argument("--normalize-segaware", action="store_true",
-                   help="fine-tune into Eq. 7's normalised segmentation-aware convolutions "
-                   "(default: unnormalised, exactly the trained plain ones at lam = 0)")
-    for k in ("size", "count", "emb_epochs", "seg_epochs", "ft_epochs", "flow_epochs",
-              "flow_ft_epochs"):
+    p.add_argument("--workers", type=int, default=2, help="worker processes (1: all "
+                   "runs in this process)")
+    p.add_argument("--keep-all", type=float, help="mask weight that a same-region tap "
+                   "keeps in the all-layers rows (sets their lams)")
+    p.add_argument("--keep-fc6", type=float, help="the same for the FC6 row")
+    p.add_argument("--keep-flow", type=float, help="the same for the flow network")
+    for k in OVERRIDES:
         p.add_argument("--" + k.replace("_", "-"), type=int, help="override the preset")
     args = p.parse_args(argv)
     setup(args)
-    preset = args.preset or ("quick" if args.quick else "default")
-    cfg = dict(PRESETS[preset], **COMMON, preset=preset, cache=args.cache)
-    for k in ("size", "count", "emb_epochs", "seg_epochs", "ft_epochs", "flow_epochs",
-              "flow_ft_epochs"):
-        if getattr(args, k) is not None:
-            cfg[k] = getattr(args, k)
-    if args.seeds:
-        cfg["seeds"] = list(args.seeds)
-    if args.normalize_segaware:
-        cfg["segaware_normalize"] = True
+    cfg = config(args)
+    if os.path.exists(os.path.join(args.out, "runs")) and not args.resume:
+        sys.exit(f"reproduce.py: {args.out!r} already holds runs; pass --resume to reuse "
+                 f"them or choose another --out")
     os.makedirs(args.out, exist_ok=True)
-    progress = not args.no_progress
-    log = print
     t0 = time.perf_counter()
-    results, models, inp = [], None, None
-    for s in cfg["seeds"]:
-        res, mods, inp_s = run_seed(s, cfg, args.out, args.resume, progress, log)
-        results.append(res)
-        if models is None:
-            models, inp = mods, inp_s
-    figs = figures(args.out, results, models, inp)
+    prepare_data(cfg, progress=not args.no_progress)
+    jobs = [j for s in cfg["seeds"] for j in seed_jobs(args.out, cfg, s)
+            if "/seg/" not in j.key or j.key.split("/seg/")[1] in cfg["rows"]]
+    # the long jobs of every seed first, so that both workers stay busy to the end
+    jobs.sort(key=lambda j: len(j.deps) > 0)
+    job_results = run_jobs(jobs, workers=args.workers,
+                           log=lambda line: print(f"[{time.perf_counter() - t0:6.0f} s] "
+                                                  f"{line}", flush=True))
+    results = collect(cfg, job_results)
+    figs = figures(args.out, cfg, results, job_results)
     seconds = time.perf_counter() - t0
     command = "python examples/reproduce.py " + " ".join(
         sys.argv[1:] if argv is None else argv)
     write_json(os.path.join(args.out, "results.json"),
                {"config": {k: v for k, v in cfg.items() if k != "cache"},
                 "seconds": seconds, "results": results})
-    write_report(args.out, results, cfg, command.strip(), seconds, figs)
-    print("\n".join(tables(results)))
+    lines = report_lines(results, cfg, command.strip(), seconds, figs)
+    with atomic_path(os.path.join(args.out, "REPORT.md")) as tmp:
+        with open(tmp, "w") as f:
+            f.write("\n".join(lines) + "\n")
+    print("\n".join(summary_lines(results)))
     print(f"\nwrote {os.path.join(args.out, 'REPORT.md')} and {len(figs)} figures "
           f"({seconds / 60:.1f} min)")
     return results

@@ -16,7 +16,7 @@ __all__ = ["INPUT_SCALE", "default_cache", "synthetic_split", "InMemory", "load_
            "make_loader", "preprocess"]
 
 INPUT_SCALE = 1.0 / 64.0  # colour deviations of a few tens -> unit-ish inputs
-SPLIT_SEEDS = {"train": 1, "test": 2}
+SPLIT_SEEDS = {"train": 1, "test": 2, "val": 3}
 
 
 def default_cache():
@@ -26,8 +26,8 @@ def default_cache():
 
 
 def synthetic_split(split, count, size, cache_dir=None, classes=6, progress=False):
-    """SyntheticPaths (segmentation, flow) of the FlyingShapes ``split`` ('train' or
-    'test', drawn from different generator seeds), generated on first use."""
+    """SyntheticPaths (segmentation, flow) of the FlyingShapes ``split`` ('train', 'val'
+    or 'test', drawn from different generator seeds), generated on first use."""
     if split not in SPLIT_SEEDS:
         raise ValueError(f"synthetic_split: split must be one of {tuple(SPLIT_SEEDS)}; got "
                          f"{split!r}")

@@ -15,8 +15,10 @@ from .. import serialization
 from ..optim import SGD, Adam, PolyLR
 from ..random import manual_seed
 from .data import INPUT_SCALE, make_loader, preprocess
-from .tasks import (build_model, embedding_step, evaluate_embedding, evaluate_flow,
-                    evaluate_segmentation, flow_step, segmentation_step, transfer_weights)
+from .tasks import (build_model, embed, embedding_step, evaluate_embedding, evaluate_flow,
+                    evaluate_segmentation, flow_step, label_embeddings,
+                    oracle_segmentation_step,
+                    segmentation_step, transfer_weights)
 from .trainer import Trainer, lr_mult_groups
 
 __all__ = ["EMBEDDING_DEFAULTS", "SEGNET_DEFAULTS", "FLOWNET_DEFAULTS", "SEG_VARIANTS",
@@ -88,6 +90,21 @@ def _task_network(task, model_cfg, train, embedder, init):
     return net, config
 
 
+def _set_masks(net, lams, train_lams, gains=None):
+    """Set the lams (and weight gains) of ``net.segaware_layers()`` by name; freeze the
+    lams unless ``train_lams``."""
+    layers = dict((name, layer) for name, layer, _ in net.segaware_layers())
+    for name, lam in (lams or {}).items():
+        if name in layers:
+            layers[name].lam.data[...] = lam
+    for name, gain in (gains or {}).items():
+        if name in layers:
+            layers[name].weight.data[...] *= gain
+    if not train_lams:
+        for layer in layers.values():
+            layer.lam.requires_grad = False
+
+
 def _param_groups(net, lr, lam_mult, embedder_mult):
     """Optimizer groups: lams at ``lam_mult`` x lr, the embedder at ``embedder_mult`` x lr.
     ``embedder_mult=0`` freezes the embedder: no gradient is computed through it (nor
@@ -129,7 +146,8 @@ def run_embedding(out_dir, train, test=None, epochs=4, batch_size=8, lr=1e-3, se
 def run_segmentation(out_dir, train, test=None, variant=None, epochs=6, batch_size=8,
                      lr=3e-3, seed=0, model=None, embedder=None, init=None,
                      lam_mult=10.0, embedder_mult=0.1, progress=True, resume=False,
-                     optimizer="adam"):
+                     optimizer="adam", lams=None, train_lams=True, oracle=False,
+                     gains=None):
     """Train a :class:`SegNet` with softmax cross-entropy (Sec. 5.1).
 
     variant: SegNet switches (a row of :data:`SEG_VARIANTS`).  embedder: (state, config)
@@ -137,19 +155,28 @@ def run_segmentation(out_dir, train, test=None, variant=None, epochs=6, batch_si
     ``embedder_mult`` times the lr (0: frozen).  init: a state dict (e.g. the trained
     baseline) copied in where names match, plain convolutions becoming
     segmentation-aware ones at lam = 0.
-    The lams train at ``lam_mult`` times the lr.  SGD with momentum 0.9 (or Adam) and a
-    poly schedule, as DeepLab.
+    lams: {layer name: lam} of the segmentation-aware convolutions (e.g. from
+    :func:`segnp.nn.calibrate_lams`), set after ``init``; ``train_lams`` False freezes
+    them (see :mod:`segnp.nn.calibrate` for why lam is not learned from 0).  The lams
+    that train (those, and the bilateral filter's) do so at ``lam_mult`` times the lr.
+    gains: {layer name: factor} multiplying those layers' weights after ``init``, e.g.
+    1 / mean mask so that an unnormalised layer keeps its average output scale.
+    oracle: the segmentation-aware layers see one-hot ground-truth labels as embeddings
+    (:func:`~segnp.experiments.tasks.label_embeddings`), the "ground-truth masks" row.
+    SGD with momentum 0.9 (or Adam) and a poly schedule, as DeepLab.
     """
     manual_seed(seed)
     mcfg = dict(SEGNET_DEFAULTS, num_classes=train.num_classes, **(model or {}))
     mcfg.update(copy.deepcopy(variant or {}))
     needs = (mcfg.get("segaware", "none") != "none" or mcfg.get("bf") is not None
              or bool(mcfg.get("crf")))
-    if needs and embedder is None:
+    if needs and embedder is None and not oracle:
         raise ValueError(f"run_segmentation: the variant {variant} needs a pre-trained "
                          f"embedder")
-    net, config = _task_network("segmentation", mcfg, train, embedder if needs else None,
-                                init)
+    net, config = _task_network("segmentation", mcfg, train,
+                                embedder if needs and not oracle else None, init)
+    config["oracle"] = bool(oracle)
+    _set_masks(net, lams, train_lams, gains)
     groups = _param_groups(net, lr, lam_mult, embedder_mult)
     opt = (SGD(groups, lr=lr, momentum=0.9, weight_decay=5e-4) if optimizer == "sgd"
            else Adam(groups, lr=lr))
@@ -157,24 +184,57 @@ def run_segmentation(out_dir, train, test=None, variant=None, epochs=6, batch_si
     evaluate = None
     if test is not None:
         images, labels = test_arrays(test, ("image", "label"), config["input"])
-        evaluate = lambda m: {k: v for k, v in evaluate_segmentation(  # noqa: E731
-            m, images, labels, train.num_classes)[0].items()}
-    hist = _fit(net, opt, loader, segmentation_step, out_dir, epochs, config, evaluate,
+        e = label_embeddings(labels, train.num_classes) if oracle else None
+        evaluate = lambda m: evaluate_segmentation(  # noqa: E731
+            m, images, labels, train.num_classes, embeddings=e)[0]
+    step = oracle_segmentation_step if oracle else segmentation_step
+    hist = _fit(net, opt, loader, step, out_dir, epochs, config, evaluate,
                 progress, resume, "segmentation")
     return net, hist
 
 
+def network_lams(layers, train, embedder, keep, labels="label", count=128):
+    """lam of each of ``layers`` ([(name, layer, stride)]) from the embedding
+    distances of ``count`` training scenes, so that a same-region tap keeps ``keep``
+    of its weight (:func:`segnp.nn.calibrate_lams`; ``labels``: the sample key that
+    defines the regions).  embedder: (state, config) of an embedding run.  The layers'
+    lams are set and frozen.  Returns ({name: lam}, {name: statistics})."""
+    from ..nn import calibrate_lams
+    emb_state, emb_cfg = embedder
+    net = build_model({"task": "embedding", "model": emb_cfg["model"]})
+    net.load_state_dict(emb_state)
+    images = test_arrays(train, ("image",), emb_cfg["input"])[0][:count]
+    lab = train.stack(labels)[:count].astype(np.int64)
+    stats = calibrate_lams(layers, embed(net, images), lab, keep)
+    return {k: v["lam"] for k, v in stats.items()}, stats
+
+
+def segnet_lams(train, embedder, keep, model=None, count=128):
+    """lam of every segmentation-aware convolution of a SegNet (all layers) from the
+    embedding distances of ``count`` training scenes, so that a same-region tap keeps
+    ``keep`` of its weight at each layer's resolution and dilation
+    (:func:`segnp.nn.calibrate_lams`).  embedder: (state, config) of an embedding run.
+    Returns ({layer name: lam}, {layer name: statistics})."""
+    mcfg = dict(SEGNET_DEFAULTS, num_classes=train.num_classes, **(model or {}))
+    mcfg.update(segaware="all", bf=None, crf=False)
+    mcfg.pop("segaware_normalize", None)
+    probe = build_model({"task": "segmentation", "model": mcfg, "embedder": None})
+    return network_lams(probe.segaware_layers(), train, embedder, keep, "label", count)
+
+
 def run_flow(out_dir, train, test=None, segaware=False, epochs=6, batch_size=8, lr=1e-3,
              seed=0, model=None, embedder=None, init=None, lam_mult=10.0,
-             embedder_mult=0.1, progress=True, resume=False):
+             embedder_mult=0.1, progress=True, resume=False, lams=None, train_lams=True):
     """Train a :class:`FlowNetS` with the multi-scale end-point error (Sec. 5.2), Adam
     (as FlowNet) with a poly schedule.  ``segaware``: the segmentation-aware prediction
-    layer and bilateral filter, with ``embedder`` = (state, config) pre-trained."""
+    layer and bilateral filter, with ``embedder`` = (state, config) pre-trained;
+    ``lams``, ``train_lams``: as in :func:`run_segmentation`."""
     manual_seed(seed)
     mcfg = dict(FLOWNET_DEFAULTS, **(model or {}), segaware=bool(segaware))
     if segaware and embedder is None:
         raise ValueError("run_flow: segaware=True needs a pre-trained embedder")
     net, config = _task_network("flow", mcfg, train, embedder if segaware else None, init)
+    _set_masks(net, lams, train_lams)
     groups = _param_groups(net, lr, lam_mult, embedder_mult)
     opt = Adam(groups, lr=lr)
     loader = make_loader(train, batch_size, seed, True, config["input"]["mean"])

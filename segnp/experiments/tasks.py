@@ -24,9 +24,10 @@ from ..models.grids import subsample_point
 from ..nn import SegAwareConv2d
 
 __all__ = ["TASKS", "build_model", "load_run", "transfer_weights", "embedding_step",
-           "segmentation_step", "flow_step", "embed", "segment", "predict_flow",
-           "evaluate_embedding", "evaluate_segmentation", "evaluate_flow",
-           "downsample_labels", "downsample_flow"]
+           "segmentation_step", "oracle_segmentation_step", "label_embeddings",
+           "flow_step", "embed", "segment", "predict_flow", "evaluate_embedding",
+           "evaluate_segmentation", "evaluate_flow", "downsample_labels",
+           "downsample_flow"]
 
 TASKS = ("embedding", "segmentation", "flow")
 # FlowNet's multi-scale loss: full resolution, then 1/4, 1/8, 1/16.
@@ -182,30 +183,55 @@ def evaluate_embedding(model, images, labels, batch_size=16):
 
 
 # ---- semantic segmentation (Sec. 5.1) -------------------------------------------------
+def label_embeddings(labels, num_classes, ignore_index=255):
+    """One-hot class embeddings (N, L, H, W) float32 of labels (N, H, W): the
+    embeddings of the "ground-truth masks" row, an oracle that bounds what masks can
+    give (L1 distance 0 within a class, 2 across; ignored pixels all zeros)."""
+    labels = np.asarray(labels)
+    e = (labels[:, None] == np.arange(num_classes)[None, :, None, None])
+    e &= (labels != ignore_index)[:, None]
+    return np.ascontiguousarray(e.astype(np.float32))
+
+
 def segmentation_step(model, batch):
     images, labels = batch
     scores = model(_tensor(images))
     return F.softmax_cross_entropy(scores, labels), {}
 
 
-def segment(model, images, batch_size=16):
-    """Class scores (N, L, H, W) of preprocessed images, as a NumPy array."""
+def oracle_segmentation_step(model, batch):
+    """:func:`segmentation_step` with the ground-truth embeddings of
+    :func:`label_embeddings` in place of the embedder's."""
+    images, labels = batch
+    e = _tensor(label_embeddings(labels, model.num_classes))
+    scores = model(_tensor(images), e)
+    return F.softmax_cross_entropy(scores, labels), {}
+
+
+def segment(model, images, batch_size=16, embeddings=None):
+    """Class scores (N, L, H, W) of preprocessed images, as a NumPy array;
+    ``embeddings`` (N, D, H, W) replace the embedder's."""
     to_numpy = get_backend().to_numpy
     model.eval()
+    out = []
     with no_grad():
-        out = [to_numpy(model(_tensor(images[i:i + batch_size])).data)
-               for i in range(0, len(images), batch_size)]
+        for i in range(0, len(images), batch_size):
+            args = [_tensor(images[i:i + batch_size])]
+            if embeddings is not None:
+                args.append(_tensor(embeddings[i:i + batch_size]))
+            out.append(to_numpy(model(*args).data))
     return np.concatenate(out)
 
 
 def evaluate_segmentation(model, images, labels, num_classes, widths=(3, 10),
-                          batch_size=16, curve=None):
+                          batch_size=16, curve=None, embeddings=None):
     """mIoU, pixel accuracy and trimap mIoU at ``widths`` on preprocessed images.
 
     ``curve``: half-widths for the whole trimap curve (Fig. 7), returned as lists
-    under 'curve_widths' and 'curve_miou'.  Returns (metrics dict, predictions).
+    under 'curve_widths' and 'curve_miou'.  ``embeddings``: see :func:`segment`.
+    Returns (metrics dict, predictions).
     """
-    pred = segment(model, images, batch_size).argmax(axis=1)
+    pred = segment(model, images, batch_size, embeddings).argmax(axis=1)
     conf = confusion_matrix(pred, labels, num_classes)
     out = {"miou": miou(conf), "pixel_acc": pixel_accuracy(conf)}
     all_widths = sorted(set(widths) | set(curve or ()))

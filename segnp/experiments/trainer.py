@@ -36,16 +36,19 @@ def lr_mult_groups(model, lr, mults=None):
     unmatched parameters get multiplier 1.  For example ``{r"\\.lam$": 10,
     r"^embedder\\.": 0.1}`` trains the mask hardnesses ten times faster and the
     pre-trained embedding network ten times slower.  One group per multiplier, in
-    first-appearance order; each group records its ``lr`` as ``lr * mult``.
+    first-appearance order; each group records its ``lr`` as ``lr * mult``.  Frozen
+    parameters (``requires_grad`` False) join no group.
     """
     mults = dict(mults or {})
     patterns = [(re.compile(p), float(m)) for p, m in mults.items()]
     groups = {}
     for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
         mult = next((m for pat, m in patterns if pat.search(name)), 1.0)
         groups.setdefault(mult, []).append(p)
     return [{"params": ps, "lr": lr * m} for m, ps in groups.items() if m > 0] or \
-        [{"params": list(model.parameters()), "lr": lr}]
+        [{"params": [p for p in model.parameters() if p.requires_grad], "lr": lr}]
 
 
 def _rng_state():

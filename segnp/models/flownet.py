@@ -76,6 +76,11 @@ class FlowNetS(nn.Module):
             self.predict2 = nn.Conv2d(cin2, 2, 3, padding=1)
             self.bf = None
 
+    def segaware_layers(self):
+        """[(name, SegAwareConv2d, stride of its input map)]: the prediction layer of
+        the segmentation-aware variant, at 1/4 resolution; [] for the plain one."""
+        return [("predict2", self.predict2, 4)] if self.segaware else []
+
     def forward(self, x, e=None):
         """Flow for frame pairs x (N, 6, H, W); ``e`` (N, D, H, W) overrides the
         embeddings of frame 1."""

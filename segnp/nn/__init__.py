@@ -5,3 +5,4 @@ from .layers import *  # noqa: F401,F403  Conv2d ReLU MaxPool2d Dropout Upsample
 from .segaware import *  # noqa: F401,F403  SegAwareConv2d BilateralFilter
 from .crf import *  # noqa: F401,F403  SegAwareCRF
 from .losses import *  # noqa: F401,F403  EmbeddingLoss
+from .calibrate import *  # noqa: F401,F403  calibrate_lams tap_distances

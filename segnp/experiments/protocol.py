@@ -1,0 +1,239 @@
+"""The reproduction protocol of ``examples/reproduce.py``: every run of one seed as a
+graph of jobs (:mod:`.schedule`), and what each job measures.
+
+Per seed:
+
+1. **Embedders** (Sec. 3.1, 4.1).  One learns semantic regions from the class labels
+   (for segmentation); one learns motion regions from the generator's instance labels
+   (for flow: two objects of one class move apart, so their boundary is a motion
+   boundary).  Mask quality (Fig. 3) is the ROC AUC of embedding vs colour distance
+   on test scenes, with the median same- and different-region distances.
+2. **Baseline** segmentation network, trained from scratch.
+3. **Table 1 rows**, each fine-tuned from that baseline for the same number of steps
+   with the same data order; the "baseline" row is the control, fine-tuned in exactly
+   the same way, and every Δ is paired with it.  The embedder is frozen.  The lams of
+   the segmentation-aware convolutions are set once from embedding statistics of
+   training scenes (:func:`segnp.nn.calibrate_lams`) and kept fixed; the row "lam
+   learned from 0" learns them from 0 with Adam instead, and the row "ground-truth
+   masks" masks with one-hot labels (the ceiling of what masks can give).
+4. **Flow**: a baseline FlowNetS, then the control and the segmentation-aware variant
+   fine-tuned from it; the EPE of the best constant flow per image (its mean) is the
+   floor a network must beat.
+
+Every row is evaluated on the validation split and on the test split: choices (the
+mask hardness ``keep``, the number of steps) are made on validation
+(``reproduce.py --select``), never on test.
+"""
+import os
+
+import numpy as np
+
+from ..metrics import angular_error, end_point_error
+from .data import load_split
+from .masks import mask_quality
+from ..models import FlowNetS
+from .runs import (CRF_KWARGS, load_state, network_lams, run_embedding, run_flow,
+                   run_segmentation, segnet_lams, test_arrays)
+from .schedule import Job
+from .tasks import _tuples, embed, evaluate_flow, evaluate_segmentation, label_embeddings
+
+__all__ = ["SEG_ROWS", "FLOW_ROWS", "seed_jobs", "CHECKPOINT"]
+
+CHECKPOINT = "checkpoint.npz"
+
+# The rows of Table 1: name -> (SegNet switches, how the masks are set).
+#   "calibrated": lams from calibrate_lams at the preset's keep, fixed;
+#   "learned": lams from 0, learned with Adam (the failure the calibration avoids);
+#   "oracle": one-hot ground-truth labels as embeddings.
+SEG_ROWS = {
+    "baseline": ({}, None),
+    "+9x9 BF": ({"bf": [1, 9]}, None),
+    "+9x9 BF x4": ({"bf": [4, 9]}, None),
+    "FC6 segaware": ({"segaware": "fc6"}, "calibrated"),
+    "all segaware": ({"segaware": "all"}, "calibrated"),
+    "all + BF": ({"segaware": "all", "bf": [1, 9]}, "calibrated"),
+    "all + CRF": ({"segaware": "all", "crf": True, "crf_kwargs": CRF_KWARGS}, "calibrated"),
+    "ground-truth masks": ({"segaware": "all"}, "oracle"),
+    "lam learned from 0": ({"segaware": "all"}, "learned"),
+}
+FLOW_ROWS = ("baseline", "segaware")
+# one-hot embeddings are 0 apart within a class and 2 across: lam 2 gives exp(-4)
+ORACLE_LAM = 2.0
+
+
+def _slug(name):
+    return "".join(c if c.isalnum() else "_" for c in name).strip("_").lower()
+
+
+def _counts(cfg, kind):
+    """(split, scene count) of ``kind``: flow learns from more pairs than segmentation
+    from scenes (it needs them: with 1,024 its validation EPE stops falling)."""
+    train = cfg["flow_count"] if kind == "flow" else cfg["count"]
+    return (("train", train), ("val", cfg["val_count"]), ("test", cfg["test_count"]))
+
+
+def _splits(kind, cfg, fields=None):
+    sets = {}
+    for split, count in _counts(cfg, kind):
+        sets[split] = load_split(kind, None, split, count, cfg["size"], cfg["cache"],
+                                 fields=fields)
+    return sets
+
+
+def _seg_metrics(net, split, inp, num_classes, oracle, curve):
+    images, labels = test_arrays(split, ("image", "label"), inp)
+    e = label_embeddings(labels, num_classes) if oracle else None
+    m, _ = evaluate_segmentation(net, images, labels, num_classes, widths=(3, 10),
+                                 curve=curve, embeddings=e)
+    return m
+
+
+# ---- jobs (module-level functions: they run in worker processes) ----------------------
+def job_embedding(out, cfg, seed, labels, deps):
+    """Train an embedder on ``labels`` ('label' or 'instances'); mask quality on test."""
+    fields = ("images", labels if labels == "instances" else "labels")
+    sets = _splits("segmentation", cfg, fields)
+    train = sets["train"]
+    if labels == "instances":
+        # the flow networks' preprocessing, so that the flow embedder sees what they see
+        train.mean = _splits("flow", cfg)["train"].mean
+    epochs = cfg["emb_epochs"] if labels == "labels" else cfg["flow_emb_epochs"]
+    net, hist = run_embedding(out, train, epochs=epochs, lr=cfg["emb_lr"],
+                              batch_size=cfg["batch_size"], seed=seed, progress=False,
+                              resume=True)
+    state = load_state(os.path.join(out, CHECKPOINT))
+    inp = state[1]["input"]
+    key = "label" if labels == "labels" else "instances"
+    test = sets["test"]
+    images = test_arrays(test, ("image",), inp)[0]
+    lab = test.stack(key).astype(np.int64)
+    e = embed(net, images)
+    quality = mask_quality(e, images, lab)
+    from ..nn.calibrate import tap_distances
+    d, same = tap_distances(e, lab, 3, 1)
+    quality.update(same_median=float(np.median(d[same])),
+                   diff_median=float(np.median(d[~same])),
+                   final_loss=float(hist[-1]["loss"]) if hist else float("nan"))
+    return {"masks": quality, "checkpoint": os.path.join(out, CHECKPOINT)}
+
+
+def job_seg_baseline(out, cfg, seed, deps):
+    train = _splits("segmentation", cfg)["train"]
+    run_segmentation(out, train, epochs=cfg["seg_epochs"], lr=cfg["seg_lr"],
+                     batch_size=cfg["seg_batch_size"], seed=seed, model=cfg["segnet"],
+                     progress=False, resume=True)
+    return {"checkpoint": os.path.join(out, CHECKPOINT)}
+
+
+def job_seg_row(out, cfg, seed, name, deps, curve=tuple(range(1, 21))):
+    """Fine-tune one Table 1 row from the baseline; metrics on val and test."""
+    variant, masks = SEG_ROWS[name]
+    sets = _splits("segmentation", cfg)
+    train = sets["train"]
+    emb = load_state(deps["embedding"]["checkpoint"])
+    init = load_state(deps["baseline"]["checkpoint"])[0]
+    lams, train_lams, stats = None, True, None
+    if masks == "calibrated":
+        keep = cfg["keep_fc6"] if variant.get("segaware") == "fc6" else cfg["keep_all"]
+        lams, stats = segnet_lams(train, emb, keep, cfg["segnet"])
+        train_lams = False
+    elif masks == "oracle":
+        lams = dict.fromkeys([f"body.{i}" for i in range(8)] + ["fc6"], ORACLE_LAM)
+        train_lams = False
+    net, _ = run_segmentation(
+        out, train, variant=variant, epochs=cfg["ft_epochs"], lr=cfg["ft_lr"],
+        batch_size=cfg["seg_batch_size"], seed=seed, model=cfg["segnet"], embedder=emb,
+        init=init, lam_mult=cfg["lam_mult"], embedder_mult=0.0, progress=False,
+        resume=True, lams=lams, train_lams=train_lams, oracle=masks == "oracle")
+    inp = emb[1]["input"]
+    oracle = masks == "oracle"
+    res = {"val": _seg_metrics(net, sets["val"], inp, train.num_classes, oracle, None),
+           "test": _seg_metrics(net, sets["test"], inp, train.num_classes, oracle, curve),
+           "lams": {k: float(np.asarray(v)) for k, v in net.state_dict().items()
+                    if k.endswith("lam") and not k.startswith("embedder.")},
+           "checkpoint": os.path.join(out, CHECKPOINT)}
+    if stats is not None:
+        res["calibration"] = stats
+    return res
+
+
+def job_flow_baseline(out, cfg, seed, deps):
+    train = _splits("flow", cfg)["train"]
+    run_flow(out, train, epochs=cfg["flow_epochs"], lr=cfg["flow_lr"],
+             batch_size=cfg["batch_size"], seed=seed, model=cfg["flownet"],
+             progress=False, resume=True)
+    return {"checkpoint": os.path.join(out, CHECKPOINT)}
+
+
+def job_flow_row(out, cfg, seed, name, deps):
+    sets = _splits("flow", cfg)
+    emb = load_state(deps["embedding"]["checkpoint"])
+    init = load_state(deps["baseline"]["checkpoint"])[0]
+    segaware = name == "segaware"
+    lams, stats = None, None
+    if segaware:
+        regions = _splits("segmentation", cfg, ("images", "instances"))["train"]
+        probe = FlowNetS(**dict(_tuples(cfg["flownet"]), segaware=True))
+        lams, stats = network_lams(probe.segaware_layers(), regions, emb,
+                                   cfg["keep_flow"], "instances")
+    net, _ = run_flow(out, sets["train"], segaware=segaware, epochs=cfg["flow_ft_epochs"],
+                      lr=cfg["flow_ft_lr"], batch_size=cfg["batch_size"], seed=seed,
+                      model=cfg["flownet"], embedder=emb if segaware else None, init=init,
+                      lam_mult=cfg["lam_mult"], embedder_mult=0.0, progress=False,
+                      resume=True, lams=lams, train_lams=not segaware)
+    inp = emb[1]["input"]
+    res = {"checkpoint": os.path.join(out, CHECKPOINT)}
+    if stats is not None:
+        res["calibration"] = stats
+    for split in ("val", "test"):
+        i1, i2, fl = test_arrays(sets[split], ("image1", "image2", "flow"), inp)
+        res[split] = evaluate_flow(net, i1, i2, fl)[0]
+    return res
+
+
+def constant_flow(cfg, split="test"):
+    """EPE and AAE of the best constant flow of each image (its mean): the floor."""
+    fl = test_arrays(_splits("flow", cfg)[split], ("flow",), None)[0]
+    const = np.broadcast_to(fl.mean(axis=(2, 3), keepdims=True), fl.shape)
+    return {"epe": end_point_error(const, fl), "aae": angular_error(const, fl)}
+
+
+def seed_jobs(out, cfg, seed):
+    """The jobs of one seed, each after its dependencies; keys are prefixed 's<seed>/'."""
+    runs = os.path.join(out, "runs", f"seed{seed}")
+    p = f"s{seed}/"
+    kw = {"cfg": cfg, "seed": seed}
+    jobs = [Job(p + "embedding", job_embedding,
+                dict(kw, out=os.path.join(runs, "embedding"), labels="labels"), ()),
+            Job(p + "seg_baseline", job_seg_baseline,
+                dict(kw, out=os.path.join(runs, "seg_pretrain")), ()),
+            Job(p + "flow_embedding", job_embedding,
+                dict(kw, out=os.path.join(runs, "flow_embedding"), labels="instances"), ()),
+            Job(p + "flow_baseline", job_flow_baseline,
+                dict(kw, out=os.path.join(runs, "flow_pretrain")), ())]
+    for name in SEG_ROWS:
+        jobs.append(Job(p + "seg/" + name, _seg_row_job,
+                        dict(kw, out=os.path.join(runs, "seg_" + _slug(name)), name=name,
+                             prefix=p), (p + "embedding", p + "seg_baseline")))
+    for name in FLOW_ROWS:
+        jobs.append(Job(p + "flow/" + name, _flow_row_job,
+                        dict(kw, out=os.path.join(runs, "flow_" + name), name=name,
+                             prefix=p), (p + "flow_embedding", p + "flow_baseline")))
+    return jobs
+
+
+def _seg_row_job(out, cfg, seed, name, prefix, deps):
+    return job_seg_row(out, cfg, seed, name, {"embedding": deps[prefix + "embedding"],
+                                              "baseline": deps[prefix + "seg_baseline"]})
+
+
+def _flow_row_job(out, cfg, seed, name, prefix, deps):
+    return job_flow_row(out, cfg, seed, name, {"embedding": deps[prefix + "flow_embedding"],
+                                               "baseline": deps[prefix + "flow_baseline"]})
+
+
+def prepare_data(cfg, progress=False):
+    """Generate every split the jobs read, once, before the workers start."""
+    from .data import synthetic_split
+    for split, count in set(_counts(cfg, "segmentation") + _counts(cfg, "flow")):
+        synthetic_split(split, count, cfg["size"], cfg["cache"], progress=progress)

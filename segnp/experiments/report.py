@@ -1,0 +1,104 @@
+"""The tables of ``reproduce.py``: Markdown lines from its per-seed results.
+
+Every Δ is paired: a row's metric minus the control's ("baseline" row) of the same
+seed, so that what the seeds share (the trained baseline, the data order) cancels.
+Tables give the mean ± sample standard deviation over seeds, and how many seeds had
+a positive Δ.
+"""
+import numpy as np
+
+__all__ = ["stat", "report_lines", "summary_lines"]
+
+
+def stat(values, scale=1.0, digits=2):
+    """'mean ± std' over seeds (the value alone for one seed)."""
+    v = np.asarray(values, float) * scale
+    if len(v) == 1:
+        return f"{v[0]:.{digits}f}"
+    return f"{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f}"
+
+
+def _positive(d):
+    return f"{int(np.sum(np.asarray(d) > 0))}/{len(d)}"
+
+
+def _seg_table(results, split):
+    rows = list(results[0]["segmentation"])
+    pick = (lambda r, n: r["segmentation"][n]) if split == "test" else \
+        (lambda r, n: r["segmentation"][n]["val"])
+    lines = ["| method | mIoU | trimap-3 mIoU | Δ mIoU | Δ trimap-3 | Δ > 0 |",
+             "|---|---|---|---|---|---|"]
+    for name in rows:
+        ms = [pick(r, name) for r in results]
+        bs = [pick(r, "baseline") for r in results]
+        d = [a["miou"] - b["miou"] for a, b in zip(ms, bs)]
+        d3 = [a["trimap3_miou"] - b["trimap3_miou"] for a, b in zip(ms, bs)]
+        lines.append(f"| {name} | {stat([m['miou'] for m in ms], 100)} | "
+                     f"{stat([m['trimap3_miou'] for m in ms], 100)} | {stat(d, 100)} | "
+                     f"{stat(d3, 100)} | {'—' if name == 'baseline' else _positive(d)} |")
+    return lines
+
+
+def summary_lines(results):
+    """The three tables (test split)."""
+    n = len(results)
+    seeds = ", ".join(str(r["seed"]) for r in results)
+    lines = [f"Seeds: {seeds} ({'mean ± std over seeds' if n > 1 else 'one seed'}); "
+             f"Δ: paired with the same seed's fine-tuned control.", "",
+             "### (a) Mask quality: ROC AUC of same-region vs different-region pixel "
+             f"pairs at distance {results[0]['masks']['distance']} (test)", "",
+             "| embedding | learned (L1) | colour (RGB, L2) | learned − colour | median "
+             "distance same / different region |", "|---|---|---|---|---|"]
+    for key, label in (("masks", "semantic (class labels)"),
+                       ("flow_masks", "motion (instance labels)")):
+        ms = [r[key] for r in results]
+        lines.append(f"| {label} | {stat([m['embedding_auc'] for m in ms], 1, 3)} | "
+                     f"{stat([m['colour_auc'] for m in ms], 1, 3)} | "
+                     f"{stat([m['embedding_auc'] - m['colour_auc'] for m in ms], 1, 3)} | "
+                     f"{stat([m['same_median'] for m in ms])} / "
+                     f"{stat([m['diff_median'] for m in ms])} |")
+    lines += ["", "### (b) Table 1 analogue: semantic segmentation, test (%)", ""]
+    lines += _seg_table(results, "test")
+    lines += ["", "### (c) Table 3 analogue: optical flow, test", "",
+              "| method | EPE (px) | AAE (deg) | Δ EPE vs baseline | EPE / constant flow |",
+              "|---|---|---|---|---|"]
+    for name in ("constant flow", "baseline", "segaware"):
+        rows = [r["flow"][name] for r in results]
+        d = [r["flow"][name]["epe"] - r["flow"]["baseline"]["epe"] for r in results]
+        ratio = [r["flow"][name]["epe"] / r["flow"]["constant flow"]["epe"]
+                 for r in results]
+        lines.append(f"| {name} | {stat([x['epe'] for x in rows], 1, 3)} | "
+                     f"{stat([x['aae'] for x in rows], 1, 2)} | "
+                     f"{'—' if name != 'segaware' else stat(d, 1, 3)} | "
+                     f"{stat(ratio, 1, 3)} |")
+    return lines
+
+
+def report_lines(results, cfg, command, seconds, figures):
+    """REPORT.md: the command, settings, the tables on test and on validation, each
+    seed's rows, the lams and the figures."""
+    lines = ["# segnp: the paper's comparisons on FlyingShapes", "",
+             f"Command: `{command}`  ", f"Wall time: {seconds / 60:.1f} min", "",
+             "Settings: " + ", ".join(f"{k}={v}" for k, v in cfg.items() if k != "cache"),
+             ""] + summary_lines(results)
+    lines += ["", "### Validation split (where choices are made), (%)", ""]
+    lines += _seg_table(results, "val")
+    rows = list(results[0]["segmentation"])
+    lines += ["", "### Each seed: test mIoU / trimap-3 mIoU (%), AUC, EPE", "",
+              "| seed | " + " | ".join(rows) + " | AUC learned / colour | EPE const / "
+              "base / segaware |", "|---" * (len(rows) + 3) + "|"]
+    for r in results:
+        seg = r["segmentation"]
+        lines.append(f"| {r['seed']} | " + " | ".join(
+            f"{100 * seg[n]['miou']:.2f} / {100 * seg[n]['trimap3_miou']:.2f}"
+            for n in rows) + f" | {r['masks']['embedding_auc']:.3f} / "
+            f"{r['masks']['colour_auc']:.3f} | {r['flow']['constant flow']['epe']:.3f} / "
+            f"{r['flow']['baseline']['epe']:.3f} / {r['flow']['segaware']['epe']:.3f} |")
+    first = results[0]["segmentation"]
+    lines += ["", f"lams after fine-tuning (seed {results[0]['seed']}):", ""]
+    for name, m in first.items():
+        if m["lams"]:
+            lines.append(f"- {name}: " + ", ".join(f"{k} {v:.3f}"
+                                                   for k, v in m["lams"].items()))
+    lines += ["", "## Figures", ""] + [f"![{f}]({f})" for f in figures] + [""]
+    return lines

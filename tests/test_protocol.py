@@ -1,0 +1,159 @@
+"""The reproduction protocol's pieces: lam calibration, the job scheduler, the oracle
+embeddings, SegNet's output stride and per-layer lams, and the report tables."""
+import numpy as np
+import pytest
+
+from segnp.experiments.report import report_lines, stat, summary_lines
+from segnp.experiments.schedule import Job, run_jobs
+from segnp.experiments.tasks import label_embeddings
+from segnp.models import FlowNetS, SegNet
+from segnp.nn import SegAwareConv2d, calibrate_lams, tap_distances
+
+
+def naive_tap_distances(e, labels, ksize, dilation):
+    """Every (pixel, in-image off-centre tap) pair by loops, straight from the window."""
+    N, D, H, W = e.shape
+    r = ksize // 2
+    ds, same = [], []
+    for n in range(N):
+        for y in range(H):
+            for x in range(W):
+                for ky in range(-r, r + 1):
+                    for kx in range(-r, r + 1):
+                        yy, xx = y + ky * dilation, x + kx * dilation
+                        if (ky, kx) == (0, 0) or not (0 <= yy < H and 0 <= xx < W):
+                            continue
+                        ds.append(np.abs(e[n, :, y, x] - e[n, :, yy, xx]).sum())
+                        same.append(labels[n, y, x] == labels[n, yy, xx])
+    return np.array(ds), np.array(same)
+
+
+@pytest.mark.parametrize("ksize,dilation", [(3, 1), (3, 2), (5, 1)])
+def test_tap_distances_matches_loops(ksize, dilation):
+    rng = np.random.default_rng(0)
+    e = rng.standard_normal((2, 3, 6, 7))
+    labels = rng.integers(0, 3, (2, 6, 7))
+    d, same = tap_distances(e, labels, ksize, dilation)
+    nd, nsame = naive_tap_distances(e, labels, ksize, dilation)
+    # the same multiset of (distance, same) pairs, in another order
+    order = np.lexsort((d, same))
+    norder = np.lexsort((nd, nsame))
+    np.testing.assert_allclose(d[order], nd[norder], rtol=1e-12)
+    np.testing.assert_array_equal(same[order], nsame[norder])
+
+
+def test_tap_distances_leaves_out_ignored_pixels_and_checks_shapes():
+    e = np.zeros((1, 2, 4, 4))
+    labels = np.full((1, 4, 4), 255)
+    labels[0, :2] = 1
+    d, same = tap_distances(e, labels, 3, 1)
+    assert same.all() and (d == 0).all()
+    assert same.size == naive_tap_distances(e[:, :, :2], labels[:, :2], 3, 1)[0].size
+    with pytest.raises(ValueError, match="tap_distances: e must be"):
+        tap_distances(np.zeros((1, 2, 4, 4)), np.zeros((1, 4, 5)), 3, 1)
+
+
+def test_calibrate_lams_gives_the_same_region_median_the_asked_mask():
+    rng = np.random.default_rng(1)
+    labels = np.zeros((2, 48, 48), np.int64)
+    labels[:, :, 24:] = 1
+    e = rng.random((2, 4, 48, 48)) * 0.2 + labels[:, None] * 2.0
+    net = SegNet(2, widths=(2, 2, 2, 2), fc_width=4, segaware="all")
+    stats = calibrate_lams(net.segaware_layers(), e, labels, keep=0.8)
+    assert list(stats) == [f"body.{i}" for i in range(8)] + ["fc6"]
+    for name, layer, stride in net.segaware_layers():
+        dil = layer.dilation[0]
+        d, same = tap_distances(e[..., ::stride, ::stride], labels[:, ::stride, ::stride],
+                                3, dil)
+        lam = float(layer.lam.data)
+        assert lam == pytest.approx(stats[name]["lam"])
+        assert np.exp(-lam * np.median(d[same])) == pytest.approx(0.8)
+        # different regions are 2 apart here: their mask is far below a same-region one
+        assert stats[name]["diff_mask"] < 0.2
+        assert not layer.lam.requires_grad
+    with pytest.raises(ValueError, match="keep must be in"):
+        calibrate_lams(net.segaware_layers(), e, labels, keep=1.0)
+
+
+def test_segnet_output_stride_and_per_layer_lams():
+    net = SegNet(3, widths=(2, 2, 2, 2), fc_width=4, segaware="all", output_stride=4,
+                 lam_init={"fc6": 0.5, "body.0": 0.25})
+    strides = {name: s for name, _, s in net.segaware_layers()}
+    assert strides == {"body.0": 1, "body.1": 1, "body.2": 2, "body.3": 2, "body.4": 4,
+                       "body.5": 4, "body.6": 4, "body.7": 4, "fc6": 4}
+    assert net.body[6].dilation == (4, 4) and net.fc6.dilation[0] == 8 * 4 // 4
+    assert float(net.fc6.lam.data) == 0.5 and float(net.body[0].lam.data) == 0.25
+    assert float(net.body[1].lam.data) == 0.0
+    x = np.random.default_rng(0).standard_normal((1, 3, 20, 20)).astype(np.float32)
+    e = np.zeros((1, 2, 20, 20), np.float32)
+    assert net(x, e).shape == (1, 3, 20, 20)
+    with pytest.raises(ValueError, match="output_stride must be one of"):
+        SegNet(3, output_stride=16)
+    with pytest.raises(ValueError, match="lam_init names layers"):
+        SegNet(3, lam_init={"fc7": 1.0})
+
+
+def test_flownet_segaware_layers():
+    assert FlowNetS(segaware=False).segaware_layers() == []
+    (name, layer, stride), = FlowNetS(segaware=True).segaware_layers()
+    assert (name, stride) == ("predict2", 4) and isinstance(layer, SegAwareConv2d)
+
+
+def test_label_embeddings_are_one_hot_with_ignored_pixels_zero():
+    labels = np.array([[[0, 2], [255, 1]]])
+    e = label_embeddings(labels, 3)
+    assert e.shape == (1, 3, 2, 2) and e.dtype == np.float32
+    np.testing.assert_array_equal(e[0, :, 0, 0], [1, 0, 0])
+    np.testing.assert_array_equal(e[0, :, 0, 1], [0, 0, 1])
+    np.testing.assert_array_equal(e[0, :, 1, 0], [0, 0, 0])
+
+
+def _add(a, deps, key=None):
+    return a + sum(deps.values())
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_run_jobs_passes_dependency_results(workers):
+    jobs = [Job("a", _add, {"a": 1}, ()), Job("b", _add, {"a": 10}, ()),
+            Job("c", _add, {"a": 100}, ("a", "b")), Job("d", _add, {"a": 0}, ("c",))]
+    lines = []
+    out = run_jobs(jobs, workers=workers, log=lines.append)
+    assert out == {"a": 1, "b": 10, "c": 111, "d": 111}
+    assert len(lines) == 4 and all(line.startswith("done ") for line in lines)
+
+
+def test_run_jobs_refuses_unknown_or_later_dependencies_and_duplicates():
+    with pytest.raises(ValueError, match="depends on"):
+        run_jobs([Job("a", _add, {"a": 1}, ("b",)), Job("b", _add, {"a": 1}, ())])
+    with pytest.raises(ValueError, match="unique"):
+        run_jobs([Job("a", _add, {"a": 1}, ()), Job("a", _add, {"a": 1}, ())])
+
+
+def _fake_results(seeds=(0, 1)):
+    out = []
+    for s in seeds:
+        seg = {}
+        for i, name in enumerate(["baseline", "+9x9 BF", "all segaware"]):
+            m = {"miou": 0.30 + 0.01 * i + 0.001 * s, "trimap3_miou": 0.2 + 0.02 * i,
+                 "trimap10_miou": 0.25}
+            seg[name] = dict(m, val=dict(m), lams={"fc6": 0.1} if i == 2 else {})
+        masks = {"distance": 4, "embedding_auc": 0.9, "colour_auc": 0.7,
+                 "same_median": 0.2, "diff_median": 0.7}
+        flow = {k: {"epe": v, "aae": 10.0} for k, v in
+                (("constant flow", 2.0), ("baseline", 1.4), ("segaware", 1.2))}
+        out.append({"seed": s, "masks": masks, "flow_masks": masks, "segmentation": seg,
+                    "flow": flow})
+    return out
+
+
+def test_report_pairs_deltas_with_the_same_seeds_control():
+    assert stat([1.0]) == "1.00"
+    assert stat([1.0, 3.0]) == "2.00 ± 1.41"
+    lines = summary_lines(_fake_results())
+    row = next(line for line in lines if line.startswith("| all segaware |"))
+    # Δ = 2 points in both seeds: the seeds' own offsets (0.1 point) cancel
+    assert "| 2.00 ± 0.00 | 4.00 ± 0.00 | 2/2 |" in row
+    flow = next(line for line in lines if line.startswith("| segaware |"))
+    assert "-0.200 ± 0.000" in flow and "0.600 ± 0.000" in flow
+    report = report_lines(_fake_results(), {"preset": "x"}, "cmd", 60.0, ["f.png"])
+    assert "![f.png](f.png)" in report and any("Validation" in line for line in report)
