@@ -3,6 +3,8 @@ FlowNetSimple and the VGG-16-wide embedding network.  Their layout and parameter
 at the paper's widths, shapes and float64 gradient checks at small widths and inputs
 with every switch on, VGG-16 loading from files in each layout, and a few training
 steps at the paper's widths on small FlyingShapes inputs."""
+import argparse
+
 import h5py
 import numpy as np
 import pytest
@@ -10,6 +12,8 @@ import pytest
 from segnp import nn, optim
 from segnp.autograd import Tensor, no_grad
 from segnp.data.flyingshapes import render_scene
+from segnp.experiments import load_run, load_split, run_segmentation
+from segnp.experiments.paper import PAPER_CROPS, add_arch_args
 from segnp.experiments.tasks import build_model, flow_step, segmentation_step
 from segnp.models import (DeepLabLargeFOV, EmbeddingNet, FlowNetSimple, deeplab_largefov,
                           embedding_vgg16, flownet_simple)
@@ -303,3 +307,36 @@ def test_flow_step_weights_every_scale_of_flownet_simple():
     want = epe(pred, 1) + sum(2 / s * epe(p, s)
                               for p, s in zip(scales, FlowNetSimple.SCALE_STRIDES))
     np.testing.assert_allclose(loss.item(), want, rtol=1e-5)
+
+
+# ---- --arch paper in the runs and scripts ----------------------------------------------
+def test_add_arch_args_switches_the_defaults_to_the_papers_schedule():
+    def parser(argv):
+        p = argparse.ArgumentParser()
+        p.add_argument("--lr", type=float, default=3e-3)
+        p.add_argument("--batch-size", type=int, default=4)
+        add_arch_args(p, "segmentation", argv)
+        return p.parse_args(argv)
+    small = parser([])
+    assert (small.arch, small.lr, small.batch_size, small.vgg16) == ("small", 3e-3, 4, None)
+    paper = parser(["--arch", "paper", "--vgg16", "v.h5"])
+    assert (paper.arch, paper.lr, paper.batch_size, paper.optimizer, paper.vgg16) == \
+        ("paper", 1e-3, 20, "sgd", "v.h5")
+    assert parser(["--arch", "paper", "--lr", "0.5"]).lr == 0.5   # given values win
+
+
+def test_run_segmentation_with_the_paper_arch(tmp_path, monkeypatch):
+    monkeypatch.setitem(PAPER_CROPS, "segmentation", (24, 20))   # 321x321 takes seconds
+    train = load_split("segmentation", None, "train", 2, 16, str(tmp_path / "cache"))
+    vgg = tmp_path / "vgg16.h5"
+    write_vgg16(vgg, fake_vgg16(TINY_DEEPLAB["widths"]), "keras2")
+    net, hist = run_segmentation(str(tmp_path / "run"), train, None, epochs=1, batch_size=2,
+                                 lr=1e-3, model=dict(TINY_DEEPLAB, arch="paper"),
+                                 vgg16=str(vgg), progress=False)
+    assert isinstance(net, DeepLabLargeFOV) and np.isfinite(hist[-1]["loss"])
+    model, config, _ = load_run(str(tmp_path / "run" / "checkpoint.npz"))
+    assert isinstance(model, DeepLabLargeFOV) and config["model"]["arch"] == "paper"
+    assert config["input"]["scale"] == 1.0            # Caffe's VGG-16 input: 0..255 - mean
+    assert "dropout" not in config["model"]           # the small networks' defaults: unused
+    with pytest.raises(ValueError, match="model 'arch' must be one of"):
+        run_segmentation(str(tmp_path / "bad"), train, model={"arch": "big"}, progress=False)
