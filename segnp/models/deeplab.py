@@ -36,8 +36,6 @@ VGG16_WIDTHS = (64, 128, 256, 512, 512)
 BLOCK_DEPTHS = (2, 2, 3, 3, 3)
 POOL_STRIDES = (2, 2, 2, 1, 1)
 BLOCK_DILATIONS = (1, 1, 1, 1, 2)
-CONV_NAMES = tuple(f"conv{b + 1}_{i + 1}" for b, n in enumerate(BLOCK_DEPTHS)
-                   for i in range(n))
 
 
 class DeepLabLargeFOV(nn.Module):
@@ -59,8 +57,8 @@ class DeepLabLargeFOV(nn.Module):
         in_channels: C of the input images.
         crf_kwargs: keyword arguments of :class:`~segnp.nn.SegAwareCRF`.
 
-    ``features`` holds the 13 convolutions (conv1_1 ... conv5_3, ``CONV_NAMES``), which
-    :meth:`load_vgg16` fills from VGG-16.
+    ``features`` holds the 13 convolutions in VGG's order (conv1_1, conv1_2, conv2_1 ...
+    conv5_3), which :meth:`load_vgg16` fills from VGG-16.
     """
 
     def __init__(self, num_classes=21, widths=VGG16_WIDTHS, fc_width=1024, fc6_dilation=12,

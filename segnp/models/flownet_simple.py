@@ -63,6 +63,10 @@ class FlowNetSimple(nn.Module):
         embedder: maps frame 1 (N, 3, H, W) to ``(e, side_outputs)``; or pass ``e``.
         norm: the embedding distance of both masks (Eq. 3).
         in_channels: channels of the concatenated frames (6).
+
+    Layers: conv1 ... conv6_1; ``predict[k]``, ``deconv[k]`` and ``upflow[k]`` for
+    k = 0 ... 3 are FlowNet's predict_flow6 ... predict_flow3, deconv5 ... deconv2 and
+    upsample_flow6to5 ... upsample_flow3to2; ``predict_flow2`` makes the last prediction.
     """
 
     SCALE_STRIDES = (64, 32, 16, 8, 4)
