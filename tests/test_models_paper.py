@@ -36,9 +36,21 @@ def n_params(net):
 
 
 # ---- layout at the paper's widths ------------------------------------------------------
-def test_deeplab_largefov_layout_and_parameter_count():
+# Built once: 20.5 M and 38.7 M parameters take seconds to draw.
+@pytest.fixture(scope="module")
+def paper_deeplab():
     manual_seed(0)
-    net = deeplab_largefov(21)
+    return deeplab_largefov(21)
+
+
+@pytest.fixture(scope="module")
+def paper_flownet():
+    manual_seed(0)
+    return flownet_simple()
+
+
+def test_deeplab_largefov_layout_and_parameter_count(paper_deeplab):
+    net = paper_deeplab
     # 14,714,688 in VGG-16's convolutions; fc6 512*9*1024 + 1024; fc7 1024^2 + 1024;
     # fc8 1024*21 + 21: 20.5 M, as published
     assert n_params(net) == 14_714_688 + 4_719_616 + 1_049_600 + 21_525 == 20_505_429
@@ -53,9 +65,8 @@ def test_deeplab_largefov_layout_and_parameter_count():
     assert net.embedder is None and net.bf is None and net.crf is None
 
 
-def test_flownet_simple_layout_and_parameter_count():
-    manual_seed(0)
-    net = flownet_simple()
+def test_flownet_simple_layout_and_parameter_count(paper_flownet):
+    net = paper_flownet
     # as the released FlowNetS (deconvolutions with biases, flow upsampling without)
     assert n_params(net) == 38_676_506
     kernels = [net.conv1, net.conv2, net.conv3, net.conv3_1, net.conv4, net.conv4_1,
@@ -276,18 +287,28 @@ def _loss_before_and_after_one_step(net, step, batch, lr):
     return loss.item(), after.item()
 
 
-def test_paper_networks_train_on_small_flyingshapes_inputs():
+def test_build_model_arch_paper():
+    seg = build_model({"task": "segmentation", "model": dict(TINY_DEEPLAB, arch="paper",
+                                                             num_classes=7)})
+    assert isinstance(seg, DeepLabLargeFOV) and seg.fc8.out_channels == 7
+    flow = build_model({"task": "flow", "model": dict(TINY_FLOWNET, arch="paper"),
+                        "embedder": dict(EMB, arch="small")})
+    assert isinstance(flow, FlowNetSimple) and isinstance(flow.embedder, EmbeddingNet)
+    emb = build_model({"task": "embedding", "model": {"arch": "paper", "widths": [2, 2, 2]}})
+    assert emb.embed_dim == 64
+    with pytest.raises(ValueError, match="build_model: 'arch' must be one of"):
+        build_model({"task": "flow", "model": {"arch": "large"}})
+
+
+def test_paper_networks_train_on_small_flyingshapes_inputs(paper_deeplab, paper_flownet,
+                                                           monkeypatch):
     manual_seed(6)
+    monkeypatch.setattr(paper_deeplab, "dropout", 0.0)
     image1, image2, labels, flow = _scenes(2, (32, 32))
-    seg = build_model({"task": "segmentation", "model": {"arch": "paper", "num_classes": 7,
-                                                         "dropout": 0.0}})
-    assert isinstance(seg, DeepLabLargeFOV) and seg.fc6.out_channels == 1024
-    before, after = _loss_before_and_after_one_step(seg, segmentation_step,
+    before, after = _loss_before_and_after_one_step(paper_deeplab, segmentation_step,
                                                     (image1, labels), 1e-3)
-    assert np.isfinite(after) and after < 0.95 * before
-    flownet = build_model({"task": "flow", "model": {"arch": "paper"}})
-    assert isinstance(flownet, FlowNetSimple) and flownet.conv6_1.out_channels == 1024
-    before, after = _loss_before_and_after_one_step(flownet, flow_step,
+    assert np.isfinite(after) and after < 0.97 * before   # 2.87 -> 2.69 here
+    before, after = _loss_before_and_after_one_step(paper_flownet, flow_step,
                                                     (image1, image2, flow), 1e-3)
     assert np.isfinite(after) and after < 0.97 * before
 
