@@ -19,6 +19,7 @@ except ImportError:  # a source checkout without `pip install .`
 from segnp.experiments import INPUT_SCALE, embed, mask_quality, run_embedding, test_arrays
 from segnp.experiments.cli import (add_data_args, add_train_args, base_parser, load_data,
                                    setup, write_json)
+from segnp.experiments.paper import add_arch_args
 
 
 def main(argv=None):
@@ -28,13 +29,15 @@ def main(argv=None):
     p.add_argument("--embed-dim", type=int, default=16, help="D of the final embedding")
     p.add_argument("--widths", type=int, nargs=3, default=[8, 16, 32],
                    help="channels of the three VGG blocks")
+    add_arch_args(p, "embedding", argv)
     args = p.parse_args(argv)
     setup(args)
     train, test = load_data(args, "segmentation")
     model, hist = run_embedding(
         args.out, train, test, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-        seed=args.seed, model={"embed_dim": args.embed_dim, "widths": list(args.widths)},
-        progress=not args.no_progress, resume=args.resume)
+        seed=args.seed, model={"embed_dim": args.embed_dim, "widths": list(args.widths),
+                               "arch": args.arch},
+        progress=not args.no_progress, resume=args.resume, vgg16=args.vgg16)
     images, = test_arrays(test, ("image",), {"mean": train.mean, "scale": INPUT_SCALE})
     q = mask_quality(embed(model, images), images, test.stack("label"))
     write_json(os.path.join(args.out, "mask_quality.json"), q)

@@ -20,6 +20,7 @@ except ImportError:  # a source checkout without `pip install .`
 from segnp.experiments import run_flow
 from segnp.experiments.cli import (add_data_args, add_finetune_args, add_train_args,
                                    base_parser, load_data, load_finetune, setup)
+from segnp.experiments.paper import add_arch_args
 
 
 def main(argv=None):
@@ -28,12 +29,14 @@ def main(argv=None):
     add_train_args(p, "runs/flow", epochs=20, lr=2e-3)
     p.add_argument("--segaware", action="store_true")
     add_finetune_args(p)
+    add_arch_args(p, "flow", argv)
     args = p.parse_args(argv)
     setup(args)
     if args.segaware and not args.embedder:
         p.error("--segaware needs --embedder (run train_embeddings.py first)")
     train, test = load_data(args, "flow")
     embedder, init, model = load_finetune(args)
+    model["arch"] = args.arch
     _, hist = run_flow(args.out, train, test, segaware=args.segaware, epochs=args.epochs,
                        batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                        embedder=embedder, init=init, lam_mult=args.lam_mult, model=model,

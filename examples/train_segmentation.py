@@ -22,6 +22,7 @@ except ImportError:  # a source checkout without `pip install .`
 from segnp.experiments import SEG_VARIANTS, run_segmentation
 from segnp.experiments.cli import (add_data_args, add_finetune_args, add_train_args,
                                    base_parser, load_data, load_finetune, setup)
+from segnp.experiments.paper import add_arch_args
 
 VARIANT_SLUGS = dict(zip(("baseline", "bf", "bf4", "fc6", "all", "all-bf", "all-crf"),
                          SEG_VARIANTS))
@@ -34,6 +35,7 @@ def main(argv=None):
     p.add_argument("--variant", choices=list(VARIANT_SLUGS), default="baseline")
     p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
     add_finetune_args(p)
+    add_arch_args(p, "segmentation", argv)
     args = p.parse_args(argv)
     setup(args)
     name = VARIANT_SLUGS[args.variant]
@@ -41,12 +43,14 @@ def main(argv=None):
         p.error(f"--variant {args.variant} needs --embedder (run train_embeddings.py first)")
     train, test = load_data(args, "segmentation")
     embedder, init, model = load_finetune(args)
+    model["arch"] = args.arch
     _, hist = run_segmentation(
         args.out, train, test, variant=SEG_VARIANTS[name], epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, seed=args.seed, embedder=embedder,
         init=init, model=model, lam_mult=args.lam_mult,
         embedder_mult=args.embedder_mult,
-        progress=not args.no_progress, resume=args.resume, optimizer=args.optimizer)
+        progress=not args.no_progress, resume=args.resume, optimizer=args.optimizer,
+        vgg16=args.vgg16)
     last = hist[-1] if hist else {}
     print(f"{name}, epoch {last.get('epoch')}: train loss {last.get('loss', float('nan')):.4f}"
           f", mIoU {100 * last.get('miou', float('nan')):.2f}, trimap-3 mIoU "

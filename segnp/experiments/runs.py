@@ -15,10 +15,10 @@ from .. import serialization
 from ..optim import SGD, Adam, PolyLR
 from ..random import manual_seed
 from .data import INPUT_SCALE, make_loader, preprocess
+from .paper import PAPER_CROPS, PAPER_INPUT_SCALE, is_paper
 from .tasks import (build_model, embed, embedding_step, evaluate_embedding, evaluate_flow,
                     evaluate_segmentation, flow_step, label_embeddings,
-                    oracle_segmentation_step,
-                    segmentation_step, transfer_weights)
+                    oracle_segmentation_step, segmentation_step, transfer_weights)
 from .trainer import Trainer, lr_mult_groups
 
 __all__ = ["EMBEDDING_DEFAULTS", "SEGNET_DEFAULTS", "FLOWNET_DEFAULTS", "SEG_VARIANTS",
@@ -48,8 +48,17 @@ SEG_VARIANTS = {
 }
 
 
-def _input(train):
-    return {"mean": [float(v) for v in train.mean], "scale": INPUT_SCALE}
+def _input(train, paper=False):
+    return {"mean": [float(v) for v in train.mean],
+            "scale": PAPER_INPUT_SCALE if paper else INPUT_SCALE}
+
+
+def _loader(train, batch_size, seed, config, paper):
+    """Training batches, preprocessed as ``config['input']`` says; the paper's networks
+    train on random crops of the paper's size (:mod:`.paper`)."""
+    crop = PAPER_CROPS[config["task"]] if paper else None
+    return make_loader(train, batch_size, seed, True, config["input"]["mean"],
+                       scale=config["input"]["scale"], crop=crop)
 
 
 def test_arrays(dataset, keys, input_cfg):
@@ -73,16 +82,19 @@ def load_state(path):
     return ckpt["model"], ckpt["extra"]["config"]
 
 
-def _task_network(task, model_cfg, train, embedder, init):
+def _task_network(task, model_cfg, train, embedder, init, vgg16=None):
     """(network, run config) of a segmentation or flow run.  ``embedder``: None or the
     (state, config) of a pre-trained embedding run, which becomes the network's embedder
-    and sets the input preprocessing.  ``init``: a state dict copied in where names
+    and sets the input preprocessing.  ``vgg16``: a VGG-16 weights file loaded into the
+    network's VGG layers.  ``init``: a state dict copied in (after VGG-16) where names
     match, except the embedder's."""
     emb_state, emb_cfg = embedder if embedder is not None else (None, None)
     config = {"task": task, "model": model_cfg,
               "embedder": emb_cfg["model"] if emb_cfg else None,
-              "input": emb_cfg["input"] if emb_cfg else _input(train)}
+              "input": emb_cfg["input"] if emb_cfg else _input(train, is_paper(model_cfg))}
     net = build_model(config)
+    if vgg16:
+        net.load_vgg16(vgg16)
     if emb_state is not None:
         transfer_weights(net, emb_state, dst_prefix="embedder.")
     if init is not None:
@@ -93,6 +105,8 @@ def _task_network(task, model_cfg, train, embedder, init):
 def _set_masks(net, lams, train_lams, gains=None):
     """Set the lams (and weight gains) of ``net.segaware_layers()`` by name; freeze the
     lams unless ``train_lams``."""
+    if not lams and not gains and train_lams:
+        return
     layers = dict((name, layer) for name, layer, _ in net.segaware_layers())
     for name, lam in (lams or {}).items():
         if name in layers:
@@ -124,15 +138,21 @@ def _fit(model, optimizer, loader, step, out_dir, epochs, config, evaluate, prog
 
 
 def run_embedding(out_dir, train, test=None, epochs=4, batch_size=8, lr=1e-3, seed=0,
-                  model=None, progress=True, resume=False, eval_count=16):
+                  model=None, progress=True, resume=False, eval_count=16, vgg16=None):
     """Pre-train an :class:`EmbeddingNet` with the embedding loss (Sec. 3.1, 4.1): Adam,
-    poly-decayed lr, flips.  ``test``: logs the final-embedding loss on it per epoch."""
+    poly-decayed lr, flips.  ``test``: logs the final-embedding loss on it per epoch.
+    ``model={"arch": "paper"}``: embedding_vgg16 (:mod:`.paper`), its seven VGG
+    layers from the VGG-16 weights file ``vgg16`` when given."""
     manual_seed(seed)
-    config = {"task": "embedding", "model": dict(EMBEDDING_DEFAULTS, **(model or {})),
-              "embedder": None, "input": _input(train)}
+    paper = is_paper(model)
+    config = {"task": "embedding",
+              "model": dict({} if paper else EMBEDDING_DEFAULTS, **(model or {})),
+              "embedder": None, "input": _input(train, paper)}
     net = build_model(config)
+    if vgg16:
+        net.load_vgg16(vgg16)
     opt = Adam(net.parameters(), lr=lr)
-    loader = make_loader(train, batch_size, seed, True, train.mean)
+    loader = _loader(train, batch_size, seed, config, paper)
     evaluate = None
     if test is not None:
         images, labels = test_arrays(test, ("image", "label"), config["input"])
@@ -147,7 +167,7 @@ def run_segmentation(out_dir, train, test=None, variant=None, epochs=6, batch_si
                      lr=3e-3, seed=0, model=None, embedder=None, init=None,
                      lam_mult=10.0, embedder_mult=0.1, progress=True, resume=False,
                      optimizer="adam", lams=None, train_lams=True, oracle=False,
-                     gains=None):
+                     gains=None, vgg16=None):
     """Train a :class:`SegNet` with softmax cross-entropy (Sec. 5.1).
 
     variant: SegNet switches (a row of :data:`SEG_VARIANTS`).  embedder: (state, config)
@@ -164,23 +184,29 @@ def run_segmentation(out_dir, train, test=None, variant=None, epochs=6, batch_si
     oracle: the segmentation-aware layers see one-hot ground-truth labels as embeddings
     (:func:`~segnp.experiments.tasks.label_embeddings`), the "ground-truth masks" row.
     SGD with momentum 0.9 (or Adam) and a poly schedule, as DeepLab.
+    ``model={"arch": "paper"}``: DeepLab-LargeFOV on VGG-16 (:mod:`.paper`), its 13
+    VGG layers from the weights file ``vgg16`` when given.
     """
     manual_seed(seed)
-    mcfg = dict(SEGNET_DEFAULTS, num_classes=train.num_classes, **(model or {}))
+    paper = is_paper(model)
+    mcfg = dict({} if paper else SEGNET_DEFAULTS, num_classes=train.num_classes,
+                **(model or {}))
     mcfg.update(copy.deepcopy(variant or {}))
+    if paper:   # the paper's CRF windows (SegAwareCRF's defaults) suit 321x321 inputs
+        mcfg.pop("crf_kwargs", None)
     needs = (mcfg.get("segaware", "none") != "none" or mcfg.get("bf") is not None
              or bool(mcfg.get("crf")))
     if needs and embedder is None and not oracle:
         raise ValueError(f"run_segmentation: the variant {variant} needs a pre-trained "
                          f"embedder")
     net, config = _task_network("segmentation", mcfg, train,
-                                embedder if needs and not oracle else None, init)
+                                embedder if needs and not oracle else None, init, vgg16)
     config["oracle"] = bool(oracle)
     _set_masks(net, lams, train_lams, gains)
     groups = _param_groups(net, lr, lam_mult, embedder_mult)
     opt = (SGD(groups, lr=lr, momentum=0.9, weight_decay=5e-4) if optimizer == "sgd"
            else Adam(groups, lr=lr))
-    loader = make_loader(train, batch_size, seed, True, config["input"]["mean"])
+    loader = _loader(train, batch_size, seed, config, paper)
     evaluate = None
     if test is not None:
         images, labels = test_arrays(test, ("image", "label"), config["input"])
@@ -228,16 +254,18 @@ def run_flow(out_dir, train, test=None, segaware=False, epochs=6, batch_size=8, 
     """Train a :class:`FlowNetS` with the multi-scale end-point error (Sec. 5.2), Adam
     (as FlowNet) with a poly schedule.  ``segaware``: the segmentation-aware prediction
     layer and bilateral filter, with ``embedder`` = (state, config) pre-trained;
-    ``lams``, ``train_lams``: as in :func:`run_segmentation`."""
+    ``lams``, ``train_lams``: as in :func:`run_segmentation`.
+    ``model={"arch": "paper"}``: the full FlowNetSimple (:mod:`.paper`)."""
     manual_seed(seed)
-    mcfg = dict(FLOWNET_DEFAULTS, **(model or {}), segaware=bool(segaware))
+    paper = is_paper(model)
+    mcfg = dict({} if paper else FLOWNET_DEFAULTS, **(model or {}), segaware=bool(segaware))
     if segaware and embedder is None:
         raise ValueError("run_flow: segaware=True needs a pre-trained embedder")
     net, config = _task_network("flow", mcfg, train, embedder if segaware else None, init)
     _set_masks(net, lams, train_lams)
     groups = _param_groups(net, lr, lam_mult, embedder_mult)
     opt = Adam(groups, lr=lr)
-    loader = make_loader(train, batch_size, seed, True, config["input"]["mean"])
+    loader = _loader(train, batch_size, seed, config, paper)
     evaluate = None
     if test is not None:
         i1, i2, fl = test_arrays(test, ("image1", "image2", "flow"), config["input"])

@@ -8,6 +8,10 @@ A run is described by a JSON-like ``config``::
      "embedder": {...EmbeddingNet keyword arguments...} or None,
      "input": {"mean": [r, g, b], "scale": 1/64}}
 
+where "model" and "embedder" may hold ``"arch": "paper"`` for the paper's own networks
+(DeepLabLargeFOV, FlowNetSimple, embedding_vgg16 and their keyword arguments; see
+``ARCHS``) instead of the small default ones (``"arch": "small"``)
+
 which every checkpoint stores, so :func:`load_run` rebuilds the network from the file
 alone.  Batches are tuples of NumPy arrays from :func:`segnp.data.collate`.
 """
@@ -19,7 +23,8 @@ from ..autograd import Tensor, no_grad
 from ..backends import get_backend
 from ..metrics import (angular_error, confusion_matrix, end_point_error, miou,
                        pixel_accuracy, trimap_scores)
-from ..models import EmbeddingNet, FlowNetS, SegNet
+from ..models import (DeepLabLargeFOV, EmbeddingNet, FlowNetS, FlowNetSimple, SegNet,
+                      embedding_vgg16)
 from ..models.grids import subsample_point
 from ..nn import SegAwareConv2d
 
@@ -30,13 +35,28 @@ __all__ = ["TASKS", "build_model", "load_run", "transfer_weights", "embedding_st
            "downsample_flow"]
 
 TASKS = ("embedding", "segmentation", "flow")
-# FlowNet's multi-scale loss: full resolution, then 1/4, 1/8, 1/16.
-FLOW_SCALE_WEIGHTS = (1.0, 0.5, 0.25, 0.125)
+# FlowNet's multi-scale loss: full resolution, then 1/4, 1/8, 1/16 (and 1/32, 1/64 for
+# the full FlowNetSimple), each scale half the weight of the next finer one.
+FLOW_SCALE_WEIGHTS = (1.0, 0.5, 0.25, 0.125, 0.0625, 0.03125)
 
 
 def _tuples(kwargs):
     # JSON turns tuples into lists; the models want tuples for widths and bf.
     return {k: tuple(v) if isinstance(v, list) else v for k, v in (kwargs or {}).items()}
+
+
+# config['model']['arch'] (and config['embedder']['arch']): the small networks that train
+# on a CPU, or the paper's own (Sec. 5: DeepLab-LargeFOV on VGG-16, FlowNetSimple).
+ARCHS = {"small": {"embedding": EmbeddingNet, "segmentation": SegNet, "flow": FlowNetS},
+         "paper": {"embedding": embedding_vgg16, "segmentation": DeepLabLargeFOV,
+                   "flow": FlowNetSimple}}
+
+
+def _arch(kwargs):
+    arch = kwargs.pop("arch", "small")
+    if arch not in ARCHS:
+        raise ValueError(f"build_model: 'arch' must be one of {tuple(ARCHS)}; got {arch!r}")
+    return arch
 
 
 def build_model(config):
@@ -53,13 +73,16 @@ def build_model(config):
     if task not in TASKS:
         raise ValueError(f"build_model: config['task'] must be one of {TASKS}; got {task!r}")
     kwargs = _tuples(config.get("model"))
+    arch = _arch(kwargs)
     if task == "embedding":
-        return EmbeddingNet(**kwargs)
+        return ARCHS[arch]["embedding"](**kwargs)
     normalize = bool(kwargs.pop("segaware_normalize", True))
     emb = config.get("embedder")
-    embedder = EmbeddingNet(**_tuples(emb)) if emb is not None else None
-    cls = SegNet if task == "segmentation" else FlowNetS
-    net = cls(embedder=embedder, **kwargs)
+    embedder = None
+    if emb is not None:
+        emb = _tuples(emb)
+        embedder = ARCHS[_arch(emb)]["embedding"](**emb)
+    net = ARCHS[arch][task](embedder=embedder, **kwargs)
     if not normalize:
         for name, layer in net.named_modules():
             if isinstance(layer, SegAwareConv2d) and not name.startswith("embedder"):
@@ -254,7 +277,7 @@ def flow_step(model, batch):
     pred, scales = model(_tensor(_frames(image1, image2)))
     loss = F.epe_loss(pred, flow)
     for w, p, s in zip(FLOW_SCALE_WEIGHTS[1:], reversed(scales),
-                       reversed(FlowNetS.SCALE_STRIDES)):
+                       reversed(model.SCALE_STRIDES)):
         loss = loss + w * F.epe_loss(p, downsample_flow(flow, s))
     return loss, {}
 

@@ -7,6 +7,7 @@ from .reduce import *  # noqa: F401,F403  sum mean max
 from .shape import *  # noqa: F401,F403  reshape transpose getitem concat stack pad
 from .activation import *  # noqa: F401,F403  relu leaky_relu sigmoid tanh softmax log_softmax
 from .conv import *  # noqa: F401,F403  conv2d
+from .conv_transpose import *  # noqa: F401,F403  conv_transpose2d
 from .pooling import *  # noqa: F401,F403  max_pool2d avg_pool2d
 from .resize import *  # noqa: F401,F403  resize_bilinear
 from .dropout import *  # noqa: F401,F403  dropout

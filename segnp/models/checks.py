@@ -5,7 +5,10 @@ import numbers
 from .._validate import check_float, check_ndim
 from ..autograd import as_tensor
 
-__all__ = ["check_images", "check_embeddings", "check_widths", "check_positive"]
+__all__ = ["check_images", "check_embeddings", "check_widths", "check_positive",
+           "check_switches", "resolve_embeddings"]
+
+SEGAWARE_CHOICES = ("none", "fc6", "all")
 
 
 def check_images(fn, x, channels, dtype, min_size=1):
@@ -55,3 +58,32 @@ def check_positive(fn, name, value):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"{fn}: {name} must be a positive int; got {value!r}")
     return int(value)
+
+
+def check_switches(fn, segaware, bf):
+    """Table 1's switches: ``segaware`` one of SEGAWARE_CHOICES, ``bf`` None or
+    (repeat >= 1, ksize) (the filter itself checks that ksize is odd)."""
+    if segaware not in SEGAWARE_CHOICES:
+        raise ValueError(f"{fn}: segaware must be one of {SEGAWARE_CHOICES}; got {segaware!r}")
+    ok = bf is None or (
+        isinstance(bf, (tuple, list)) and len(bf) == 2
+        and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in bf)
+        and bf[0] >= 1)
+    if not ok:
+        raise ValueError(f"{fn}: bf must be None or (repeat >= 1, odd ksize); got {bf!r}")
+
+
+def resolve_embeddings(fn, x, e, embedder, needed, image=None):
+    """The embeddings (N, D, H, W) that a model's segmentation-aware layers use: ``e``
+    checked against x when given, else ``embedder(image)``'s final embeddings when
+    ``needed`` (``image`` defaults to x; a flow network passes its first frame), else
+    None."""
+    if e is not None:
+        return check_embeddings(fn, e, x)
+    if not needed:
+        return None
+    if embedder is None:
+        raise ValueError(f"{fn}.forward: this configuration needs embeddings; pass e or "
+                         f"build the network with an embedder")
+    e, _ = embedder(x if image is None else image)
+    return e

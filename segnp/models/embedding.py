@@ -15,7 +15,7 @@ from .. import nn
 from .checks import check_images, check_positive, check_widths
 from .grids import upsample_block
 
-__all__ = ["EmbeddingNet"]
+__all__ = ["EmbeddingNet", "embedding_vgg16"]
 
 VGG_WIDTHS = (64, 128, 256)
 
@@ -79,3 +79,28 @@ class EmbeddingNet(nn.Module):
         """Initialise the seven VGG layers from ``path`` (see :func:`~segnp.models.load_vgg16`)."""
         from .vgg import load_vgg16
         return load_vgg16(path, self, rgb=rgb)
+
+
+def embedding_vgg16(vgg16=None, rgb=True, **options):
+    """The embedding network at the paper's scale (Sec. 4.1): VGG-16's widths
+    (64, 128, 256), D = 64 final and intermediate embedding channels.
+
+    ``options`` override :class:`EmbeddingNet`'s arguments; ``vgg16`` is a VGG-16
+    weights file that initialises the seven VGG convolutions (see
+    :func:`~segnp.models.load_vgg16`), ``rgb`` the channel order of the input.
+    """
+    net = EmbeddingNet(**{"widths": VGG_WIDTHS, "embed_dim": 64, "side_dim": 64, **options})
+    if vgg16 is not None:
+        net.load_vgg16(vgg16, rgb=rgb)
+    return net
+
+
+def auto_embedder(fn, embedder, needed, vgg16=None, rgb=True):
+    """What a paper-scale builder (``fn``) gives its network as embedder: for 'auto',
+    :func:`embedding_vgg16` (from ``vgg16``) when the switches ``needed`` one, else
+    None; a module or None as given."""
+    if not isinstance(embedder, str):
+        return embedder
+    if embedder != "auto":
+        raise ValueError(f"{fn}: embedder must be 'auto', None or a module; got {embedder!r}")
+    return embedding_vgg16(vgg16=vgg16, rgb=rgb) if needed else None

@@ -12,7 +12,7 @@ from ..backends.window import pair
 from . import init
 from .module import Module
 
-__all__ = ["Conv2d", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Identity", "MaxPool2d",
+__all__ = ["Conv2d", "ConvTranspose2d", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Identity", "MaxPool2d",
            "AvgPool2d", "Dropout", "Upsample"]
 
 
@@ -59,6 +59,48 @@ class Conv2d(Module):
     def extra_repr(self):
         s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
              f"stride={self.stride}, padding={self.padding}, dilation={self.dilation}")
+        return s + ("" if self.bias is not None else ", bias=False")
+
+
+class ConvTranspose2d(Module):
+    """Transposed 2-d convolution (FlowNet's "deconvolution"): the adjoint of a Conv2d
+    in its input, plus a bias (see :func:`segnp.functions.conv_transpose2d`).
+
+    weight: (C, F, KH, KW), in channels first as in PyTorch and Caffe; He-normal over
+    C*KH*KW (the products summed into one output pixel at stride 1: the fan_out of this
+    layout).  bias: (F,), zeros.
+    x: (N, C, H, W) -> y: (N, F, OH, OW) with OH = (H - 1) SH - 2 PH + DH (KH - 1) + OPH + 1.
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
+                 output_padding=0, dilation=1, bias=True, dtype=np.float32, rng=None):
+        super().__init__()
+        fn = "ConvTranspose2d"
+        self.in_channels = _positive_int(fn, "in_channels", in_channels)
+        self.out_channels = _positive_int(fn, "out_channels", out_channels)
+        self.kernel_size = pair(kernel_size, fn, "kernel_size", 1)
+        self.stride = pair(stride, fn, "stride", 1)
+        self.padding = pair(padding, fn, "padding", 0)
+        self.output_padding = pair(output_padding, fn, "output_padding", 0)
+        self.dilation = pair(dilation, fn, "dilation", 1)
+        if any(op >= s for op, s in zip(self.output_padding, self.stride)):
+            raise ValueError(f"{fn}: output_padding must be smaller than stride "
+                             f"{self.stride}; got {self.output_padding}")
+        dtype = _float_dtype(fn, dtype)
+        shape = (self.in_channels, self.out_channels) + self.kernel_size
+        self.weight = init.he_normal(Parameter(np.zeros(shape, dtype)), mode="fan_out",
+                                     rng=rng)
+        self.register_parameter(
+            "bias", Parameter(np.zeros(self.out_channels, dtype)) if bias else None)
+
+    def forward(self, x):
+        return F.conv_transpose2d(x, self.weight, self.bias, self.stride, self.padding,
+                                  self.output_padding, self.dilation)
+
+    def extra_repr(self):
+        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+             f"stride={self.stride}, padding={self.padding}, "
+             f"output_padding={self.output_padding}, dilation={self.dilation}")
         return s + ("" if self.bias is not None else ", bias=False")
 
 
