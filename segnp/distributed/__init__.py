@@ -11,7 +11,7 @@ and Horovod do it)::
                         shard=(dist.rank(), dist.size()))
 
 run as ``mpiexec -n 4 python train.py``.  mpi4py carries the start-up and host arrays
-(:mod:`.world`, :class:`.transport.MpiTransport`); NCCL, through CuPy, reduces GPU arrays
+(:mod:`.job`, :class:`.transport.MpiTransport`); NCCL, through CuPy, reduces GPU arrays
 (:class:`.transport.NcclTransport`).  Without mpi4py, or run as one plain process,
 ``size() == 1`` and everything here is a no-op.  docs/distributed.md has the set-up, a
 system MPI, and what to expect of scaling.
@@ -19,7 +19,7 @@ system MPI, and what to expect of scaling.
 from .parallel import (BUCKET_BYTES, DistributedOptimizer, GradientAveraging,
                        average_gradients, broadcast_parameters, data_parallel)
 from .transport import MpiTransport, NcclTransport
-from .world import (World, barrier, broadcast_object, init, launched, mean_over_ranks, rank,
+from .job import (World, barrier, broadcast_object, init, launched, mean_over_ranks, rank,
                     script_setup, size, world)
 
 __all__ = ["init", "launched", "rank", "size", "world", "World", "barrier",

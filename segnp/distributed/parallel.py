@@ -13,7 +13,7 @@ import numpy as np
 
 from ..backends import get_backend
 from ..optim.optimizer import Optimizer
-from .world import rank, size, world
+from .job import rank, size, world
 
 __all__ = ["BUCKET_BYTES", "broadcast_parameters", "average_gradients",
            "DistributedOptimizer", "GradientAveraging", "data_parallel"]
@@ -106,12 +106,18 @@ def average_gradients(params, bucket_bytes=BUCKET_BYTES):
 
 class GradientAveraging:
     """What :func:`DistributedOptimizer` adds to an optimizer's class: ``step()``
-    averages the gradients over the ranks, then updates as the class does."""
+    averages the gradients over the ranks, then updates as the class does.  A frozen
+    parameter (``requires_grad`` False) is neither averaged nor updated, even if it holds
+    a gradient: updated from its own rank's gradient, it would drift apart across ranks."""
 
     bucket_bytes = BUCKET_BYTES
 
     def step(self):
-        average_gradients(self._all_params(), self.bucket_bytes)
+        params = self._all_params()
+        for p in params:
+            if not p.requires_grad:
+                p.grad = None
+        average_gradients(params, self.bucket_bytes)
         super().step()
 
 
