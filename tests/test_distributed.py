@@ -151,9 +151,10 @@ needs_mpi = pytest.mark.skipif(
     reason="needs mpi4py and mpiexec (pip install '.[mpi]')")
 
 
-def mpirun(args, timeout=60, n=2, env=None):
+def mpirun(args, timeout=120, n=2, env=None):
     """``mpiexec -n 2 python ARGS`` from the repository root; (returncode, stdout,
-    stderr, seconds)."""
+    stderr, seconds).  The timeouts are far above the few seconds each run takes: they
+    only turn a deadlock into a failure."""
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
                SEGNP_BACKEND="numpy", OMP_NUM_THREADS="1", **(env or {}))
     t0 = time.perf_counter()
@@ -173,7 +174,7 @@ def two_rank_results(tmp_path_factory):
 
 @needs_mpi
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
-@pytest.mark.parametrize("dtype, rtol", [(np.float32, 2e-5), (np.float64, 1e-12)])
+@pytest.mark.parametrize("dtype, rtol", [(np.float32, 1e-5), (np.float64, 1e-12)])
 def test_two_ranks_with_half_batches_end_where_one_process_ends(two_rank_results,
                                                                 optimizer, dtype, rtol):
     reference = train(optimizer, dtype)
@@ -209,24 +210,27 @@ def test_broadcast_gives_every_rank_rank0_values(two_rank_results):
     ("mismatch", "different parameters")])
 def test_an_error_on_one_rank_ends_every_rank(tmp_path, scenario, message):
     rc, _, err, seconds = mpirun([os.path.abspath(__file__), scenario, str(tmp_path)],
-                                 timeout=60)
+                                 timeout=120)
     assert rc != 0 and message in err, err[-3000:]
-    assert seconds < 20, seconds
+    assert seconds < 30, seconds      # about 1 s: Python's start-up, then MPI_Abort
 
 
 # ---- the scripts ---------------------------------------------------------------------------
 SCRIPT_ARGS = ["--count", "8", "--test-count", "4", "--size", "32", "--batch-size", "4"]
 
 
-def scenario_interrupted(out):
-    """train_segmentation.py ARGS, stopped on every rank as its last epoch starts (as a
-    killed job): rank 0 has written the checkpoint of the epoch before."""
+def scenario_full_and_interrupted(out):
+    """train_segmentation.py ARGS into OUT/full; then again into OUT/part, stopped on
+    every rank as its last epoch starts (as a killed job), when rank 0 has written the
+    checkpoint of the epoch before."""
     import importlib.util
     from segnp.experiments import Trainer
     spec = importlib.util.spec_from_file_location(
         "train_segmentation", os.path.join(ROOT, "examples", "train_segmentation.py"))
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
+    args = sys.argv[3:]
+    script.main(args + ["--out", os.path.join(out, "full")])
     original = Trainer.run_epoch
 
     def dies_in_last_epoch(self, epoch):
@@ -234,16 +238,14 @@ def scenario_interrupted(out):
             raise SystemExit(3)
         return original(self, epoch)
     Trainer.run_epoch = dies_in_last_epoch
-    script.main(sys.argv[3:])
+    script.main(args + ["--out", os.path.join(out, "part"), "--no-progress"])
 
 
-SCENARIOS["interrupted"] = scenario_interrupted
+SCENARIOS["full_and_interrupted"] = scenario_full_and_interrupted
 
 
-def _script(name, out, cache, *extra, program=None, rc=0):
-    args = SCRIPT_ARGS + ["--out", out, *extra]
-    code, stdout, err, _ = mpirun((program or [os.path.join("examples", f"{name}.py")]) + args,
-                                  timeout=120, env={"SEGNP_CACHE": cache})
+def _run(program, cache, rc=0):
+    code, stdout, err, _ = mpirun(program, timeout=300, env={"SEGNP_CACHE": cache})
     assert code == rc, err[-3000:]
     return stdout, err
 
@@ -254,17 +256,18 @@ def _final(out):
 
 @needs_mpi
 def test_segmentation_script_on_two_ranks_resumes_exactly(tmp_path):
-    cache = str(tmp_path / "cache")
-    full, part = str(tmp_path / "full"), str(tmp_path / "part")
-    stdout, err = _script("train_segmentation", full, cache, "--epochs", "2")
-    assert stdout.count("baseline, epoch 2") == 1, stdout    # rank 0 alone reports
-    assert err.count("segmentation 1/2") >= 1 and err.count("FlyingShapes") >= 1
-    _script("", part, cache, "--epochs", "2", "--no-progress", rc=3,
-            program=[os.path.abspath(__file__), "interrupted", "-"])
+    cache, full, part = (str(tmp_path / d) for d in ("cache", "full", "part"))
+    stdout, err = _run([os.path.abspath(__file__), "full_and_interrupted", str(tmp_path)] +
+                       SCRIPT_ARGS + ["--epochs", "2"], cache, rc=3)
+    # rank 0 alone reports and draws bars (each bar's first frame appears once)
+    assert stdout.count("baseline, epoch 2") == 1, stdout
+    assert err.count("FlyingShapes:   0%|          | 0/8 [") == 1, err[-3000:]
+    assert err.count("segmentation 1/2:   0%|          | 0/2 [00:00<?, ?it/s]") == 1
     assert serialization.read_checkpoint(os.path.join(part, "checkpoint.npz"))[
         "extra"]["epoch"] == 1
     assert sorted(os.listdir(part)) == ["checkpoint.npz", "log.csv", "log.json"]
-    _script("train_segmentation", part, cache, "--epochs", "2", "--no-progress", "--resume")
+    _run([os.path.join("examples", "train_segmentation.py")] + SCRIPT_ARGS +
+         ["--epochs", "2", "--no-progress", "--resume", "--out", part], cache)
     a, b = _final(full), _final(part)
     assert list(a) == list(b)
     for k in a:
@@ -277,8 +280,8 @@ def test_segmentation_script_on_two_ranks_resumes_exactly(tmp_path):
 @pytest.mark.parametrize("name", ["train_embeddings", "train_flow"])
 def test_embedding_and_flow_scripts_on_two_ranks(tmp_path, name):
     out = str(tmp_path / "run")
-    stdout, _ = _script(name, out, str(tmp_path / "cache"), "--epochs", "1",
-                        "--no-progress")
+    stdout, _ = _run([os.path.join("examples", f"{name}.py")] + SCRIPT_ARGS +
+                     ["--epochs", "1", "--no-progress", "--out", out], str(tmp_path / "cache"))
     lines = stdout.strip().splitlines()
     assert lines and len(set(lines)) == len(lines), stdout    # rank 0 alone reports
     written = sorted(os.listdir(out))
