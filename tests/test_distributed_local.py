@@ -289,3 +289,39 @@ def test_nccl_on_a_gpu():
         t.allreduce_sum(x)
         t.broadcast(x, 0)
         np.testing.assert_array_equal(cupy.asnumpy(x), np.arange(1000))
+
+
+def test_cupy_backend_picks_the_gpu_by_node_rank_and_opens_nccl(monkeypatch):
+    """init()'s choice for the CuPy backend, with stand-ins for MPI and CuPy: rank 3 on
+    its node with 2 GPUs takes GPU 1, and reduces through NCCL on CuPy's current
+    stream; without the NCCL library it falls back to MPI on the host."""
+    used = []
+
+    class Local:
+        def Get_rank(self):
+            return 3
+
+        def Free(self):
+            used.append("freed")
+
+    mpi = StandInMpi(rank=1, size=2)
+    mpi.Split_type = lambda kind: Local() if kind == "shared" else None
+    MPI = types.SimpleNamespace(COMM_TYPE_SHARED="shared", IN_PLACE="in place", SUM="sum")
+    nccl = stand_in_nccl(peer_factor=1.0)
+    nccl.available = True
+    cuda = types.SimpleNamespace(
+        Device=lambda i: types.SimpleNamespace(use=lambda: used.append(i)),
+        runtime=types.SimpleNamespace(getDeviceCount=lambda: 2),
+        get_current_stream=lambda: types.SimpleNamespace(ptr=99), nccl=nccl)
+    fake_cupy = types.SimpleNamespace(cuda=cuda)
+    monkeypatch.setitem(sys.modules, "cupy", fake_cupy)
+    monkeypatch.setitem(sys.modules, "cupy.cuda", cuda)
+    monkeypatch.setitem(sys.modules, "cupy.cuda.nccl", nccl)
+    monkeypatch.setitem(sys.modules, "mpi4py", types.SimpleNamespace(MPI=MPI))
+    monkeypatch.setattr(world_mod, "get_backend", lambda: types.SimpleNamespace(name="cupy"))
+    t = world_mod._transport(mpi, MPI)
+    assert used == [1, "freed"] and isinstance(t, NcclTransport)
+    assert t.stream() == 99 and t.pointer(types.SimpleNamespace(
+        data=types.SimpleNamespace(ptr=1234))) == 1234
+    nccl.available = False
+    assert type(world_mod._transport(mpi, MPI)).__name__ == "MpiTransport"
