@@ -7,6 +7,7 @@ scripts run, write from rank 0 only and resume exactly.
 This file is also the program the ranks run: ``python tests/test_distributed.py
 SCENARIO OUT``.
 """
+import importlib.util
 import json
 import os
 import shutil
@@ -48,7 +49,9 @@ class TinyNet(nn.Module):
 
 
 class Scenes:
-    def __init__(self, dtype):
+    """N random images with labels of 3 classes."""
+
+    def __init__(self):
         rng = np.random.default_rng(5)
         self.samples = [{"image": rng.uniform(0, 255, (6, 7, 3)).astype(np.uint8),
                          "label": rng.integers(0, 3, (6, 7)).astype(np.uint8)}
@@ -71,10 +74,10 @@ def train(optimizer, dtype, shard=None, seed=0):
            else Adam(params, lr=0.01))
     model.frozen.weight.requires_grad = False
     model.frozen.bias.requires_grad = False
-    loader = DataLoader(Scenes(dtype), batch_size=4, shuffle=True, seed=1)
+    loader = DataLoader(Scenes(), batch_size=4, shuffle=True, seed=1)
     if shard is not None:
         dist.broadcast_parameters(model)
-        loader = DataLoader(Scenes(dtype), batch_size=4 // shard[1], shuffle=True, seed=1,
+        loader = DataLoader(Scenes(), batch_size=4 // shard[1], shuffle=True, seed=1,
                             shard=shard)
         opt = dist.DistributedOptimizer(opt)
     assert len(loader) == STEPS_PER_EPOCH
@@ -147,7 +150,7 @@ def _mpiexec():
 
 
 needs_mpi = pytest.mark.skipif(
-    _mpiexec() is None or __import__("importlib").util.find_spec("mpi4py") is None,
+    _mpiexec() is None or importlib.util.find_spec("mpi4py") is None,
     reason="needs mpi4py and mpiexec (pip install '.[mpi]')")
 
 
@@ -223,7 +226,6 @@ def scenario_full_and_interrupted(out):
     """train_segmentation.py ARGS into OUT/full; then again into OUT/part, stopped on
     every rank as its last epoch starts (as a killed job), when rank 0 has written the
     checkpoint of the epoch before."""
-    import importlib.util
     from segnp.experiments import Trainer
     spec = importlib.util.spec_from_file_location(
         "train_segmentation", os.path.join(ROOT, "examples", "train_segmentation.py"))
