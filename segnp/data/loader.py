@@ -6,6 +6,13 @@ Reproducibility does not depend on how batches are loaded: the order of epoch e 
 permutation drawn from ``default_rng([seed, e])``, and sample i of epoch e is augmented
 with its own ``default_rng([seed, e, i])``.  So a run resumed at epoch e (``set_epoch``)
 sees exactly the batches of an uninterrupted run, with or without workers.
+
+Data-parallel training gives each of P processes the shard ``(rank, P)``: the epoch's
+permutation cut to a multiple of P (the few samples past it differ from epoch to epoch)
+and dealt out in turn, so shard r holds positions r, r + P, r + 2P, ...  The shards are
+disjoint, equally long (every rank takes the same number of steps) and the same for a
+given seed and epoch; and with ``batch_size = B / P`` the k-th batches of the P shards
+together are the k-th batch of an unsharded loader with batch size B.
 """
 import collections
 import concurrent.futures
@@ -89,13 +96,15 @@ class DataLoader:
         prefetch: batches loaded ahead in a background thread (0: load when asked).
         workers: worker processes loading batches (0: none); each reopens the HDF5 file.
         start_epoch: the epoch of the first iteration; each ``iter`` uses the next one.
+        shard: ``(rank, size)``: iterate over shard ``rank`` of ``size`` disjoint shards
+            (see the module docstring); None for the whole dataset.
 
     Each batch is a tuple from :func:`collate`, in the order of ``keys``: for
     segmentation ``(images, labels)``, for flow ``(image1, image2, flow)``.
     """
 
     def __init__(self, dataset, batch_size=1, shuffle=False, seed=0, drop_last=False,
-                 transform=None, prefetch=0, workers=0, start_epoch=0):
+                 transform=None, prefetch=0, workers=0, start_epoch=0, shard=None):
         if int(batch_size) < 1:
             raise ValueError(f"DataLoader: batch_size must be >= 1; got {batch_size}")
         if int(prefetch) < 0 or int(workers) < 0:
@@ -112,6 +121,7 @@ class DataLoader:
         self.prefetch = int(prefetch)
         self.workers = int(workers)
         self.epoch = int(start_epoch)
+        self.set_shard(shard)
         keys = getattr(dataset, "keys", None)
         fields = getattr(dataset, "fields", None)
         self.keys = (tuple(keys.get(f, f) for f in fields) if isinstance(keys, dict)
@@ -119,19 +129,39 @@ class DataLoader:
 
     def __len__(self):
         n, b = len(self.dataset), self.batch_size
+        if self.shard is not None:
+            n //= self.shard[1]
         return n // b if self.drop_last else -(-n // b)
 
     def set_epoch(self, epoch):
         """Make the next iteration epoch ``epoch`` (to resume a run)."""
         self.epoch = int(epoch)
 
+    def set_shard(self, shard):
+        """Iterate over shard ``(rank, size)`` from now on (None: the whole dataset)."""
+        if shard is not None:
+            ok = (isinstance(shard, (tuple, list)) and len(shard) == 2 and
+                  all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+                      for v in shard))
+            if not ok or not 0 <= shard[0] < shard[1]:
+                raise ValueError(f"DataLoader: shard must be (rank, size) with integers "
+                                 f"0 <= rank < size; got {shard!r}")
+            if shard[1] > len(self.dataset):
+                raise ValueError(f"DataLoader: {shard[1]} shards of a dataset of "
+                                 f"{len(self.dataset)} samples would leave some empty")
+            shard = (int(shard[0]), int(shard[1]))
+        self.shard = shard
+
     def batch_indices(self, epoch):
-        """The sample indices of each batch of ``epoch``."""
+        """The sample indices of each batch of ``epoch`` (of this loader's shard)."""
         n = len(self.dataset)
         order = (np.random.default_rng([self.seed, epoch]).permutation(n) if self.shuffle
                  else np.arange(n))
+        if self.shard is not None:
+            rank, size = self.shard
+            order = order[:n - n % size][rank::size]
         stop = len(self) * self.batch_size
-        return [order[s:s + self.batch_size] for s in range(0, min(stop, n),
+        return [order[s:s + self.batch_size] for s in range(0, min(stop, len(order)),
                                                              self.batch_size)]
 
     def load_batch(self, indices, epoch):

@@ -4,6 +4,7 @@ import argparse
 import json
 import os
 
+from .. import distributed
 from ..backends import set_backend
 from .data import load_split
 from .runs import load_state
@@ -75,6 +76,7 @@ def load_finetune(args):
 
 def setup(args):
     set_backend(args.backend)
+    distributed.script_setup(args)  # under mpiexec: join the job; rank 0 alone reports
 
 
 def load_data(args, kind, test=True):
@@ -91,6 +93,8 @@ def load_data(args, kind, test=True):
 
 def write_json(path, obj):
     from ..io import atomic_path
+    if distributed.rank() != 0:
+        return
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with atomic_path(path) as tmp:
         with open(tmp, "w") as f:

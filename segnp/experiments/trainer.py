@@ -20,7 +20,7 @@ import os
 import re
 import time
 
-from .. import serialization
+from .. import distributed, serialization
 from ..io import atomic_path
 
 __all__ = ["Trainer", "lr_mult_groups", "write_logs", "finished", "CHECKPOINT_NAME"]
@@ -94,6 +94,11 @@ class Trainer:
         progress: show a tqdm bar with the running loss.
         desc: the bar's label.
 
+    Started by ``mpiexec -n P``, it trains data-parallel
+    (:func:`segnp.distributed.data_parallel`): the loader's batch size is the global
+    batch, each rank takes its shard and 1/P of every batch, gradients are averaged, the
+    logged losses are means over the ranks, and rank 0 alone writes files and the bar.
+
     ``fit(resume=False)`` returns the log: one dict per epoch (``epoch``, ``loss``
     (mean over the epoch), the step's other values, ``lr`` of the first group,
     ``seconds``, and what ``evaluate`` returned).
@@ -103,13 +108,16 @@ class Trainer:
                  evaluate=None, config=None, progress=True, desc="train"):
         if int(epochs) < 0:
             raise ValueError(f"Trainer: epochs must be >= 0; got {epochs}")
+        self.rank = distributed.rank()
+        optimizer = distributed.data_parallel(model, optimizer, loader)
         self.model, self.optimizer, self.loader = model, optimizer, loader
         self.step, self.scheduler, self.evaluate = step, scheduler, evaluate
         self.out_dir, self.epochs = os.fspath(out_dir), int(epochs)
         self.config = config or {}
         self.progress, self.desc = progress, desc
         self.history = []
-        os.makedirs(self.out_dir, exist_ok=True)
+        if self.rank == 0:
+            os.makedirs(self.out_dir, exist_ok=True)
 
     @property
     def checkpoint_path(self):
@@ -137,8 +145,9 @@ class Trainer:
             start = self.restore()
         for epoch in range(start, self.epochs):
             self.history.append(self.run_epoch(epoch))
-            write_logs(self.out_dir, self.history)
-            self.save(epoch + 1)
+            if self.rank == 0:
+                write_logs(self.out_dir, self.history)
+                self.save(epoch + 1)
         return self.history
 
     def run_epoch(self, epoch):
@@ -148,7 +157,7 @@ class Trainer:
         self.loader.set_epoch(epoch)
         sums, count, running = {}, 0, None
         bar = tqdm(self.loader, desc=f"{self.desc} {epoch + 1}/{self.epochs}",
-                   disable=not self.progress, leave=False, dynamic_ncols=True)
+                   disable=not self.progress or self.rank != 0, leave=False, dynamic_ncols=True)
         for batch in bar:
             loss, stats = self.step(self.model, batch)
             self.optimizer.zero_grad()
@@ -167,6 +176,7 @@ class Trainer:
             count += 1
         bar.close()
         record = {"epoch": epoch + 1}
+        sums = distributed.mean_over_ranks(sums)
         record.update({k: v / max(count, 1) for k, v in sums.items()})
         record["lr"] = float(self.optimizer.param_groups[0]["lr"])
         if self.evaluate is not None:
