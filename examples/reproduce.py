@@ -52,18 +52,21 @@ SEGNET = {"widths": [16, 32, 48, 64], "fc_width": 128, "fc6_dilation": 2, "dropo
           "output_stride": 8, "segaware_normalize": False}
 FLOWNET = {"widths": [16, 24, 32, 48]}
 PRESETS = {
-    "quick": {"size": 64, "count": 512, "flow_count": 512, "val_count": 64,
+    # the README's main job: no flow (it shows Table 1's point in under 5 minutes)
+    "quick": {"size": 64, "count": 1024, "flow_count": 1024, "val_count": 128,
               "test_count": 128, "seeds": [0], "emb_epochs": 4, "flow_emb_epochs": 2,
-              "seg_epochs": 6, "ft_epochs": 3, "flow_epochs": 12, "flow_ft_epochs": 2,
+              "seg_epochs": 6, "ft_epochs": 2, "flow_epochs": 8, "flow_ft_epochs": 2,
+              "flow": False,
               "rows": ["baseline", "+9x9 BF", "all segaware", "ground-truth masks"]},
     "default": {"size": 64, "count": 1024, "flow_count": 2048, "val_count": 128,
                 "test_count": 128, "seeds": [0, 1, 2], "emb_epochs": 6,
-                "flow_emb_epochs": 4, "seg_epochs": 6, "ft_epochs": 3, "flow_epochs": 12,
-                "flow_ft_epochs": 2, "rows": list(SEG_ROWS)},
+                "flow_emb_epochs": 4, "seg_epochs": 8, "ft_epochs": 3, "flow_epochs": 16,
+                "flow_ft_epochs": 2, "flow": True, "rows": list(SEG_ROWS)},
     # tests: end to end in seconds
     "tiny": {"size": 32, "count": 16, "flow_count": 16, "val_count": 8, "test_count": 8,
              "seeds": [0], "emb_epochs": 1, "flow_emb_epochs": 1, "seg_epochs": 1,
-             "ft_epochs": 1, "flow_epochs": 1, "flow_ft_epochs": 1, "rows": list(SEG_ROWS)},
+             "ft_epochs": 1, "flow_epochs": 1, "flow_ft_epochs": 1, "flow": True,
+             "rows": list(SEG_ROWS)},
 }
 COMMON = {"batch_size": 8, "seg_batch_size": 4, "emb_lr": 5e-3, "seg_lr": 3e-3,
           "ft_lr": 1e-3, "flow_lr": 5e-3, "flow_ft_lr": 1e-3, "lam_mult": 10.0,
@@ -89,19 +92,20 @@ def config(args):
 
 def collect(cfg, results):
     """Per seed: masks, segmentation rows and flow rows, in the layout of results.json."""
-    floor = constant_flow(cfg)
+    floor = constant_flow(cfg) if cfg["flow"] else None
     out = []
     for seed in cfg["seeds"]:
         p = f"s{seed}/"
-        r = {"seed": seed, "masks": results[p + "embedding"]["masks"],
-             "flow_masks": results[p + "flow_embedding"]["masks"], "segmentation": {},
-             "flow": {"constant flow": floor}}
+        r = {"seed": seed, "masks": results[p + "embedding"]["masks"], "segmentation": {}}
+        if cfg["flow"]:
+            r["flow_masks"] = results[p + "flow_embedding"]["masks"]
+            r["flow"] = {"constant flow": floor}
         for name in cfg["rows"]:
             row = results[p + "seg/" + name]
             r["segmentation"][name] = dict(row["test"], val=row["val"], lams=row["lams"],
                                            **({"calibration": row["calibration"]}
                                               if "calibration" in row else {}))
-        for name in FLOW_ROWS:
+        for name in FLOW_ROWS if cfg["flow"] else ():
             row = results[p + "flow/" + name]
             r["flow"][name] = dict(row["test"], val=row["val"])
         out.append(r)
@@ -135,6 +139,8 @@ def figures(out, cfg, results, job_results):
         curves[name] = (np.asarray(ms[0]["curve_widths"]),
                         100 * np.asarray([m["curve_miou"] for m in ms]))
     figs.append(figure_trimap(path("fig7_trimap.png"), curves, reference="baseline"))
+    if not cfg["flow"]:
+        return [os.path.basename(f) for f in figs]
     flows, finp = {}, None
     for name in FLOW_ROWS:
         net, fcfg, _ = load_run(job_results[p + "flow/" + name]["checkpoint"])
@@ -175,7 +181,8 @@ def main(argv=None):
     t0 = time.perf_counter()
     prepare_data(cfg, progress=not args.no_progress)
     jobs = [j for s in cfg["seeds"] for j in seed_jobs(args.out, cfg, s)
-            if "/seg/" not in j.key or j.key.split("/seg/")[1] in cfg["rows"]]
+            if ("/seg/" not in j.key or j.key.split("/seg/")[1] in cfg["rows"])
+            and (cfg["flow"] or "flow" not in j.key)]
     # the long jobs of every seed first, so that both workers stay busy to the end
     jobs.sort(key=lambda j: len(j.deps) > 0)
     job_results = run_jobs(jobs, workers=args.workers,

@@ -51,6 +51,8 @@ def summary_lines(results):
              "distance same / different region |", "|---|---|---|---|---|"]
     for key, label in (("masks", "semantic (class labels)"),
                        ("flow_masks", "motion (instance labels)")):
+        if key not in results[0]:
+            continue
         ms = [r[key] for r in results]
         lines.append(f"| {label} | {stat([m['embedding_auc'] for m in ms], 1, 3)} | "
                      f"{stat([m['colour_auc'] for m in ms], 1, 3)} | "
@@ -59,6 +61,8 @@ def summary_lines(results):
                      f"{stat([m['diff_median'] for m in ms])} |")
     lines += ["", "### (b) Table 1 analogue: semantic segmentation, test (%)", ""]
     lines += _seg_table(results, "test")
+    if "flow" not in results[0]:
+        return lines
     lines += ["", "### (c) Table 3 analogue: optical flow, test", "",
               "| method | EPE (px) | AAE (deg) | Δ EPE vs baseline | EPE / constant flow |",
               "|---|---|---|---|---|"]
@@ -84,16 +88,22 @@ def report_lines(results, cfg, command, seconds, figures):
     lines += ["", "### Validation split (where choices are made), (%)", ""]
     lines += _seg_table(results, "val")
     rows = list(results[0]["segmentation"])
+    flow = "flow" in results[0]
     lines += ["", "### Each seed: test mIoU / trimap-3 mIoU (%), AUC, EPE", "",
-              "| seed | " + " | ".join(rows) + " | AUC learned / colour | EPE const / "
-              "base / segaware |", "|---" * (len(rows) + 3) + "|"]
+              "| seed | " + " | ".join(rows) + " | AUC learned / colour |"
+              + (" EPE const / base / segaware |" if flow else ""),
+              "|---" * (len(rows) + 2 + flow) + "|"]
     for r in results:
         seg = r["segmentation"]
-        lines.append(f"| {r['seed']} | " + " | ".join(
+        line = (f"| {r['seed']} | " + " | ".join(
             f"{100 * seg[n]['miou']:.2f} / {100 * seg[n]['trimap3_miou']:.2f}"
             for n in rows) + f" | {r['masks']['embedding_auc']:.3f} / "
-            f"{r['masks']['colour_auc']:.3f} | {r['flow']['constant flow']['epe']:.3f} / "
-            f"{r['flow']['baseline']['epe']:.3f} / {r['flow']['segaware']['epe']:.3f} |")
+            f"{r['masks']['colour_auc']:.3f} |")
+        if flow:
+            f = r["flow"]
+            line += (f" {f['constant flow']['epe']:.3f} / {f['baseline']['epe']:.3f} / "
+                     f"{f['segaware']['epe']:.3f} |")
+        lines.append(line)
     first = results[0]["segmentation"]
     lines += ["", f"lams after fine-tuning (seed {results[0]['seed']}):", ""]
     for name, m in first.items():
