@@ -9,6 +9,8 @@ different-label pairs.  How well it separates the two is the ROC AUC of the scor
 import numpy as np
 from scipy.stats import rankdata
 
+from ..nn.calibrate import offset_slices
+
 __all__ = ["roc_auc", "pair_distances", "mask_quality"]
 
 
@@ -56,9 +58,7 @@ def pair_distances(feat, labels, distance, norm="l1", ignore_index=255):
     H, W = labels.shape[1:]
     dists, sames = [], []
     for dy, dx in _offsets(distance):
-        # (y, x) paired with (y + dy, x + dx) where both are inside the image
-        ya, yb = slice(max(0, -dy), H - max(0, dy)), slice(max(0, dy), H - max(0, -dy))
-        xa, xb = slice(max(0, -dx), W - max(0, dx)), slice(max(0, dx), W - max(0, -dx))
+        ya, yb, xa, xb = offset_slices(H, W, dy, dx)
         la, lb = labels[:, ya, xa], labels[:, yb, xb]
         delta = feat[:, :, ya, xa] - feat[:, :, yb, xb]
         d = np.abs(delta).sum(1) if norm == "l1" else np.sqrt((delta * delta).sum(1))

@@ -3,12 +3,14 @@
 **Why not learn lam from 0.**  At lam = 0 a segmentation-aware convolution is the plain
 one, and ``dL/dlam = -sum(gm * d)`` there is the correlation between the loss gradient
 of each tap and its embedding distance.  On a trained network that correlation is
-small and changes sign from batch to batch (measured on FlyingShapes: +0.024 ± 0.051
-at FC6, with only 29 % of batches pushing lam up).  Adam normalises every step to about
-the lr whatever the gradient's size, so lam takes steps of equal size both ways, and the
-projection onto lam >= 0 stops every step down at 0: lam stays at 0 and the layer never
-becomes segmentation-aware.  The authors' Caffe code starts lam at 0.05 and moves it
-by SGD at lr 1e-3, where it barely changes: in effect a fixed hyper-parameter.
+small and changes sign from batch to batch.  Adam normalises every step to about the
+lr whatever the gradient's size, so lam takes steps of equal size both ways, and the
+projection onto lam >= 0 stops every step down at 0: lam random-walks against a wall
+at 0.  In short fine-tunings it stays at 0 (FlyingShapes, 2 epochs: 0.00-0.04), and
+the layer never becomes segmentation-aware; over longer ones it drifts up unevenly
+(3 epochs at 10x lr: 0.00-0.33, some layers still at 0).  The authors' Caffe code
+starts lam at 0.05 and moves it by SGD at lr 1e-3, where it barely changes: in effect
+a fixed hyper-parameter.
 
 So lam is set here, once, where it makes the mask do what Eq. 3 is for: a tap in the
 same region as the centre keeps about ``keep`` of its weight.  The distances that
@@ -28,6 +30,13 @@ __all__ = ["tap_distances", "calibrate_lams"]
 def _subsample(a, stride):
     # the point grid of a padded stride-s map: sample i on input pixel s i
     return a[..., ::stride, ::stride]
+
+
+def offset_slices(H, W, dy, dx):
+    """(ya, yb, xa, xb): slices such that pixel ``[ya, xa]`` pairs with ``[yb, xb]``, its
+    neighbour at (y + dy, x + dx), over every pixel whose neighbour is in the image."""
+    return (slice(max(0, -dy), H - max(0, dy)), slice(max(0, dy), H - max(0, -dy)),
+            slice(max(0, -dx), W - max(0, dx)), slice(max(0, dx), W - max(0, -dx)))
 
 
 def tap_distances(e, labels, ksize, dilation, norm="l1", ignore_index=255):
@@ -52,8 +61,7 @@ def tap_distances(e, labels, ksize, dilation, norm="l1", ignore_index=255):
             dy, dx = ky * dilation, kx * dilation
             if (dy, dx) == (0, 0) or abs(dy) >= H or abs(dx) >= W:
                 continue
-            ya, yb = slice(max(0, -dy), H - max(0, dy)), slice(max(0, dy), H - max(0, -dy))
-            xa, xb = slice(max(0, -dx), W - max(0, dx)), slice(max(0, dx), W - max(0, -dx))
+            ya, yb, xa, xb = offset_slices(H, W, dy, dx)
             delta = e[:, :, ya, xa] - e[:, :, yb, xb]
             d = np.abs(delta).sum(1) if norm == "l1" else np.sqrt((delta ** 2).sum(1))
             la, lb = labels[:, ya, xa], labels[:, yb, xb]
