@@ -12,19 +12,13 @@ checkpoints give Fig. 8 (the flows in colour coding, side by side).
 import os
 import sys
 
-import numpy as np
-
 try:
     import segnp  # noqa: F401
 except ImportError:  # a source checkout without `pip install .`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from segnp.experiments import embed, load_run, load_split, predict_flow, segment, test_arrays
-from segnp.experiments.cli import base_parser, setup
-from segnp.experiments.figures import (figure_bilateral, figure_embeddings, figure_flow,
-                                       labels_rgb, to_rgb)
-from segnp.experiments.raster import grid, upscale
-from segnp.io import write_png
+from segnp.experiments.cli import (base_parser, check_classes, check_writable,
+                                   require_test_data, run_options, run_script, setup)
 
 
 def main(argv=None):
@@ -32,11 +26,23 @@ def main(argv=None):
     p.add_argument("checkpoints", nargs="+", help="checkpoint.npz file(s) of one task")
     p.add_argument("--test-data", help="test HDF5 file (default: generated FlyingShapes)")
     p.add_argument("--count", type=int, default=4, help="images shown")
-    p.add_argument("--size", type=int, default=64)
-    p.add_argument("--cache", default=None)
+    p.add_argument("--size", type=int, default=64, help="generated scene size (pixels)")
+    p.add_argument("--cache", default=None, help="cache folder for generated data "
+                   "(default: $SEGNP_CACHE or ~/.cache/segnp)")
     p.add_argument("--out", default="figures", help="folder for the PNG files")
     args = p.parse_args(argv)
+    if args.count < 1:
+        p.error(f"--count must be >= 1; got {args.count}")
     setup(args)
+    import numpy as np
+
+    from segnp.experiments import (embed, load_run, load_split, predict_flow, segment,
+                                   test_arrays)
+    from segnp.experiments.figures import (figure_bilateral, figure_embeddings, figure_flow,
+                                           labels_rgb, to_rgb)
+    from segnp.experiments.raster import grid, upscale
+    from segnp.io import write_png
+    check_writable(os.path.join(args.out, "fig.png"), "--out")
     runs = [load_run(c) for c in args.checkpoints]
     tasks = {cfg["task"] for _, cfg, _ in runs}
     if len(tasks) != 1:
@@ -44,9 +50,12 @@ def main(argv=None):
     task = tasks.pop()
     model, cfg, _ = runs[0]
     inp = cfg["input"]
-    os.makedirs(args.out, exist_ok=True)
     kind = "flow" if task == "flow" else "segmentation"
-    test = load_split(kind, args.test_data, "test", max(args.count, 1), args.size, args.cache)
+    for c in args.checkpoints:
+        require_test_data(c, args.test_data, "visualize")
+    test = load_split(kind, args.test_data, "test", args.count, args.size, args.cache)
+    for c in args.checkpoints:
+        check_classes(run_options(c).get("classes"), test, "visualize")
     written = []
     if task == "embedding":
         images, labels = test_arrays(test, ("image", "label"), inp)
@@ -78,4 +87,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

@@ -16,8 +16,9 @@ def atomic_path(path):
     """Yield a temporary path next to ``path``; on success rename it to ``path``.
 
     The temporary name keeps the extension of ``path`` (writers such as imageio pick the
-    format from it).  On an exception the temporary file is removed and the error
-    propagates; an existing file at ``path`` is left untouched.
+    format from it).  On an exception (or a SystemExit raised by a SIGTERM handler) the
+    temporary file is removed and the error propagates, an OSError naming ``path``
+    rather than the temporary name; an existing file at ``path`` is left untouched.
     """
     path = os.fspath(path)
     folder, name = os.path.split(os.path.abspath(path))
@@ -26,6 +27,12 @@ def atomic_path(path):
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as err:
+        if tmp not in str(err):
+            raise
+        renamed = OSError(err.errno, str(err.strerror or err).replace(tmp, path), path) \
+            if err.errno else OSError(str(err).replace(tmp, path))
+        raise renamed from err
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
