@@ -125,8 +125,11 @@ def _write_npz(f, arrays):
 def _atomic_write(path, arrays):
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
-                               dir=folder)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
+                                   dir=folder)
+    except OSError as err:  # name the checkpoint, not the temporary file
+        raise OSError(err.errno, f"save: cannot write {path!r}: {err.strerror}") from err
     try:
         with os.fdopen(fd, "wb") as f:
             _write_npz(f, arrays)

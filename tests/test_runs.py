@@ -138,6 +138,9 @@ def test_bad_checkpoints_name_the_file(tmp_path):
     assert "allow_pickle" not in str(err.value)
     with pytest.raises(FileNotFoundError, match=r"no checkpoint at '.*none\.npz'"):
         serialization.read_checkpoint(tmp_path / "none.npz")
+    with pytest.raises(FileNotFoundError) as err:   # the final name, not the temporary one
+        serialization.save(tmp_path / "absent" / "c.npz", EmbeddingNet(widths=(4, 4, 4)))
+    assert "absent/c.npz'" in str(err.value) and ".tmp" not in str(err.value)
 
 
 def test_user_errors_print_one_line_and_exit_2(emb_run, tmp_path, capsys):

@@ -10,6 +10,9 @@ sees exactly the batches of an uninterrupted run, with or without workers.
 import collections
 import concurrent.futures
 import multiprocessing
+import os
+import threading
+import time
 
 import numpy as np
 
@@ -65,11 +68,25 @@ def collate(samples, keys=None):
 
 # The loader a worker process serves, set once per process by the pool's initializer.
 _WORKER_LOADER = None
+# How often a worker checks that its parent is alive (seconds).
+PARENT_POLL = 0.5
 
 
-def _init_worker(loader):
+def _exit_with_parent(parent):
+    # A worker whose parent was killed would wait for work forever: the pool's queues
+    # do not tell it.  os.getppid() changes when the parent dies (the worker is
+    # re-parented), on every platform that has it.
+    while True:
+        time.sleep(PARENT_POLL)
+        if os.getppid() != parent:
+            os._exit(1)
+
+
+def _init_worker(loader, parent):
     global _WORKER_LOADER
     _WORKER_LOADER = loader
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True,
+                     name="segnp-parent-watch").start()
 
 
 def _worker_batch(indices, epoch):
@@ -87,7 +104,8 @@ class DataLoader:
         drop_last: drop the last batch if it is smaller than ``batch_size``.
         transform: ``transform(sample, rng)``, e.g. ``Compose([RandomScale(), ...])``.
         prefetch: batches loaded ahead in a background thread (0: load when asked).
-        workers: worker processes loading batches (0: none); each reopens the HDF5 file.
+        workers: worker processes loading batches (0: none); each reopens the HDF5 file,
+            and exits by itself when the parent process dies.
         start_epoch: the epoch of the first iteration; each ``iter`` uses the next one.
 
     Each batch is a tuple from :func:`collate`, in the order of ``keys``: for
@@ -157,7 +175,7 @@ class DataLoader:
         if self.workers:
             pool = concurrent.futures.ProcessPoolExecutor(
                 self.workers, mp_context=multiprocessing.get_context(),
-                initializer=_init_worker, initargs=(self,))
+                initializer=_init_worker, initargs=(self, os.getpid()))
             submit = lambda b: pool.submit(_worker_batch, b, epoch)  # noqa: E731
             depth = max(self.prefetch, 2 * self.workers)
         else:

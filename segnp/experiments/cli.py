@@ -15,7 +15,6 @@ import argparse
 import json
 import logging
 import os
-import signal
 import sys
 
 from ..backends import available_backends, set_backend
@@ -185,12 +184,11 @@ def _flag(key):
     return "--" + key.replace("_", "-")
 
 
-def _describe(ckpt_path):
+def _epochs_done(ckpt_path):
+    """(epochs done, whether the run finished) of a Trainer checkpoint."""
     from .. import serialization
     extra = serialization.read_checkpoint(ckpt_path)["extra"]
-    done = extra.get("epoch")
-    return done, ("finished" if extra.get("finished") else "unfinished") + \
-        f", {done} epochs done"
+    return extra.get("epoch"), bool(extra.get("finished"))
 
 
 def prepare_run(args):
@@ -198,9 +196,8 @@ def prepare_run(args):
 
     A folder holds a run once an epoch has finished (a checkpoint; options without one
     are simply replaced).  Refuses (RunError) a folder holding a run unless --resume or
-    --overwrite is given,
-    and a --resume whose options differ from the recorded ones (listing every
-    difference).  --resume without a checkpoint says that the run starts fresh;
+    --overwrite is given, and a --resume whose options differ from the recorded ones
+    (listing every difference).  --resume without a checkpoint says that the run starts fresh;
     --overwrite deletes the run's files.  Writing options.json checks at once that
     --out can be written.
     """
@@ -208,9 +205,12 @@ def prepare_run(args):
     out = args.out
     ckpt = os.path.join(out, CHECKPOINT_NAME)
     has_ckpt = os.path.isfile(ckpt)
+    done, finished = (_epochs_done(ckpt) if has_ckpt and not args.overwrite
+                      else (None, False))
     now = _options(args)
     if has_ckpt and not (args.resume or args.overwrite):
-        raise RunError(f"{out!r} already holds a run ({_describe(ckpt)[1]}); add --resume "
+        state = f"{'finished' if finished else 'unfinished'}, {done} epochs done"
+        raise RunError(f"{out!r} already holds a run ({state}); add --resume "
                        f"to continue it (a larger --epochs extends it) or --overwrite to "
                        f"start over")
     if args.resume:
@@ -227,12 +227,10 @@ def prepare_run(args):
                 raise RunError(f"--resume: the options differ from those of the run in "
                                f"{out!r}: " + "; ".join(diff) + " (use the run's options, "
                                f"or --overwrite to start over)")
-        if has_ckpt:
-            done = _describe(ckpt)[0]
-            if done is not None and done >= args.epochs:
-                log.warning(f"--resume: the run in {out!r} has done {done} epochs; "
-                            f"--epochs {args.epochs} asks for no more (give a larger "
-                            f"--epochs to extend it)")
+        if done is not None and done >= args.epochs:
+            log.warning(f"--resume: the run in {out!r} has done {done} epochs; --epochs "
+                        f"{args.epochs} asks for no more (give a larger --epochs to extend "
+                        f"it)")
     if args.overwrite:
         for name in _RUN_FILES:
             path = os.path.join(out, name)
@@ -294,15 +292,11 @@ def require_test_data(checkpoint, test_data, what):
 
 def check_writable(path, option):
     """Fail now, not after the work, when the file ``path`` cannot be written."""
-    folder = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path):
-        raise RunError(f"{option}: {path!r} is a folder; expected a file name")
+    from ..io.atomic import check_writable as check
     try:
-        os.makedirs(folder, exist_ok=True)
-    except OSError as err:
-        raise RunError(f"{option}: cannot create {folder!r} ({err.strerror or err})") from err
-    if not os.access(folder, os.W_OK):
-        raise RunError(f"{option}: cannot write to {folder!r} (permission denied)")
+        check(option, path)
+    except ValueError as err:
+        raise RunError(str(err)) from err
 
 
 def record_classes(args, train):
@@ -320,12 +314,6 @@ def write_json(path, obj):
             json.dump(obj, f, indent=1)
 
 
-def _terminate(signum, frame):
-    # SystemExit unwinds like an exception, so every atomic write removes its temporary
-    # file, as on Ctrl-C.
-    raise SystemExit(128 + signum)
-
-
 def _one_line(err):
     text = str(err) or type(err).__name__
     return " ".join(text.split())
@@ -339,8 +327,9 @@ def run_script(main, argv=None, hint=""):
     Ctrl-C so that no temporary file stays behind.  ``SEGNP_TRACEBACK=1`` shows the
     traceback instead.
     """
+    from ..io.atomic import cleanup_on_sigterm
     prog = os.path.basename(sys.argv[0]) or "segnp"
-    signal.signal(signal.SIGTERM, _terminate)
+    cleanup_on_sigterm()
     debug = os.environ.get("SEGNP_TRACEBACK", "") not in ("", "0")
     try:
         main(argv)

@@ -6,9 +6,39 @@ under the final name.
 """
 import contextlib
 import os
+import signal
 import uuid
 
-__all__ = ["atomic_path"]
+__all__ = ["atomic_path", "check_writable", "cleanup_on_sigterm"]
+
+
+def _exit_on_signal(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+def cleanup_on_sigterm():
+    """Make SIGTERM unwind the main thread like Ctrl-C does (a SystemExit with status
+    143), so that every :func:`atomic_path` removes its temporary file.  By default
+    SIGTERM ends a process at once and leaves the files behind.  Call it from a
+    command's ``main``."""
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+
+
+def check_writable(fn, path):
+    """Raise ValueError (naming ``fn`` and ``path``) now, before any work, when the file
+    ``path`` could not be written: it is a folder, or its folder cannot be created or
+    written.  Creates the folder."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise ValueError(f"{fn}: {path!r} is a folder; expected a file name")
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"{fn}: cannot create the folder {folder!r} "
+                         f"({err.strerror or err})") from err
+    if not os.access(folder, os.W_OK):
+        raise ValueError(f"{fn}: cannot write to {folder!r} (permission denied)")
 
 
 @contextlib.contextmanager
