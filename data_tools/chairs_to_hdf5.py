@@ -16,7 +16,7 @@ import sys
 import numpy as np
 
 from segnp.data.hdf5 import FlowWriter
-from segnp.io.atomic import check_writable
+from segnp.io.atomic import check_writable, cleanup_on_sigterm
 from segnp.io.flo import read_flo
 from segnp.io.png import image_size, read_image
 
@@ -124,11 +124,15 @@ def main(argv=None):
     parser.add_argument("--split", required=True, choices=("train", "val", "all"))
     parser.add_argument("--out", required=True, help="output .h5 file")
     args = parser.parse_args(argv)
+    cleanup_on_sigterm()
     try:
         n = convert(args.root, args.split, args.out, args.split_file, progress=True)
     except (ValueError, OSError) as e:
         print(f"chairs_to_hdf5: error: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("chairs_to_hdf5: interrupted; no partial file is left", file=sys.stderr)
+        return 130
     print(f"wrote {args.out}: {n} samples")
     return 0
 

@@ -18,7 +18,7 @@ import numpy as np
 import scipy.io
 
 from segnp.data.hdf5 import SegmentationWriter
-from segnp.io.atomic import check_writable
+from segnp.io.atomic import check_writable, cleanup_on_sigterm
 from segnp.io.png import image_size, label_palette, read_image, read_label
 
 VOC_CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car",
@@ -146,12 +146,16 @@ def main(argv=None):
     parser.add_argument("--exclude", nargs="*", default=["val"],
                         help="VOC splits whose IDs are never added from SBD (default: val)")
     args = parser.parse_args(argv)
+    cleanup_on_sigterm()
     try:
         n = convert(args.voc_root, args.split, args.out, args.sbd_root, args.sbd_split,
                     tuple(args.exclude), progress=True)
     except (ValueError, OSError) as e:
         print(f"voc_to_hdf5: error: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("voc_to_hdf5: interrupted; no partial file is left", file=sys.stderr)
+        return 130
     print(f"wrote {args.out}: {n} samples")
     return 0
 

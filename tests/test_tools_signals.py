@@ -147,6 +147,7 @@ def test_loader_workers_exit_when_the_parent_is_killed(tmp_path):
     """)
     proc = subprocess.Popen([sys.executable, "-c", parent], cwd=REPO, env=ENV,
                             stdout=subprocess.PIPE, text=True)
+    workers = []
     try:
         assert proc.stdout.readline().strip() == "ready"
         workers = [k for k in _children(proc.pid) if _alive(k)]
@@ -156,6 +157,8 @@ def test_loader_workers_exit_when_the_parent_is_killed(tmp_path):
         assert _wait_for(lambda: not any(_alive(w) for w in workers), 20), workers
     finally:
         proc.kill()
+        for w in filter(_alive, workers):   # a failed test leaves no orphans behind
+            os.kill(w, signal.SIGKILL)
 
 
 def test_sigint_prints_one_line(tmp_path):

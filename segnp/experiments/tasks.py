@@ -133,7 +133,7 @@ def transfer_weights(model, state, src_prefix="", dst_prefix=""):
     fresh = [n for n in targets if n.startswith(dst_prefix) and n not in out]
     log.info(f"transfer_weights: {len(out)} tensors transferred{where}, {len(skipped)} "
              f"skipped{' (' + _names(skipped) + ')' if skipped else ''}, {len(fresh)} "
-             f"model tensors keep their initialisation")
+             f"model tensors not set from it")
     model.load_state_dict(out, strict=False)
     return list(out)
 
