@@ -103,8 +103,7 @@ class Trainer:
 
     ``fit(resume=False)`` returns the log: one dict per epoch (``epoch``, ``loss``
     (mean over the epoch), the step's other values, ``lr`` of the first group at the
-    epoch's first step,
-    ``seconds``, and what ``evaluate`` returned).
+    epoch's first step, ``seconds``, and what ``evaluate`` returned).
     """
 
     def __init__(self, model, optimizer, loader, step, out_dir, epochs, scheduler=None,
