@@ -16,9 +16,8 @@ try:
 except ImportError:  # a source checkout without `pip install .`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from segnp.experiments.cli import (RunError, base_parser, check_classes, check_writable,
-                                   require_test_data, run_options, run_script, setup,
-                                   write_json)
+from segnp.experiments.cli import (RunError, base_parser, check_test_data, check_writable,
+                                   run_script, setup, write_json)
 
 
 def evaluate_checkpoint(path, test_data=None, count=64, size=64, cache=None, widths=(3, 10),
@@ -34,9 +33,8 @@ def evaluate_checkpoint(path, test_data=None, count=64, size=64, cache=None, wid
     model, config, extra = load_run(path)
     task, inp = config["task"], config["input"]
     kind = "flow" if task == "flow" else "segmentation"
-    require_test_data(path, test_data, "evaluate")
+    check_test_data(path, test_data, "evaluate")
     test = load_split(kind, test_data, "test", count, size, cache, progress=progress)
-    check_classes(run_options(path).get("classes"), test, "evaluate")
     if task == "segmentation" and test.num_classes not in (None, model.num_classes):
         raise RunError(f"evaluate: the test data has {test.num_classes} classes, but "
                        f"{path!r} predicts {model.num_classes}")

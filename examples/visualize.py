@@ -12,13 +12,19 @@ checkpoints give Fig. 8 (the flows in colour coding, side by side).
 import os
 import sys
 
+import numpy as np
+
 try:
     import segnp  # noqa: F401
 except ImportError:  # a source checkout without `pip install .`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from segnp.experiments.cli import (base_parser, check_classes, check_writable,
-                                   require_test_data, run_options, run_script, setup)
+from segnp.experiments import embed, load_run, load_split, predict_flow, segment, test_arrays
+from segnp.experiments.cli import base_parser, setup
+from segnp.experiments.figures import (figure_bilateral, figure_embeddings, figure_flow,
+                                       labels_rgb, to_rgb)
+from segnp.experiments.raster import grid, upscale
+from segnp.io import write_png
 
 
 def main(argv=None):
@@ -33,16 +39,11 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.count < 1:
         p.error(f"--count must be >= 1; got {args.count}")
+    from segnp.experiments.cli import check_test_data, check_writable
+    check_writable(os.path.join(args.out, "figure.png"), "--out")
+    for c in args.checkpoints:
+        check_test_data(c, args.test_data, "visualize")
     setup(args)
-    import numpy as np
-
-    from segnp.experiments import (embed, load_run, load_split, predict_flow, segment,
-                                   test_arrays)
-    from segnp.experiments.figures import (figure_bilateral, figure_embeddings, figure_flow,
-                                           labels_rgb, to_rgb)
-    from segnp.experiments.raster import grid, upscale
-    from segnp.io import write_png
-    check_writable(os.path.join(args.out, "fig.png"), "--out")
     runs = [load_run(c) for c in args.checkpoints]
     tasks = {cfg["task"] for _, cfg, _ in runs}
     if len(tasks) != 1:
@@ -50,12 +51,9 @@ def main(argv=None):
     task = tasks.pop()
     model, cfg, _ = runs[0]
     inp = cfg["input"]
+    os.makedirs(args.out, exist_ok=True)
     kind = "flow" if task == "flow" else "segmentation"
-    for c in args.checkpoints:
-        require_test_data(c, args.test_data, "visualize")
-    test = load_split(kind, args.test_data, "test", args.count, args.size, args.cache)
-    for c in args.checkpoints:
-        check_classes(run_options(c).get("classes"), test, "visualize")
+    test = load_split(kind, args.test_data, "test", max(args.count, 1), args.size, args.cache)
     written = []
     if task == "embedding":
         images, labels = test_arrays(test, ("image", "label"), inp)
@@ -87,4 +85,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    from segnp.experiments.cli import run_script
     sys.exit(run_script(main))

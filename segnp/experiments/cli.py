@@ -22,7 +22,7 @@ from ..backends import available_backends, set_backend
 __all__ = ["RunError", "base_parser", "add_data_args", "add_train_args",
            "add_finetune_args", "setup", "prepare_run", "load_data", "load_finetune",
            "check_classes", "record_classes", "read_options", "run_options",
-           "require_test_data", "check_writable", "write_json", "run_script", "OPTIONS_NAME"]
+           "check_test_data", "check_writable", "write_json", "run_script", "OPTIONS_NAME"]
 
 OPTIONS_NAME = "options.json"
 # Options that may differ when a run is resumed: they change neither the data, the
@@ -282,12 +282,20 @@ def run_options(checkpoint):
     return read_options(os.path.dirname(os.path.abspath(checkpoint))) or {}
 
 
-def require_test_data(checkpoint, test_data, what):
-    """Refuse to score a run trained on the user's file on generated scenes."""
-    train_data = run_options(checkpoint).get("train_data")
-    if test_data is None and train_data:
-        raise RunError(f"{what}: {checkpoint!r} was trained on {train_data!r}; give "
-                       f"--test-data (generated FlyingShapes would be other classes)")
+def check_test_data(checkpoint, test_data, what):
+    """Refuse test data that cannot score the run of ``checkpoint``: generated scenes
+    for a run trained on the user's file, or a file with other classes than the run's
+    (read from the file's header, before any sample is loaded)."""
+    options = run_options(checkpoint)
+    if test_data is None:
+        if options.get("train_data"):
+            raise RunError(f"{what}: {checkpoint!r} was trained on "
+                           f"{options['train_data']!r}; give --test-data (generated "
+                           f"FlyingShapes would be other classes)")
+        return
+    if options.get("classes") is not None:
+        from ..data import HDF5SegmentationDataset
+        check_classes(options["classes"], HDF5SegmentationDataset(test_data), what)
 
 
 def check_writable(path, option):
