@@ -124,7 +124,6 @@ def main(argv=None):
     parser.add_argument("--split", required=True, choices=("train", "val", "all"))
     parser.add_argument("--out", required=True, help="output .h5 file")
     args = parser.parse_args(argv)
-    cleanup_on_sigterm()
     try:
         n = convert(args.root, args.split, args.out, args.split_file, progress=True)
     except (ValueError, OSError) as e:
@@ -138,4 +137,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    cleanup_on_sigterm()
     sys.exit(main())

@@ -27,7 +27,6 @@ def main(argv=None):
                         help=f"object classes, {MIN_CLASSES}..{len(SHAPES)} (default "
                              f"{MIN_CLASSES}); label 0 is the background")
     args = parser.parse_args(argv)
-    cleanup_on_sigterm()
     start = time.perf_counter()
     try:
         paths = generate(args.out, args.count, args.size, args.seed, args.classes,
@@ -44,4 +43,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    cleanup_on_sigterm()
     sys.exit(main())

@@ -146,7 +146,6 @@ def main(argv=None):
     parser.add_argument("--exclude", nargs="*", default=["val"],
                         help="VOC splits whose IDs are never added from SBD (default: val)")
     args = parser.parse_args(argv)
-    cleanup_on_sigterm()
     try:
         n = convert(args.voc_root, args.split, args.out, args.sbd_root, args.sbd_split,
                     tuple(args.exclude), progress=True)
@@ -161,4 +160,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    cleanup_on_sigterm()
     sys.exit(main())

@@ -4,6 +4,7 @@ kind or in a bad state are named in one line, and user errors exit with status 2
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 
@@ -145,7 +146,9 @@ def test_bad_checkpoints_name_the_file(tmp_path):
 
 def test_user_errors_print_one_line_and_exit_2(emb_run, tmp_path, capsys):
     evaluate = script("evaluate").main
+    handler = signal.getsignal(signal.SIGTERM)
     code = run_script(evaluate, [str(tmp_path / "missing.npz")])
+    assert signal.getsignal(signal.SIGTERM) is handler   # restored for the caller
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "missing.npz" in err[0] and "error:" in err[0]
     code = run_script(script("train_embeddings").main,

@@ -15,6 +15,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 
 from ..backends import available_backends, set_backend
@@ -337,7 +338,7 @@ def run_script(main, argv=None, hint=""):
     """
     from ..io.atomic import cleanup_on_sigterm
     prog = os.path.basename(sys.argv[0]) or "segnp"
-    cleanup_on_sigterm()
+    previous = cleanup_on_sigterm()
     debug = os.environ.get("SEGNP_TRACEBACK", "") not in ("", "0")
     try:
         main(argv)
@@ -351,4 +352,6 @@ def run_script(main, argv=None, hint=""):
             raise
         print(f"{prog}: error: {_one_line(err)}", file=sys.stderr)
         return 2
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0

@@ -19,9 +19,10 @@ def _exit_on_signal(signum, frame):
 def cleanup_on_sigterm():
     """Make SIGTERM unwind the main thread like Ctrl-C does (a SystemExit with status
     143), so that every :func:`atomic_path` removes its temporary file.  By default
-    SIGTERM ends a process at once and leaves the files behind.  Call it from a
-    command's ``main``."""
-    signal.signal(signal.SIGTERM, _exit_on_signal)
+    SIGTERM ends a process at once and leaves the files behind.  Call it where a
+    command starts (``if __name__ == "__main__"``), not in library code; returns the
+    previous handler."""
+    return signal.signal(signal.SIGTERM, _exit_on_signal)
 
 
 def check_writable(fn, path):
