@@ -16,6 +16,7 @@ import sys
 import numpy as np
 
 from segnp.data.hdf5 import FlowWriter
+from segnp.io.atomic import check_writable, cleanup_on_sigterm
 from segnp.io.flo import read_flo
 from segnp.io.png import image_size, read_image
 
@@ -79,11 +80,17 @@ def load_sample(img1, img2, flo):
     if a.shape != b.shape or a.shape[:2] != f.shape[:2]:
         raise ValueError(f"chairs_to_hdf5: sizes differ: {img1!r} {a.shape[:2]}, {img2!r} "
                          f"{b.shape[:2]}, {flo!r} {f.shape[:2]}")
+    unknown = int(np.isnan(f[..., 0]).sum())
+    if unknown:
+        # the HDF5 flow layout has no unknown value, and training needs every target
+        raise ValueError(f"chairs_to_hdf5: {flo!r} has {unknown} pixels of unknown flow "
+                         f"(1e10); expected a dense flow field")
     return a, b, f
 
 
 def convert(root, split, out, split_file=None, progress=False):
     """Write the samples of ``split`` to ``out`` atomically; returns the sample count."""
+    check_writable("chairs_to_hdf5: --out", out)
     samples = list_samples(root)
     split_file = split_file or find_split_file(root)
     chosen = select(samples, split, split_file)
@@ -122,9 +129,13 @@ def main(argv=None):
     except (ValueError, OSError) as e:
         print(f"chairs_to_hdf5: error: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("chairs_to_hdf5: interrupted; no partial file is left", file=sys.stderr)
+        return 130
     print(f"wrote {args.out}: {n} samples")
     return 0
 
 
 if __name__ == "__main__":
+    cleanup_on_sigterm()
     sys.exit(main())

@@ -33,8 +33,10 @@ def open_dataset(path):
                      f"{kind!r}; expected 'segmentation' or 'flow')")
 
 
-def _spread(n, k):
+def _spread(n, k, fn, name):
     """k sample indices spread evenly over n."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"{fn}: {name} must be an int >= 1; got {k!r}")
     return np.unique(np.linspace(0, n - 1, min(n, k)).round().astype(np.int64))
 
 
@@ -50,7 +52,7 @@ def summarize(path, max_samples=200):
         info["datasets"] = {k: f"{f[k].dtype} {f[k].shape}" + (
             f" chunks={f[k].chunks} {f[k].compression}" if f[k].chunks else "")
             for k in f}
-    picks = _spread(len(ds), max_samples)
+    picks = _spread(len(ds), max_samples, "inspect", "--max-samples")
     if ds.kind == "segmentation":
         counts = np.zeros(256, np.int64)
         for i in picks:
@@ -84,7 +86,7 @@ def render_grid(path, count=8, columns=4):
     """uint8 (H, W, 3): ``count`` samples spread over the file; returns (grid, max_flow)."""
     ds = open_dataset(path)
     H, W = ds.max_size
-    samples = [ds[i] for i in _spread(len(ds), count)]
+    samples = [ds[i] for i in _spread(len(ds), count, "inspect", "--count")]
     max_flow = None
     if ds.kind == "flow":
         max_flow = max(float(np.hypot(*np.moveaxis(s["flow"], -1, 0)).max()) for s in samples)
@@ -116,6 +118,8 @@ def main(argv=None):
                         help="samples read for the statistics")
     args = parser.parse_args(argv)
     try:
+        if args.png:   # checked before the summary is printed
+            _spread(1, args.count, "inspect", "--count")
         info = summarize(args.file, args.max_samples)
         for k, v in info.items():
             if isinstance(v, dict):

@@ -8,6 +8,7 @@ import time
 
 from segnp.data.flyingshapes import MIN_CLASSES, generate
 from segnp.data.shapes import SHAPES
+from segnp.io.atomic import cleanup_on_sigterm
 
 
 def main(argv=None):
@@ -33,10 +34,14 @@ def main(argv=None):
     except (ValueError, OSError) as e:
         print(f"make_synthetic: error: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("make_synthetic: interrupted; no partial file is left", file=sys.stderr)
+        return 130
     print(f"wrote {paths.segmentation} and {paths.flow} ({args.count} scenes, "
           f"{args.size[0]}x{args.size[1]}) in {time.perf_counter() - start:.1f} s")
     return 0
 
 
 if __name__ == "__main__":
+    cleanup_on_sigterm()
     sys.exit(main())

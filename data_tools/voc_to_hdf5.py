@@ -18,6 +18,7 @@ import numpy as np
 import scipy.io
 
 from segnp.data.hdf5 import SegmentationWriter
+from segnp.io.atomic import check_writable, cleanup_on_sigterm
 from segnp.io.png import image_size, label_palette, read_image, read_label
 
 VOC_CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car",
@@ -102,6 +103,7 @@ def load_sample(image_path, label_path):
 def convert(voc_root, split, out, sbd_root=None, sbd_split="train", exclude=("val",),
             progress=False):
     """Write the samples of ``split`` to ``out`` atomically; returns the sample count."""
+    check_writable("voc_to_hdf5: --out", out)
     samples = list_samples(voc_root, split, sbd_root, sbd_split, exclude)
     if not samples:
         raise ValueError(f"voc_to_hdf5: split {split!r} under {voc_root!r} lists no images")
@@ -150,9 +152,13 @@ def main(argv=None):
     except (ValueError, OSError) as e:
         print(f"voc_to_hdf5: error: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("voc_to_hdf5: interrupted; no partial file is left", file=sys.stderr)
+        return 130
     print(f"wrote {args.out}: {n} samples")
     return 0
 
 
 if __name__ == "__main__":
+    cleanup_on_sigterm()
     sys.exit(main())

@@ -16,20 +16,28 @@ try:
 except ImportError:  # a source checkout without `pip install .`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from segnp.experiments import (embed, evaluate_embedding, evaluate_flow,
-                               evaluate_segmentation, load_run, load_split, mask_quality,
-                               test_arrays)
-from segnp.experiments.cli import base_parser, setup, write_json
+from segnp.experiments.cli import (RunError, base_parser, check_test_data, check_writable,
+                                   run_script, setup, write_json)
 
 
 def evaluate_checkpoint(path, test_data=None, count=64, size=64, cache=None, widths=(3, 10),
                         curve=tuple(range(1, 41)), progress=False):
     """The metrics dict of the checkpoint at ``path`` on ``test_data`` (an HDF5 file) or
-    ``count`` generated FlyingShapes test scenes of ``size``."""
+    ``count`` generated FlyingShapes test scenes of ``size``.
+
+    A run trained on a file of the user's (its options.json says so) must be given
+    ``test_data``; the test classes must be those the model was trained on."""
+    from segnp.experiments import (embed, evaluate_embedding, evaluate_flow,
+                                   evaluate_segmentation, load_run, load_split,
+                                   mask_quality, test_arrays)
     model, config, extra = load_run(path)
     task, inp = config["task"], config["input"]
     kind = "flow" if task == "flow" else "segmentation"
+    check_test_data(path, test_data, "evaluate")
     test = load_split(kind, test_data, "test", count, size, cache, progress=progress)
+    if task == "segmentation" and test.num_classes not in (None, model.num_classes):
+        raise RunError(f"evaluate: the test data has {test.num_classes} classes, but "
+                       f"{path!r} predicts {model.num_classes}")
     out = {"checkpoint": os.fspath(path), "task": task, "epoch": extra.get("epoch"),
            "samples": len(test)}
     if task == "segmentation":
@@ -50,18 +58,22 @@ def main(argv=None):
     p = base_parser(__doc__.split("\n")[0])
     p.add_argument("checkpoint", help="checkpoint.npz of a training script")
     p.add_argument("--test-data", help="test HDF5 file (default: generated FlyingShapes)")
-    p.add_argument("--test-count", type=int, default=64)
-    p.add_argument("--size", type=int, default=64)
-    p.add_argument("--cache", default=None)
+    p.add_argument("--test-count", type=int, default=64, help="generated test scenes (or "
+                   "the most samples read from --test-data)")
+    p.add_argument("--size", type=int, default=64, help="generated scene size (pixels)")
+    p.add_argument("--cache", default=None, help="cache folder for generated data "
+                   "(default: $SEGNP_CACHE or ~/.cache/segnp)")
     p.add_argument("--widths", type=int, nargs="+", default=[3, 10],
                    help="trimap half-widths reported in the summary")
-    p.add_argument("--out", help="JSON file for the metrics")
+    p.add_argument("--out", help="JSON file for the metrics (default: metrics.json next to "
+                   "the checkpoint)")
     args = p.parse_args(argv)
     setup(args)
-    out = evaluate_checkpoint(args.checkpoint, args.test_data, args.test_count, args.size,
-                              args.cache, tuple(args.widths), progress=not args.no_progress)
     path = args.out or os.path.join(os.path.dirname(os.path.abspath(args.checkpoint)),
                                     "metrics.json")
+    check_writable(path, "--out")
+    out = evaluate_checkpoint(args.checkpoint, args.test_data, args.test_count, args.size,
+                              args.cache, tuple(args.widths), progress=not args.no_progress)
     write_json(path, out)
     for k, v in out.items():
         if not isinstance(v, list):
@@ -71,4 +83,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

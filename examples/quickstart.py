@@ -85,7 +85,10 @@ def main(argv=None):
     parser.add_argument("--size", type=int, default=32, help="image side in pixels")
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--backend", default=None, help="numpy or cupy (default: auto)")
+    parser.add_argument("--backend", default=None,
+                        choices=segnp.backends.available_backends(),
+                        help="array backend (default: $SEGNP_BACKEND, else cupy when a GPU "
+                        "is present, else numpy)")
     parser.add_argument("--checkpoint", default=None, help="save the model here at the end")
     args = parser.parse_args(argv)
 

@@ -16,9 +16,9 @@ try:
 except ImportError:  # a source checkout without `pip install .`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from segnp.experiments import INPUT_SCALE, embed, mask_quality, run_embedding, test_arrays
 from segnp.experiments.cli import (add_data_args, add_train_args, base_parser, load_data,
-                                   setup, write_json)
+                                   prepare_run, record_classes, run_script, setup,
+                                   write_json)
 from segnp.experiments.paper import add_arch_args
 
 
@@ -32,7 +32,11 @@ def main(argv=None):
     add_arch_args(p, "embedding", argv)
     args = p.parse_args(argv)
     setup(args)
+    prepare_run(args)
+    from segnp.experiments import (INPUT_SCALE, embed, mask_quality, run_embedding,
+                                   test_arrays)
     train, test = load_data(args, "segmentation")
+    record_classes(args, train)
     model, hist = run_embedding(
         args.out, train, test, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         seed=args.seed, model={"embed_dim": args.embed_dim, "widths": list(args.widths),
@@ -50,4 +54,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main, hint="; --resume continues from the last finished epoch"))

@@ -17,9 +17,9 @@ try:
 except ImportError:  # a source checkout without `pip install .`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from segnp.experiments import run_flow
 from segnp.experiments.cli import (add_data_args, add_finetune_args, add_train_args,
-                                   base_parser, load_data, load_finetune, setup)
+                                   base_parser, load_data, load_finetune, prepare_run,
+                                   run_script, setup)
 from segnp.experiments.paper import add_arch_args
 
 
@@ -27,16 +27,19 @@ def main(argv=None):
     p = base_parser(__doc__.split("\n")[0])
     add_data_args(p)
     add_train_args(p, "runs/flow", epochs=20, lr=2e-3)
-    p.add_argument("--segaware", action="store_true")
+    p.add_argument("--segaware", action="store_true", help="segmentation-aware prediction "
+                   "layer and bilateral filter (needs --embedder)")
     add_finetune_args(p)
     add_arch_args(p, "flow", argv)
     args = p.parse_args(argv)
-    setup(args)
     if args.segaware and not args.embedder:
         p.error("--segaware needs --embedder (run train_embeddings.py first)")
-    train, test = load_data(args, "flow")
-    embedder, init, model = load_finetune(args)
+    setup(args)
+    embedder, init, model = load_finetune(args, "flow")
     model["arch"] = args.arch
+    prepare_run(args)
+    from segnp.experiments import run_flow
+    train, test = load_data(args, "flow")
     _, hist = run_flow(args.out, train, test, segaware=args.segaware, epochs=args.epochs,
                        batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                        embedder=embedder, init=init, lam_mult=args.lam_mult, model=model,
@@ -49,4 +52,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main, hint="; --resume continues from the last finished epoch"))

@@ -19,31 +19,35 @@ try:
 except ImportError:  # a source checkout without `pip install .`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from segnp.experiments import SEG_VARIANTS, run_segmentation
 from segnp.experiments.cli import (add_data_args, add_finetune_args, add_train_args,
-                                   base_parser, load_data, load_finetune, setup)
+                                   base_parser, load_data, load_finetune, prepare_run,
+                                   record_classes, run_script, setup)
 from segnp.experiments.paper import add_arch_args
 
-VARIANT_SLUGS = dict(zip(("baseline", "bf", "bf4", "fc6", "all", "all-bf", "all-crf"),
-                         SEG_VARIANTS))
+VARIANTS = ("baseline", "bf", "bf4", "fc6", "all", "all-bf", "all-crf")
 
 
 def main(argv=None):
     p = base_parser(__doc__.split("\n")[0])
     add_data_args(p)
     add_train_args(p, "runs/segmentation", epochs=30, lr=3e-3, batch_size=4)
-    p.add_argument("--variant", choices=list(VARIANT_SLUGS), default="baseline")
-    p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
+    p.add_argument("--variant", choices=VARIANTS, default="baseline",
+                   help="the row of Table 1 (see above)")
+    p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam",
+                   help="sgd: momentum 0.9 and weight decay 5e-4, as DeepLab")
     add_finetune_args(p)
     add_arch_args(p, "segmentation", argv)
     args = p.parse_args(argv)
-    setup(args)
-    name = VARIANT_SLUGS[args.variant]
     if args.variant != "baseline" and not args.embedder:
         p.error(f"--variant {args.variant} needs --embedder (run train_embeddings.py first)")
-    train, test = load_data(args, "segmentation")
-    embedder, init, model = load_finetune(args)
+    setup(args)
+    embedder, init, model = load_finetune(args, "segmentation")
     model["arch"] = args.arch
+    prepare_run(args)
+    from segnp.experiments import SEG_VARIANTS, run_segmentation
+    name = dict(zip(VARIANTS, SEG_VARIANTS))[args.variant]
+    train, test = load_data(args, "segmentation")
+    record_classes(args, train)
     _, hist = run_segmentation(
         args.out, train, test, variant=SEG_VARIANTS[name], epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, seed=args.seed, embedder=embedder,
@@ -59,4 +63,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main, hint="; --resume continues from the last finished epoch"))

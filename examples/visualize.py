@@ -30,10 +30,17 @@ def main(argv=None):
     p.add_argument("checkpoints", nargs="+", help="checkpoint.npz file(s) of one task")
     p.add_argument("--test-data", help="test HDF5 file (default: generated FlyingShapes)")
     p.add_argument("--count", type=int, default=4, help="images shown")
-    p.add_argument("--size", type=int, default=64)
-    p.add_argument("--cache", default=None)
+    p.add_argument("--size", type=int, default=64, help="generated scene size (pixels)")
+    p.add_argument("--cache", default=None, help="cache folder for generated data "
+                   "(default: $SEGNP_CACHE or ~/.cache/segnp)")
     p.add_argument("--out", default="figures", help="folder for the PNG files")
     args = p.parse_args(argv)
+    if args.count < 1:
+        p.error(f"--count must be >= 1; got {args.count}")
+    from segnp.experiments.cli import check_test_data, check_writable
+    check_writable(os.path.join(args.out, "figure.png"), "--out")
+    for c in args.checkpoints:
+        check_test_data(c, args.test_data, "visualize")
     setup(args)
     runs = [load_run(c) for c in args.checkpoints]
     tasks = {cfg["task"] for _, cfg, _ in runs}
@@ -76,4 +83,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from segnp.experiments.cli import run_script
+    sys.exit(run_script(main))

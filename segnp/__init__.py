@@ -6,7 +6,7 @@ Layers, from the paper down:  ``segnp.models`` -> ``segnp.nn`` (modules) ->
 """
 from .backends import get_backend, set_backend, using_backend
 from .autograd import (Tensor, Parameter, Function, no_grad, enable_grad,
-                       is_grad_enabled, as_tensor)
+                       is_grad_enabled, as_tensor, from_dlpack)
 from . import functions
 from .gradcheck import check_grad
 from .random import manual_seed, get_rng

@@ -8,9 +8,11 @@ def _dtype_of(a):
 
 
 def check_float(fn, name, a):
-    """TypeError unless ``a`` has a floating dtype."""
+    """TypeError unless ``a`` is float32 or float64: the dtypes of every backend's
+    kernels (the CUDA kernels are templated on float and double only, so float16 is
+    refused here, under the public function's name, on every backend alike)."""
     dt = _dtype_of(a)
-    if dt.kind != "f":
+    if dt not in (np.float32, np.float64):
         raise TypeError(f"{fn}: {name} must be a floating-point array (float32 or float64); "
                         f"got dtype {dt}")
 

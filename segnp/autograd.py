@@ -10,11 +10,17 @@ The backward walk is iterative: a heap ordered by generation (the depth of a cal
 graph), ties broken by call order, so the result is deterministic and a chain of any
 length backpropagates without recursion.  Every gradient edge is checked for the shape
 and dtype of its input.
+
+The grad mode (``no_grad``) is per thread.  In-place operators (``t -= lr * g``) write
+into ``t.data``; each bumps the tensor's version, and a backward pass through a call
+that used an older version refuses to run (its saved arrays would be stale).
 """
 import contextlib
 import heapq
 import itertools
 import numbers
+import operator
+import threading
 import weakref
 
 import numpy as np
@@ -22,25 +28,29 @@ import numpy as np
 from .backends import get_backend
 
 __all__ = ["Tensor", "Parameter", "Function", "no_grad", "enable_grad",
-           "is_grad_enabled", "as_tensor"]
+           "is_grad_enabled", "as_tensor", "from_dlpack"]
 
-_grad_enabled = True
+
+class _GradMode(threading.local):
+    enabled = True  # the class attribute is every new thread's starting value
+
+
+_grad_mode = _GradMode()
 _call_counter = itertools.count()
 
 
 def is_grad_enabled():
-    return _grad_enabled
+    return _grad_mode.enabled
 
 
 @contextlib.contextmanager
 def _set_grad(mode):
-    global _grad_enabled
-    previous = _grad_enabled
-    _grad_enabled = mode
+    previous = _grad_mode.enabled
+    _grad_mode.enabled = mode
     try:
         yield
     finally:
-        _grad_enabled = previous
+        _grad_mode.enabled = previous
 
 
 def no_grad():
@@ -64,9 +74,16 @@ class Tensor:
     __array_priority__ = 1000
 
     def __init__(self, data, requires_grad=False, name=None):
+        data_in = data
+        if isinstance(data, (list, tuple)) and any(isinstance(v, Tensor) for v in data):
+            raise TypeError(f"Tensor: data must be numeric; got a {type(data).__name__} of "
+                            f"Tensors (use F.stack, which keeps their gradients)")
         if isinstance(data, Tensor):
             data = data.data
         data = get_backend().asarray(data)
+        if data.dtype.kind not in "biufc":
+            raise TypeError(f"Tensor: data must be numeric (bool, int, float or complex); "
+                            f"got dtype {data.dtype} from {type(data_in).__name__}")
         if requires_grad and data.dtype.kind != "f":
             raise TypeError(f"Tensor: requires_grad needs a floating dtype; got {data.dtype}")
         self.data = data
@@ -76,13 +93,14 @@ class Tensor:
         self.creator = None
         self.generation = 0
         self._out_index = 0
+        self._version = 0
 
     @classmethod
     def _from_array(cls, data):
         # Outputs of Functions skip the asarray round trip of __init__.
         t = cls.__new__(cls)
         t.data, t.grad, t.requires_grad, t.name = data, None, False, None
-        t.creator, t.generation, t._out_index = None, 0, 0
+        t.creator, t.generation, t._out_index, t._version = None, 0, 0, 0
         return t
 
     # ---- array-like properties -----------------------------------------------------
@@ -104,6 +122,24 @@ class Tensor:
 
     def __len__(self):
         return len(self.data)
+
+    def __bool__(self):
+        if self.size != 1:
+            raise ValueError(f"Tensor: the truth value of a tensor of {self.size} elements "
+                             f"is ambiguous; use t.numpy().any() or t.numpy().all()")
+        return bool(self.data.item())
+
+    # ---- exchange with NumPy and other array libraries ------------------------------
+    def __array__(self, dtype=None, copy=None):
+        # np.asarray(t): the host data (a copy when it lives on a GPU).
+        a = self.numpy()
+        return a if dtype is None else a.astype(dtype, copy=False)
+
+    def __dlpack__(self, *args, **kwargs):
+        return self.data.__dlpack__(*args, **kwargs)
+
+    def __dlpack_device__(self):
+        return self.data.__dlpack_device__()
 
     def __repr__(self):
         body = repr(np.asarray(self.numpy())).replace("\n", "\n       ")
@@ -187,6 +223,56 @@ class Tensor:
     def __neg__(self):
         return _F.neg(self)
 
+    # ---- comparisons: boolean tensors, outside the graph -----------------------------
+    __hash__ = object.__hash__  # tensors stay usable as dict keys and in sets
+
+    def _compare(self, other, op):
+        other = other.data if isinstance(other, Tensor) else other
+        return Tensor._from_array(op(self.data, other))
+
+    def __eq__(self, other):
+        return self._compare(other, operator.eq)
+
+    def __ne__(self, other):
+        return self._compare(other, operator.ne)
+
+    def __lt__(self, other):
+        return self._compare(other, operator.lt)
+
+    def __le__(self, other):
+        return self._compare(other, operator.le)
+
+    def __gt__(self, other):
+        return self._compare(other, operator.gt)
+
+    def __ge__(self, other):
+        return self._compare(other, operator.ge)
+
+    # ---- in-place updates: they change ``data``, outside the graph --------------------
+    def _inplace(self, other, ufunc, symbol):
+        if is_grad_enabled() and (self.requires_grad or (
+                isinstance(other, Tensor) and other.requires_grad)):
+            raise RuntimeError(
+                f"Tensor {symbol}: an in-place update of a tensor that requires grad (or "
+                f"by one) cannot be recorded on the tape; do it inside `with no_grad():` "
+                f"(an optimizer step) or write `t = t {symbol[0]} other` for a new tensor")
+        other = other.data if isinstance(other, Tensor) else other
+        getattr(get_backend().xp, ufunc)(self.data, other, out=self.data)
+        self._version += 1
+        return self
+
+    def __iadd__(self, other):
+        return self._inplace(other, "add", "+=")
+
+    def __isub__(self, other):
+        return self._inplace(other, "subtract", "-=")
+
+    def __imul__(self, other):
+        return self._inplace(other, "multiply", "*=")
+
+    def __itruediv__(self, other):
+        return self._inplace(other, "true_divide", "/=")
+
     def __getitem__(self, index):
         return _F.getitem(self, index)
 
@@ -235,6 +321,12 @@ class Parameter(Tensor):
         return "Parameter" + super().__repr__()[len("Tensor"):]
 
 
+def from_dlpack(x):
+    """A Tensor sharing the memory of a DLPack-capable array (PyTorch, JAX, CuPy,
+    NumPy) on the active backend's device."""
+    return Tensor._from_array(get_backend().xp.from_dlpack(x))
+
+
 def as_tensor(value, like=None):
     """Wrap ``value`` as a constant Tensor unless it is one already.
 
@@ -263,7 +355,8 @@ class Function:
         self.backend = backend
         self.xp = backend.xp
         tensors = tuple(None if x is None else as_tensor(x) for x in inputs)
-        record = _grad_enabled and any(t is not None and t.requires_grad for t in tensors)
+        record = _grad_mode.enabled and any(t is not None and t.requires_grad
+                                            for t in tensors)
         self.needs_input_grad = tuple(
             record and t is not None and t.requires_grad for t in tensors)
         outputs = self.forward(*(None if t is None else t.data for t in tensors))
@@ -272,6 +365,7 @@ class Function:
         results = tuple(Tensor._from_array(y) for y in outputs)
         if record:
             self.inputs = tensors
+            self.input_versions = tuple(None if t is None else t._version for t in tensors)
             self.generation = max(t.generation for t in tensors if t is not None)
             self.order = next(_call_counter)
             self.output_meta = tuple((tuple(y.shape), y.dtype) for y in outputs)
@@ -317,6 +411,15 @@ def _check_edge(f, i, t, g):
             f"{t.shape} and dtype {t.dtype}; got shape {tuple(g.shape)} and dtype {g.dtype}")
 
 
+def _check_versions(f):
+    for i, (t, v) in enumerate(zip(f.inputs, f.input_versions)):
+        if t is not None and t._version != v:
+            raise RuntimeError(
+                f"backward: input {i} of {type(f).__name__} was changed in place after "
+                f"{type(f).__name__} used it, so its gradient would be wrong; update it "
+                f"after backward, or compute with a copy")
+
+
 def _run_backward(root, grad, retain_graph):
     if root.creator is None:
         root.grad = _accumulate(root.grad, grad.copy())
@@ -341,6 +444,7 @@ def _run_backward(root, grad, retain_graph):
         if f.inputs is None:
             raise RuntimeError("backward: the graph has been freed by an earlier backward; "
                                "pass retain_graph=True to the first call to go through it twice")
+        _check_versions(f)
         xp = f.xp
         gys = [g if g is not None else xp.zeros(shape, dtype=dtype)
                for g, (shape, dtype) in zip(pending.pop(f), f.output_meta)]

@@ -107,15 +107,25 @@ def _check_flow(fn, pred, gt):
     return pred, gt
 
 
+def _known_mean(errors, gt):
+    # Pixels of unknown true flow (NaN, as read_flo marks them) are left out.
+    known = np.isfinite(gt).all(axis=1)
+    return float(errors[known].mean()) if known.any() else float("nan")
+
+
 def end_point_error(pred, gt):
-    """Mean Euclidean distance between predicted and true flow vectors (N, 2, H, W)."""
+    """Mean Euclidean distance between predicted and true flow vectors (N, 2, H, W),
+    over the pixels whose true flow is known (finite)."""
     pred, gt = _check_flow("end_point_error", pred, gt)
-    return float(np.sqrt(((pred - gt) ** 2).sum(axis=1)).mean())
+    return _known_mean(np.sqrt(((pred - gt) ** 2).sum(axis=1)), gt)
 
 
 def angular_error(pred, gt):
-    """Average angular error in degrees between (u, v, 1) vectors (Barron et al., 1994)."""
+    """Average angular error in degrees between (u, v, 1) vectors (Barron et al., 1994),
+    over the pixels whose true flow is known (finite)."""
     pred, gt = _check_flow("angular_error", pred, gt)
     (u, v), (ug, vg) = pred.transpose(1, 0, 2, 3), gt.transpose(1, 0, 2, 3)
-    cos = (u * ug + v * vg + 1.0) / np.sqrt((u * u + v * v + 1.0) * (ug * ug + vg * vg + 1.0))
-    return float(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))).mean())
+    with np.errstate(invalid="ignore"):
+        cos = (u * ug + v * vg + 1.0) / np.sqrt((u * u + v * v + 1.0) *
+                                                (ug * ug + vg * vg + 1.0))
+    return _known_mean(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))), gt)

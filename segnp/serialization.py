@@ -25,6 +25,8 @@ process killed outright cannot remove its temporary file; it is a hidden
 import json
 import os
 import tempfile
+import zipfile
+import zlib
 from collections import OrderedDict
 
 import numpy as np
@@ -84,6 +86,10 @@ class _Encoder:
                         f"lists, tuples and dicts of them")
 
 
+class _NotSegnp(Exception):
+    """A readable archive that is not a segnp checkpoint (read_checkpoint says why)."""
+
+
 def _decode(value, arrays):
     if isinstance(value, list):
         return [_decode(v, arrays) for v in value]
@@ -119,8 +125,11 @@ def _write_npz(f, arrays):
 def _atomic_write(path, arrays):
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
-                               dir=folder)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
+                                   dir=folder)
+    except OSError as err:  # name the checkpoint, not the temporary file
+        raise OSError(err.errno, f"save: cannot write {path!r}: {err.strerror}") from err
     try:
         with os.fdopen(fd, "wb") as f:
             _write_npz(f, arrays)
@@ -180,19 +189,31 @@ def read_checkpoint(path):
     name -> array dict), ``'optimizer_type'``, ``'optimizer'`` (a state dict or None)
     and ``'extra'``."""
     path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"load: no checkpoint at {path!r}")
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic != b"PK\x03\x04":
+        raise ValueError(f"load: {path!r} is not a readable segnp checkpoint (expected an "
+                         f".npz archive; the file starts with {magic!r})")
     try:
-        archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as err:
-        raise ValueError(f"load: {path!r} is not a readable segnp checkpoint ({err})") from err
-    with archive:
-        if "__header__" not in archive.files:
-            raise ValueError(f"load: {path!r} is not a segnp checkpoint: expected a "
-                             f"'__header__' entry; got entries {archive.files[:5]}")
-        header = json.loads(archive["__header__"].tobytes().decode("utf-8"))
-        if header.get("format") != FORMAT or header.get("version") != VERSION:
-            raise ValueError(f"load: expected format {FORMAT!r} version {VERSION}; {path!r} "
-                             f"has {header.get('format')!r} version {header.get('version')}")
-        arrays = {name: archive[name] for name in archive.files if name != "__header__"}
+        with np.load(path, allow_pickle=False) as archive:
+            if "__header__" not in archive.files:
+                raise _NotSegnp(f"expected a '__header__' entry; got entries "
+                                f"{archive.files[:5]}")
+            header = json.loads(archive["__header__"].tobytes().decode("utf-8"))
+            if not isinstance(header, dict):
+                raise _NotSegnp("its header is not a JSON object")
+            if header.get("format") != FORMAT or header.get("version") != VERSION:
+                raise _NotSegnp(f"expected format {FORMAT!r} version {VERSION}; it has "
+                                f"{header.get('format')!r} version {header.get('version')}")
+            arrays = {name: archive[name] for name in archive.files if name != "__header__"}
+    except _NotSegnp as err:
+        raise ValueError(f"load: {path!r} is not a segnp checkpoint: {err}") from None
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, zlib.error) as err:
+        # A cut-off archive loses its table of contents or the end of a member.
+        raise ValueError(f"load: {path!r} is truncated or corrupt, not a readable segnp "
+                         f"checkpoint ({type(err).__name__}: {err})") from err
     model = OrderedDict((k, arrays[f"model/{k}"]) for k in header["model"])
     opt = header["optimizer"]
     return {"model": model,

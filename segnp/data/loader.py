@@ -17,6 +17,9 @@ together are the k-th batch of an unsharded loader with batch size B.
 import collections
 import concurrent.futures
 import multiprocessing
+import os
+import threading
+import time
 
 import numpy as np
 
@@ -72,11 +75,25 @@ def collate(samples, keys=None):
 
 # The loader a worker process serves, set once per process by the pool's initializer.
 _WORKER_LOADER = None
+# How often a worker checks that its parent is alive (seconds).
+PARENT_POLL = 0.5
 
 
-def _init_worker(loader):
+def _exit_with_parent(parent):
+    # A worker whose parent was killed would wait for work forever: the pool's queues
+    # do not tell it.  os.getppid() changes when the parent dies (the worker is
+    # re-parented), on every platform that has it.
+    while True:
+        time.sleep(PARENT_POLL)
+        if os.getppid() != parent:
+            os._exit(1)
+
+
+def _init_worker(loader, parent):
     global _WORKER_LOADER
     _WORKER_LOADER = loader
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True,
+                     name="segnp-parent-watch").start()
 
 
 def _worker_batch(indices, epoch):
@@ -94,7 +111,8 @@ class DataLoader:
         drop_last: drop the last batch if it is smaller than ``batch_size``.
         transform: ``transform(sample, rng)``, e.g. ``Compose([RandomScale(), ...])``.
         prefetch: batches loaded ahead in a background thread (0: load when asked).
-        workers: worker processes loading batches (0: none); each reopens the HDF5 file.
+        workers: worker processes loading batches (0: none); each reopens the HDF5 file,
+            and exits by itself when the parent process dies.
         start_epoch: the epoch of the first iteration; each ``iter`` uses the next one.
         shard: ``(rank, size)``: iterate over shard ``rank`` of ``size`` disjoint shards
             (see the module docstring); None for the whole dataset.
@@ -187,7 +205,7 @@ class DataLoader:
         if self.workers:
             pool = concurrent.futures.ProcessPoolExecutor(
                 self.workers, mp_context=multiprocessing.get_context(),
-                initializer=_init_worker, initargs=(self,))
+                initializer=_init_worker, initargs=(self, os.getpid()))
             submit = lambda b: pool.submit(_worker_batch, b, epoch)  # noqa: E731
             depth = max(self.prefetch, 2 * self.workers)
         else:

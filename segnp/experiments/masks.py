@@ -7,7 +7,6 @@ different-label pairs.  How well it separates the two is the ROC AUC of the scor
 ``-distance`` for the positive class "same label": 1 is a perfect mask, 0.5 is chance.
 """
 import numpy as np
-from scipy.stats import rankdata
 
 from ..nn.calibrate import offset_slices
 
@@ -29,6 +28,7 @@ def roc_auc(scores, positive):
     n_neg = positive.size - n_pos
     if n_pos == 0 or n_neg == 0:
         return float("nan")
+    from scipy.stats import rankdata  # imported here: scipy.stats takes a second to load
     ranks = rankdata(scores)
     return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 

@@ -15,6 +15,8 @@ where "model" and "embedder" may hold ``"arch": "paper"`` for the paper's own ne
 which every checkpoint stores, so :func:`load_run` rebuilds the network from the file
 alone.  Batches are tuples of NumPy arrays from :func:`segnp.data.collate`.
 """
+import logging
+
 import numpy as np
 
 from .. import functions as F
@@ -38,6 +40,7 @@ TASKS = ("embedding", "segmentation", "flow")
 # FlowNet's multi-scale loss: full resolution, then 1/4, 1/8, 1/16 (and 1/32, 1/64 for
 # the full FlowNetSimple), each scale half the weight of the next finer one.
 FLOW_SCALE_WEIGHTS = (1.0, 0.5, 0.25, 0.125, 0.0625, 0.03125)
+log = logging.getLogger("segnp")
 
 
 def _tuples(kwargs):
@@ -120,9 +123,14 @@ def transfer_weights(model, state, src_prefix="", dst_prefix=""):
     ``lam`` is absent from ``state``) is multiplied by k*k, so that at lam = 0 the layer
     computes what the convolution did (Eq. 7 divides by the k*k valid taps of an
     interior window).  Shapes must match.
+
+    Logs (``segnp`` logger) how many tensors were transferred and which were skipped;
+    raises ValueError when ``state`` is not empty and none of its tensors matches (a
+    checkpoint of another task or architecture).
     """
     targets = model.state_dict()
     out = {}
+    used = set()
     for name in targets:
         if not name.startswith(dst_prefix):
             continue
@@ -138,8 +146,26 @@ def transfer_weights(model, state, src_prefix="", dst_prefix=""):
                 and key[:-len("weight")] + "lam" not in state):
             value = value * (layer.kernel_size ** 2)
         out[name] = value
+        used.add(key)
+    skipped = [k for k in state if k not in used]
+    where = f" into {dst_prefix!r}" if dst_prefix else ""
+    if state and not out:
+        raise ValueError(f"transfer_weights: none of the {len(state)} tensors matches a "
+                         f"tensor of the {type(model).__name__}{where} (given "
+                         f"{_names(state)}; the model has {_names(targets)}): a checkpoint "
+                         f"of another task or architecture?")
+    fresh = [n for n in targets if n.startswith(dst_prefix) and n not in out]
+    log.info(f"transfer_weights: {len(out)} tensors transferred{where}, {len(skipped)} "
+             f"skipped{' (' + _names(skipped) + ')' if skipped else ''}, {len(fresh)} "
+             f"model tensors not set from it")
     model.load_state_dict(out, strict=False)
     return list(out)
+
+
+def _names(names, most=4):
+    names = list(names)
+    more = f", ... ({len(names)} in all)" if len(names) > most else ""
+    return ", ".join(names[:most]) + more
 
 
 def _tensor(a):

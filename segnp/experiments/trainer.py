@@ -11,10 +11,19 @@ What makes resuming exact:
   and the log so far.
 
 A run killed during epoch e restarts epoch e from the checkpoint of epoch e - 1.
+
+A run resumed with more epochs than it was started with (an extension) keeps the
+scheduler's counter and initial lrs from the checkpoint but takes its length from the
+new run: a poly schedule is stretched to the new number of iterations, so the lr rises
+from ~0 again and decays to 0 at the new end.
+
+Each epoch is logged in one line to the ``segnp`` logger (the example scripts print it
+on stderr); its ``lr`` is the lr of the epoch's first step.
 """
 import csv
 import io
 import json
+import logging
 import math
 import os
 import re
@@ -26,6 +35,7 @@ from ..io import atomic_path
 __all__ = ["Trainer", "lr_mult_groups", "write_logs", "finished", "CHECKPOINT_NAME"]
 
 CHECKPOINT_NAME = "checkpoint.npz"
+log = logging.getLogger("segnp")
 
 
 def lr_mult_groups(model, lr, mults=None):
@@ -100,8 +110,8 @@ class Trainer:
     logged losses are means over the ranks, and rank 0 alone writes files and the bar.
 
     ``fit(resume=False)`` returns the log: one dict per epoch (``epoch``, ``loss``
-    (mean over the epoch), the step's other values, ``lr`` of the first group,
-    ``seconds``, and what ``evaluate`` returned).
+    (mean over the epoch), the step's other values, ``lr`` of the first group at the
+    epoch's first step, ``seconds``, and what ``evaluate`` returned).
     """
 
     def __init__(self, model, optimizer, loader, step, out_dir, epochs, scheduler=None,
@@ -134,15 +144,27 @@ class Trainer:
         """Load the checkpoint in ``out_dir``; returns the number of epochs it has done."""
         extra = serialization.load(self.checkpoint_path, self.model, self.optimizer)
         if self.scheduler is not None:
-            self.scheduler.load_state_dict(extra["scheduler"])
+            self._restore_scheduler(extra["scheduler"])
         _set_rng_state(extra["rng"])
         self.history = list(extra["history"])
         return int(extra["epoch"])
+
+    def _restore_scheduler(self, saved):
+        # The counter and initial lrs are the run's; the settings (a poly schedule's
+        # max_iters) are those of this run, which --epochs may have lengthened.
+        now = self.scheduler.state_dict()
+        changed = {k: (saved[k], v) for k, v in now.items()
+                   if k not in ("last_epoch", "base_lrs") and k in saved and saved[k] != v}
+        self.scheduler.load_state_dict({**saved, **{k: now[k] for k in changed}})
+        for k, (old, new) in changed.items():
+            log.info(f"{self.desc}: resumed with {type(self.scheduler).__name__} {k} "
+                     f"{old} -> {new} (the schedule now spans {self.epochs} epochs)")
 
     def fit(self, resume=False):
         start = 0
         if resume and os.path.exists(self.checkpoint_path):
             start = self.restore()
+            log.info(f"{self.desc}: resumed {self.checkpoint_path!r} after epoch {start}")
         for epoch in range(start, self.epochs):
             self.history.append(self.run_epoch(epoch))
             if self.rank == 0:
@@ -156,6 +178,7 @@ class Trainer:
         self.model.train()
         self.loader.set_epoch(epoch)
         sums, count, running = {}, 0, None
+        lr = float(self.optimizer.param_groups[0]["lr"])
         bar = tqdm(self.loader, desc=f"{self.desc} {epoch + 1}/{self.epochs}",
                    disable=not self.progress or self.rank != 0, leave=False, dynamic_ncols=True)
         for batch in bar:
@@ -178,10 +201,13 @@ class Trainer:
         record = {"epoch": epoch + 1}
         sums = distributed.mean_over_ranks(sums)
         record.update({k: v / max(count, 1) for k, v in sums.items()})
-        record["lr"] = float(self.optimizer.param_groups[0]["lr"])
+        record["lr"] = lr
         if self.evaluate is not None:
             record.update(self.evaluate(self.model))
         record["seconds"] = time.perf_counter() - t0
+        log.info(f"{self.desc} {epoch + 1}/{self.epochs}: " + ", ".join(
+            f"{k} {v:.4g}" for k, v in record.items() if k != "epoch"
+            and isinstance(v, (int, float))))
         return record
 
 

@@ -35,8 +35,9 @@ def _pixel_coordinates(xp, N, H, W, dtype):
     return xp.ascontiguousarray(xp.broadcast_to(grid, (N, 2, H, W)))
 
 
-def _scalar(fn, name, value, dtype):
-    """A float, or a 0-d float Tensor of U's dtype (then it gets a gradient)."""
+def _scalar(fn, name, value, dtype, positive=True):
+    """A float, or a 0-d float Tensor of U's dtype (then it gets a gradient); finite and
+    > 0 (``positive``) or >= 0."""
     if isinstance(value, Tensor):
         if value.ndim != 0:
             raise ValueError(f"{fn}: {name} must be a float or a 0-d Tensor; got a Tensor "
@@ -44,11 +45,22 @@ def _scalar(fn, name, value, dtype):
         check_float(fn, name, value.data)
         if value.dtype != dtype:
             raise TypeError(f"{fn}: {name} must have U's dtype {dtype}; got {value.dtype}")
-        return value
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        number = float(value.item())
+    elif isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{fn}: {name} must be a float or a 0-d Tensor; "
                         f"got {type(value).__name__}")
-    return float(value)
+    else:
+        number = value = float(value)
+    if not (0 < number if positive else 0 <= number) or number == float("inf"):
+        rule = "finite" if number == float("inf") else f"{'>' if positive else '>='} 0"
+        raise ValueError(f"{fn}: {name}{_MEANING.get(name, '')} must be {rule}; got {number}")
+    return value
+
+
+_MEANING = {"spatial_sigma": " (the Gaussian bandwidth in pixels)",
+            "w_b": " (the weight of the bilateral message, Eq. 6)",
+            "w_s": " (the weight of the spatial message, Eq. 6)",
+            "lam": " (the mask hardness of Eq. 3)"}
 
 
 def _dilation(fn, name, value):
@@ -89,8 +101,9 @@ def segaware_crf(U, e, lam=1.0, w_b=1.0, w_s=1.0, spatial_sigma=1.0, compat=None
     up to the last term, which is the same for every label (the filters are normalised,
     so ``sum_l' msg[l'] = w_b + w_s`` up to NORM_EPS) and cancels in the softmax.
 
-    lam >= 0, w_b, w_s and spatial_sigma > 0 are floats or 0-d Tensors, compat None or
-    an (L, L) array or Tensor; Tensors that require grad get gradients, as do U and e.
+    lam >= 0, w_b > 0, w_s >= 0 (0: no spatial message) and spatial_sigma > 0 are
+    finite floats or 0-d Tensors, compat None or an (L, L) array or Tensor; Tensors that
+    require grad get gradients, as do U and e.
     """
     fn = "segaware_crf"
     U, e = as_tensor(U), as_tensor(e)
@@ -111,13 +124,9 @@ def segaware_crf(U, e, lam=1.0, w_b=1.0, w_s=1.0, spatial_sigma=1.0, compat=None
             or iterations < 0:
         raise ValueError(f"{fn}: iterations must be an int >= 0; got {iterations!r}")
     dtype = U.dtype
-    lam = _scalar(fn, "lam", lam, dtype)
-    w_b, w_s = _scalar(fn, "w_b", w_b, dtype), _scalar(fn, "w_s", w_s, dtype)
+    lam = _scalar(fn, "lam", lam, dtype, positive=False)
+    w_b, w_s = _scalar(fn, "w_b", w_b, dtype), _scalar(fn, "w_s", w_s, dtype, positive=False)
     sigma = _scalar(fn, "spatial_sigma", spatial_sigma, dtype)
-    sigma_value = sigma.item() if isinstance(sigma, Tensor) else sigma
-    if not sigma_value > 0:
-        raise ValueError(f"{fn}: spatial_sigma (the Gaussian bandwidth in pixels) must be "
-                         f"> 0; got {sigma_value}")
     if compat is not None:
         compat = as_tensor(compat)
         check_float(fn, "compat", compat.data)

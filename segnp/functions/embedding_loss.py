@@ -51,10 +51,11 @@ class EmbeddingLoss(Function):
         return ge, None
 
 
-def _check_number(fn, name, value, minimum=0.0):
+def _check_number(fn, name, value, minimum=0.0, minimum_name=None):
     if isinstance(value, bool) or not isinstance(value, numbers.Real) \
             or not minimum <= value < float("inf"):
-        raise ValueError(f"{fn}: {name} must be a finite number >= {minimum}; got {value!r}")
+        bound = f"{minimum_name} = {minimum}" if minimum_name else minimum
+        raise ValueError(f"{fn}: {name} must be a finite number >= {bound}; got {value!r}")
     return float(value)
 
 
@@ -94,7 +95,7 @@ def embedding_loss(e, labels, ksize=3, dilations=(1, 2, 5), alpha=0.5, beta=2.0,
         raise ValueError(f"{fn}: dilations must be a non-empty sequence of ints >= 1; "
                          f"got {dilations!r}")
     alpha = _check_number(fn, "alpha", alpha)
-    beta = _check_number(fn, "beta", beta, alpha)
+    beta = _check_number(fn, "beta", beta, alpha, "alpha")
     if isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral):
         raise TypeError(f"{fn}: ignore_index must be an int; got {ignore_index!r}")
     lab = labels.data

@@ -168,8 +168,10 @@ def _lam(fn, lam, e):
         lam = as_tensor(value, like=e)
     else:
         raise TypeError(f"{fn}: lam must be a float or a 0-d Tensor; got {type(lam).__name__}")
-    if not value >= 0:
-        raise ValueError(f"{fn}: lam (the hardness of Eq. 3) must be >= 0; got {value}")
+    if not 0 <= value < float("inf"):
+        # exp(-inf * 0) at the centre tap would be NaN
+        rule = "finite" if value == float("inf") else ">= 0"
+        raise ValueError(f"{fn}: lam (the hardness of Eq. 3) must be {rule}; got {value}")
     return lam
 
 

@@ -6,9 +6,40 @@ under the final name.
 """
 import contextlib
 import os
+import signal
 import uuid
 
-__all__ = ["atomic_path"]
+__all__ = ["atomic_path", "check_writable", "cleanup_on_sigterm"]
+
+
+def _exit_on_signal(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+def cleanup_on_sigterm():
+    """Make SIGTERM unwind the main thread like Ctrl-C does (a SystemExit with status
+    143), so that every :func:`atomic_path` removes its temporary file.  By default
+    SIGTERM ends a process at once and leaves the files behind.  Call it where a
+    command starts (``if __name__ == "__main__"``), not in library code; returns the
+    previous handler."""
+    return signal.signal(signal.SIGTERM, _exit_on_signal)
+
+
+def check_writable(fn, path):
+    """Raise ValueError (naming ``fn`` and ``path``) now, before any work, when the file
+    ``path`` could not be written: it is a folder, or its folder cannot be created or
+    written.  Creates the folder."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise ValueError(f"{fn}: {path!r} is a folder; expected a file name")
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"{fn}: cannot create the folder {folder!r} "
+                         f"({err.strerror or err})") from err
+    if not os.access(folder, os.W_OK):
+        raise ValueError(f"{fn}: cannot write to {folder!r} (permission denied)")
 
 
 @contextlib.contextmanager
@@ -16,8 +47,9 @@ def atomic_path(path):
     """Yield a temporary path next to ``path``; on success rename it to ``path``.
 
     The temporary name keeps the extension of ``path`` (writers such as imageio pick the
-    format from it).  On an exception the temporary file is removed and the error
-    propagates; an existing file at ``path`` is left untouched.
+    format from it).  On an exception (or a SystemExit raised by a SIGTERM handler) the
+    temporary file is removed and the error propagates, an OSError naming ``path``
+    rather than the temporary name; an existing file at ``path`` is left untouched.
     """
     path = os.fspath(path)
     folder, name = os.path.split(os.path.abspath(path))
@@ -26,6 +58,12 @@ def atomic_path(path):
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as err:
+        if tmp not in str(err):
+            raise
+        renamed = OSError(err.errno, str(err.strerror or err).replace(tmp, path), path) \
+            if err.errno else OSError(str(err).replace(tmp, path))
+        raise renamed from err
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)

@@ -3,13 +3,16 @@
 Layout, little-endian: the float32 magic number 202021.25 (the bytes spell "PIEH"), int32
 width W, int32 height H, then H*W*2 float32 values, row by row, (u, v) interleaved.  u is
 the horizontal and v the vertical displacement in pixels: image1(y, x) matches
-image2(y + v, x + u).
+image2(y + v, x + u).  A component larger than 1e9 in magnitude (the format writes 1e10)
+marks a pixel whose flow is unknown; :func:`read_flo` returns NaN there, which the flow
+metrics leave out and the colour coding draws black.
 """
 import os
 
 import numpy as np
 
 from .atomic import atomic_path
+from .flow_color import UNKNOWN_FLOW
 
 __all__ = ["FLO_MAGIC", "read_flo", "write_flo"]
 
@@ -21,7 +24,8 @@ _MAX_SIDE = 1 << 15
 
 
 def read_flo(path):
-    """Read a ``.flo`` file into a float32 array (H, W, 2) of (u, v).
+    """Read a ``.flo`` file into a float32 array (H, W, 2) of (u, v), NaN at pixels of
+    unknown flow (a component above 1e9 in magnitude, as the format marks them).
 
     Raises FileNotFoundError for a missing file and ValueError naming the file for a wrong
     magic number, an implausible size, or a file whose length does not match its header
@@ -48,11 +52,14 @@ def read_flo(path):
         what = "truncated" if len(data) < expected else "longer than its header says"
         raise ValueError(f"read_flo: {path!r} is {what}: a {W}x{H} flow needs {expected} "
                          f"bytes; got {len(data)}")
-    return np.frombuffer(data, "<f4", 2 * W * H, _HEADER).reshape(H, W, 2).astype(np.float32)
+    flow = np.frombuffer(data, "<f4", 2 * W * H, _HEADER).reshape(H, W, 2).astype(np.float32)
+    flow[(np.abs(flow) > UNKNOWN_FLOW).any(axis=2)] = np.nan
+    return flow
 
 
 def write_flo(path, flow):
-    """Write a flow field (H, W, 2) of (u, v) to a ``.flo`` file, atomically."""
+    """Write a flow field (H, W, 2) of (u, v) to a ``.flo`` file, atomically; pixels
+    with a non-finite component are written as unknown (1e10, as the format says)."""
     flow = np.asarray(flow)
     if flow.ndim != 3 or flow.shape[2] != 2:
         raise ValueError(f"write_flo: flow must be (H, W, 2); got shape {flow.shape}")
@@ -67,4 +74,6 @@ def write_flo(path, flow):
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             f.write(header)
-            f.write(np.ascontiguousarray(flow, dtype="<f4").tobytes())
+            out = np.array(flow, dtype="<f4")
+            out[~np.isfinite(out).all(axis=2)] = 1e10
+            f.write(out.tobytes())

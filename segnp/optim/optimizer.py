@@ -8,8 +8,8 @@ train biases and new layers faster than pre-trained weights)::
     SGD([{'params': backbone.parameters()},
          {'params': head.parameters(), 'lr': 10 * base_lr}], lr=base_lr, momentum=0.9)
 
-``step()`` updates, in place and outside the tape, every parameter that has a gradient,
-then projects it onto its constraint (``Parameter.apply_constraint``; this is how the
+``step()`` updates, in place and outside the tape, every parameter that has a gradient
+(frozen ones, ``requires_grad = False``, are kept but skipped), then projects it onto its constraint (``Parameter.apply_constraint``; this is how the
 segmentation-aware layers keep lam >= 0).  Subclasses define only ``update``.
 
 The state of a parameter (step count, momentum buffer, Adam moments) lives in
@@ -21,7 +21,7 @@ import numbers
 
 import numpy as np
 
-from ..autograd import Tensor, no_grad
+from ..autograd import Parameter, Tensor, no_grad
 from ..backends import get_backend
 
 __all__ = ["Optimizer"]
@@ -67,9 +67,14 @@ class Optimizer:
         params = group["params"]
         params = [params] if isinstance(params, Tensor) else list(params)
         for p in params:
-            if not isinstance(p, Tensor) or not p.requires_grad:
-                raise TypeError(f"{name}: every parameter must be a Parameter (a Tensor that "
-                                f"requires grad); got {type(p).__name__}")
+            # A frozen Parameter (requires_grad = False) is accepted and skipped by step(),
+            # so that unfreezing it later needs no new optimizer.
+            if not isinstance(p, Parameter) and not (isinstance(p, Tensor)
+                                                     and p.requires_grad):
+                what = type(p).__name__ + (" that requires no grad"
+                                           if isinstance(p, Tensor) else "")
+                raise TypeError(f"{name}: every parameter must be a Parameter or a Tensor "
+                                f"that requires grad; got a {what}")
         ids = [id(p) for p in params]
         if len(set(ids)) != len(ids):
             raise ValueError(f"{name}: a parameter appears twice in one group")
@@ -104,12 +109,13 @@ class Optimizer:
             p.grad = None
 
     def step(self):
-        """Update every parameter that has a gradient, then apply its constraint."""
+        """Update every parameter that has a gradient and is not frozen (requires_grad
+        False), then apply its constraint."""
         self.xp = get_backend().xp  # the array module, for subclasses that allocate state
         with no_grad():
             for group in self.param_groups:
                 for p in group["params"]:
-                    if p.grad is None:
+                    if p.grad is None or not p.requires_grad:
                         continue
                     self.update(p, p.grad, self.state.setdefault(id(p), {}), group)
                     p.apply_constraint()
