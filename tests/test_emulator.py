@@ -409,3 +409,60 @@ def test_out_of_bounds_write_is_caught_by_address_sanitizer(tmp_path):
     assert "no error" not in run.stdout
     assert "heap-buffer-overflow" in run.stderr
     assert "WRITE of size 4" in run.stderr
+
+
+# Each thread reads the store of the thread below it, with or without a barrier first.
+LOWER = """
+__global__ void read_lower(const float* x, float* y, int sync)
+{
+    __shared__ float s[64];
+    const int t = threadIdx.x;
+    s[t] = x[t];
+    if (sync) __syncthreads();
+    y[t] = t > 0 ? s[t - 1] : 0.0f;
+}
+
+// Records the order blocks ran in.
+__global__ void block_order(int* order, int* next)
+{
+    if (threadIdx.x == 0) order[(*next)++] = blockIdx.x;
+}
+"""
+
+
+@pytest.mark.parametrize("order", ["ascending", "descending"])
+def test_descending_order_exposes_a_missing_barrier(tmp_path, order):
+    """Ascending order hides a missing barrier before a read of a lower thread's store
+    (that thread has already run); descending order exposes it."""
+    rt = _runtime(tmp_path, {"lower.cu": LOWER}, order=order)
+    k = rt.kernel("lower.cu", "read_lower", np.float32)
+    for sync in (1, 0):
+        x = np.arange(1, 33, dtype=np.float32) + 100 * sync  # new values each launch
+        want = np.concatenate([[0], x[:-1]])
+        y = np.zeros(32, np.float32)
+        k((1,), (32,), (x, y, i32(sync)))
+        if sync or order == "ascending":
+            np.testing.assert_array_equal(y, want)
+        else:  # thread t ran before t - 1 stored: it read the previous launch's value
+            assert np.count_nonzero(y != want) >= 30
+
+
+def test_order_and_partial_launch_of_blocks(tmp_path, monkeypatch):
+    rt = _runtime(tmp_path, {"lower.cu": LOWER})
+    k = rt.kernel("lower.cu", "block_order", np.float32)
+
+    def run():
+        order, nxt = np.full(6, -1, np.int32), np.zeros(1, np.int32)
+        k((6,), (4,), (order, nxt))
+        return list(order[:nxt[0]])
+    assert run() == [0, 1, 2, 3, 4, 5]
+    monkeypatch.setenv("SEGNP_EMULATOR_ORDER", "descending")
+    assert run() == [5, 4, 3, 2, 1, 0]
+    rt.block_range = (2, 4)
+    assert run() == [3, 2]
+    rt.order = "ascending"  # the runtime's own setting wins over the environment
+    assert run() == [2, 3]
+    monkeypatch.setenv("SEGNP_EMULATOR_ORDER", "sideways")
+    rt.order = None
+    with pytest.raises(ValueError, match="SEGNP_EMULATOR_ORDER.*got 'sideways'"):
+        run()

@@ -1,0 +1,164 @@
+"""The CUDA launchers and kernels at the edges of their index ranges, on the emulator:
+
+- 64-bit offsets where one image passes 2^31 elements (masked_gemm.cu's weight
+  gradient, im2col.cu's column planes), on arrays that are mostly untouched virtual
+  memory, so no test needs the RAM the shapes suggest;
+- the refusals, naming the limit, where a 32-bit limit remains;
+- a batch larger than CUDA's 65535 blocks on gridDim.y and z;
+- empty tensors (N = 0, zero channels, F = 0), which return what NumPy returns.
+"""
+import mmap
+import os
+import traceback
+
+import numpy as np
+import pytest
+
+from segnp.backends import KERNEL_NAMES, get_backend
+from segnp.backends.emulator import EmulatorRuntime
+from segnp.backends.emulator_backend import EmulatorBackend
+from segnp.backends.launchers import conv as lc
+from segnp.backends.launchers import masked_conv as mc
+
+NUMPY = get_backend("numpy")
+EMU = get_backend("cuda-emulator")
+MAP_NORESERVE = 0x4000  # Linux; not exported by Python's mmap module
+
+
+def sparse_zeros(shape, dtype=np.float32):
+    """A zero array in an anonymous mapping: pages cost RAM only once written."""
+    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    try:
+        mm = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | MAP_NORESERVE)
+    except (OSError, OverflowError, ValueError) as e:
+        pytest.skip(f"cannot map {nbytes / 2 ** 30:.1f} GiB of virtual memory: {e}")
+    return np.frombuffer(mm, dtype=dtype).reshape(shape)
+
+
+def big_empty(shape, dtype=np.float32):
+    try:
+        return np.empty(shape, dtype)
+    except MemoryError:
+        pytest.skip(f"cannot reserve {np.prod(shape) * 4 / 2 ** 30:.1f} GiB of virtual memory")
+
+
+def isolated(check):
+    """Run ``check`` in a forked child: a wrapped 32-bit offset usually reads outside
+    the array, and the segmentation fault must fail this test, not end the run."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report and leave without running pytest's teardown
+        os.close(r)
+        try:
+            check()
+            msg = b""
+        except pytest.skip.Exception as e:
+            msg = b"SKIP " + str(e).encode()
+        except BaseException:
+            msg = traceback.format_exc().encode()
+        os.write(w, msg or b"OK")
+        os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        msg = f.read().decode(errors="replace")
+    _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status):
+        pytest.fail(f"{check.__name__} was killed by signal {os.WTERMSIG(status)} "
+                    f"(an offset wrapped and pointed outside the array)")
+    if msg.startswith("SKIP "):
+        pytest.skip(msg[5:])
+    assert msg == "OK", msg
+
+
+# ---- 64-bit offsets --------------------------------------------------------------------
+def test_masked_gemm_weight_gradient_past_2_31_elements_per_image():
+    isolated(masked_gemm_past_2_31)
+
+
+def masked_gemm_past_2_31():
+    """C*H*W = 17 * 2^28: channel 16 starts at element 2^32, which a 32-bit offset wraps
+    to channel 0.  A 1x1 window with stride 16384 reads pixel (0, 0) of each channel
+    only, so the kernels touch a few pages of the 18 GiB (virtual) input."""
+    C, H = 17, 2 ** 14
+    x = sparse_zeros((1, C, H, H))
+    x[0, 0, 0, 0], x[0, 16, 0, 0], x[0, 9, 0, 0] = 2.0, 1.0, -3.0
+    m = np.ones((1, 1, 1, 1), np.float32)
+    W = np.ones((1, C, 1, 1), np.float32)
+    gy = np.ones((1, 1, 1, 1), np.float32)
+    kw = dict(stride=H, padding=0, normalize=False)
+    y = EMU.masked_conv(x, m, W, **kw)
+    assert y.shape == (1, 1, 1, 1) and y[0, 0, 0, 0] == 0.0  # 2 + 1 - 3
+    _, gm, gW = EMU.masked_conv_backward(x, m, W, gy, need_x=False, **kw)
+    want = np.zeros(C, np.float32)
+    want[[0, 16, 9]] = 2.0, 1.0, -3.0
+    np.testing.assert_array_equal(gW[0, :, 0, 0], want)  # the bug gave gW[0, 16] = 2
+    assert gm[0, 0, 0, 0] == 0.0
+
+
+# One image plane of im2col: 64x64 taps of a 793x793 image, 730x730 outputs, so
+# KH*KW*OH*OW = 2 182 758 400 > 2^31 - 1 (and ki = 63's taps all start past 2^31).
+KS, OUT = 64, 730
+SIDE = OUT + KS - 1
+
+
+def _last_blocks(rt, total, count=2):
+    """Run only the last ``count`` blocks of a grid-stride launch over ``total`` items
+    (the grid is large enough that each block covers one run of rt.threads items);
+    returns the first item they cover."""
+    blocks = -(-total // rt.threads)
+    rt.block_range = (blocks - count, blocks)
+    return (blocks - count) * rt.threads
+
+
+def _expected_cols(x, flat_index):
+    """cols.ravel()[flat_index] for one (n, c) plane, from the definition."""
+    r = flat_index
+    ow, oh = r % OUT, r // OUT % OUT
+    kj, ki = r // OUT ** 2 % KS, r // (OUT ** 2 * KS)
+    return x[0, 0, oh + ki, ow + kj]
+
+
+def test_im2col_plane_past_2_31_elements():
+    isolated(im2col_past_2_31)
+
+
+def im2col_past_2_31():
+    """The launcher allocates the 8 GiB (virtual) columns with empty(); only the last
+    two blocks run, writing the final entries, all past 2^31."""
+    rt = EmulatorRuntime(threads=1024, max_blocks=2 ** 31 - 1)
+    x = np.random.default_rng(0).standard_normal((1, 1, SIDE, SIDE)).astype(np.float32)
+    total = KS * KS * OUT * OUT
+    first = _last_blocks(rt, total)
+    assert first > 2 ** 31
+    try:
+        cols = lc.im2col(rt, x, KS)
+    except MemoryError:
+        pytest.skip("cannot reserve 8 GiB of virtual memory")
+    assert cols.shape == (1, 1, KS, KS, OUT, OUT)
+    idx = np.arange(first, total)
+    np.testing.assert_array_equal(cols.reshape(-1)[first:], _expected_cols(x, idx))
+
+
+def test_col2im_plane_past_2_31_elements():
+    isolated(col2im_past_2_31)
+
+
+def col2im_past_2_31():
+    """The adjoint: the last image rows gather column entries stored past 2^31 in an
+    8 GiB zero mapping, of which only the rows read here are written."""
+    rt = EmulatorRuntime(threads=1024, max_blocks=2 ** 31 - 1)
+    cols = sparse_zeros((1, 1, KS, KS, OUT, OUT))
+    patch = np.random.default_rng(1).standard_normal((KS, OUT)).astype(np.float32)
+    cols[0, 0, KS - 1, :, OUT - 1, :] = patch  # tap row ki = 63, output row oh = 729
+    first = _last_blocks(rt, SIDE * SIDE)
+    gx = lc.col2im(rt, cols, (SIDE, SIDE))
+    got = gx.reshape(-1)[first:]
+    h, w = np.divmod(np.arange(first, SIDE * SIDE), SIDE)
+    want = np.zeros(got.shape, np.float64)
+    last = h == SIDE - 1  # only row 792 reads output row 729 through tap row 63
+    for kj in range(KS):
+        ow = w - kj
+        ok = last & (ow >= 0) & (ow < OUT)
+        want[ok] += patch[kj, ow[ok]]
+    assert np.count_nonzero(want) == SIDE
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
