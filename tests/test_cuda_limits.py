@@ -162,3 +162,113 @@ def col2im_past_2_31():
         want[ok] += patch[kj, ow[ok]]
     assert np.count_nonzero(want) == SIDE
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+# ---- limits that remain: refused, named ----------------------------------------------
+def _huge(shape, dtype=np.float32):
+    """A read-only zero view of any shape, without memory: the checks run before a copy."""
+    return np.broadcast_to(np.zeros((), dtype), shape)
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda: EMU.im2dist(_huge((1, 1, 46341, 46341)), 3), r"im2dist: H\*W = 2147488281"),
+    (lambda: EMU.bilateral(_huge((1, 1, 46341, 46341)), _huge((1, 9, 46341, 46341)), 3),
+     r"bilateral: H\*W = 2147488281"),
+    (lambda: EMU.same_label_pairs(_huge((1, 46341, 46341), np.int32), 3),
+     r"same_label_pairs: H\*W = 2147488281"),
+    (lambda: EMU.masked_conv(_huge((1, 2 ** 28, 1, 1)), _huge((1, 9, 1, 1)),
+                             _huge((1, 2 ** 28, 3, 3))),
+     r"masked_conv: C\*K = 2415919104"),
+    (lambda: EMU.masked_conv_backward(_huge((1, 1, 1, 1)), _huge((1, 9, 1, 1)),
+                                      _huge((2 ** 28, 1, 3, 3)), _huge((1, 2 ** 28, 1, 1))),
+     r"masked_conv_backward: F\*K = 2415919104"),
+])
+def test_launchers_refuse_shapes_past_32_bit_limits(call, message):
+    with pytest.raises(ValueError, match=message + r" exceeds the CUDA kernels' 32-bit "
+                                                  r"per-image index limit of 2147483647"):
+        call()
+
+
+def test_masked_gemm_grid_limits():
+    assert mc.gemm_grid("f", 0, 10, 5, 64, 128, ("P", "F")) is None
+    assert mc.gemm_grid("f", 3, 10, 0, 64, 128, ("P", "F")) is None
+    # The batch goes on gridDim.x, whose limit is 2^31 - 1, not 65535.
+    assert mc.gemm_grid("f", 10 ** 6, 300, 65, 64, 128, ("P", "F")) == (3 * 10 ** 6, 2)
+    with pytest.raises(ValueError, match=r"f: N \* ceil\(P / 128\) = 2147483648 blocks "
+                                         r"exceed CUDA's gridDim.x limit of 2147483647"):
+        mc.gemm_grid("f", 2 ** 24, 2 ** 14, 1, 64, 128, ("P", "F"))
+    with pytest.raises(ValueError, match=r"f: ceil\(F / 64\) = 65536 blocks exceed CUDA's "
+                                         r"gridDim.y limit of 65535"):
+        mc.gemm_grid("f", 1, 1, 64 * 65536, 64, 128, ("P", "F"))
+
+
+def test_masked_conv_batch_beyond_65535_blocks():
+    """N = 65537 one-pixel images, one output tile each: with N on gridDim.z this was an
+    invalid launch.  Only the last two blocks of each launch run: the last two images of
+    the gemms and, with one thread per block, the last two outputs of the 1-D kernels."""
+    emu = EmulatorBackend(threads=1, max_blocks=2 ** 31 - 1)
+    rng = np.random.default_rng(3)
+    N = 65537
+    x = rng.standard_normal((N, 2, 1, 1))
+    m = rng.uniform(0.1, 1, (N, 1, 1, 1))
+    W = rng.standard_normal((3, 2, 1, 1))
+    gy = rng.standard_normal((N, 3, 1, 1))
+    emu.rt.block_range = (N - 2, N)
+    y = emu.masked_conv(x, m, W)
+    gx, gm, _ = emu.masked_conv_backward(x, m, W, gy, need_W=False)
+    tail = slice(N - 2, N)
+    want = NUMPY.masked_conv_backward(x[tail], m[tail], W, gy[tail], need_W=False)
+    np.testing.assert_allclose(y[tail], NUMPY.masked_conv(x[tail], m[tail], W), rtol=1e-12)
+    np.testing.assert_allclose(gx[tail], want[0], rtol=1e-12)
+    np.testing.assert_allclose(gm[tail], want[1], rtol=1e-10, atol=1e-12)
+
+
+# ---- empty tensors ---------------------------------------------------------------------
+def _empty_calls(N, C, F, D):
+    """One call per kernel name on x (N, C, 5, 6), W (F, C, 3, 3), e (N, D, 5, 6)."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((N, C, 5, 6))
+    e = rng.standard_normal((N, D, 5, 6))
+    m = rng.uniform(0.1, 1.0, (N, 9, 5, 6))
+    W = rng.standard_normal((F, C, 3, 3))
+    d = NUMPY.im2dist(e, 3)
+    labels = rng.integers(0, 2, (N, 5, 6))
+    return [
+        ("im2col", (x, 3), dict(padding=1)),
+        ("col2im", (NUMPY.im2col(x, 3, padding=1), (5, 6)), dict(padding=1)),
+        ("im2dist", (e, 3), {}),
+        ("im2dist_backward", (e, d, np.ones_like(d), 3), {}),
+        ("masked_conv", (x, m, W), {}),
+        ("masked_conv", (x, m, W), dict(normalize=False)),
+        ("masked_conv_backward", (x, m, W, rng.standard_normal((N, F, 5, 6))), {}),
+        ("bilateral", (x, m, 3), {}),
+        ("bilateral_backward", (x, m, np.ones_like(x), 3), {}),
+        ("same_label_pairs", (labels, 3), {}),
+        ("embedding_pair_loss", (e, labels), {}),
+        ("embedding_pair_loss_backward", (e, labels, 1.0), {}),
+    ]
+
+
+@pytest.mark.parametrize("N,C,F,D", [(0, 2, 3, 2), (2, 0, 3, 0), (2, 2, 0, 2), (0, 0, 0, 0)],
+                         ids=["N=0", "C=D=0", "F=0", "all=0"])
+def test_empty_tensors_give_what_numpy_gives(N, C, F, D):
+    calls = _empty_calls(N, C, F, D)
+    assert {c[0] for c in calls} == set(KERNEL_NAMES)
+    for name, args, kwargs in calls:
+        try:
+            want = getattr(NUMPY, name)(*args, **kwargs)
+        except ValueError:
+            # The NumPy backend's masked_conv_backward cannot reshape its empty
+            # per-tap products when N or C is 0; the composed path (columns + matmul)
+            # is the reference then, and every gradient is empty or a sum of nothing.
+            assert name == "masked_conv_backward" and N * C == 0
+            want = mc.masked_conv_composed_backward(EMU.rt, *args, **kwargs)
+            assert not any(np.any(g) for g in want)
+        got = getattr(EMU, name)(*args, **kwargs)
+        want, got = (want, got) if isinstance(want, tuple) else ((want,), (got,))
+        assert len(got) == len(want), name
+        for u, v in zip(got, want):
+            u, v = np.asarray(u), np.asarray(v)
+            assert u.shape == v.shape, (name, u.shape, v.shape)
+            assert u.dtype.kind == v.dtype.kind, name
+            np.testing.assert_allclose(u, v, rtol=1e-12, atol=1e-12, err_msg=name)

@@ -14,10 +14,10 @@
 Shapes: x (N, C, H, W), m (N, K, OH, OW) (already 0 at taps outside the image),
 W (F, C, KS, KS) with K = KS*KS, y and gy (N, F, OH, OW).
 """
-from . import _INT32_MAX, check_real, int32
+from . import check_real, int32
 from ..._validate import check_ndim
 from ._segaware_util import (finish_mask_grad, image, launch_flat, mask_inv, per_output,
-                             same_dtype, window)
+                             plane_limit, same_dtype, window)
 
 __all__ = ["masked_conv", "masked_conv_backward", "masked_conv_composed",
            "masked_conv_composed_backward", "tile_defines"]
@@ -70,25 +70,22 @@ def gemm_grid(fn, N, cols, rows, bm, bn, what):
     return x, y
 
 
-def _check_index_widths(fn, C, F, K, H, W, OH, OW):
-    """The masked GEMM indexes one image's pixels, outputs, reduction rows and columns
-    with 32-bit ints; refuse shapes past that rather than overflow."""
-    for what, v in (("H*W", H * W), ("OH*OW", OH * OW), ("C*K", C * K), ("F*K", F * K)):
-        if v > _INT32_MAX:
-            raise ValueError(f"{fn}: {what} = {v} exceeds the masked GEMM's 32-bit "
-                             f"per-image index limit of {_INT32_MAX}")
 
 
 def _inputs(rt, fn, x, m, W, stride, padding, dilation):
-    x = image(rt, fn, "x", x)
-    N, C, H, Wd = x.shape
     check_real(fn, "W", W)
     check_ndim(fn, "W", W, "(F, C, KS, KS)")
+    check_ndim(fn, "x", x, "(N, C, H, W)")
+    N, C, H, Wd = x.shape
     if W.shape[1] != C or W.shape[2] != W.shape[3]:
         raise ValueError(f"{fn}: W must be (F, C, KS, KS) with C = {C} (x's channels) and "
                          f"a square window; got {tuple(W.shape)}")
     KS, geo, (OH, OW) = window(fn, H, Wd, W.shape[2], stride, padding, dilation)
-    _check_index_widths(fn, C, W.shape[0], KS * KS, H, Wd, OH, OW)
+    # Besides H*W (image) and OH*OW (window), the GEMMs' reduction and column counts;
+    # all before the copies, which could be huge.
+    plane_limit(fn, "C*K", C * KS * KS)
+    plane_limit(fn, "F*K", W.shape[0] * KS * KS)
+    x = image(rt, fn, "x", x)
     m = per_output(rt, fn, "m", m, (N, KS * KS, OH, OW), "(N, K, OH, OW)")
     wt = rt.xp.ascontiguousarray(W)
     same_dtype(fn, x=x, m=m, W=wt)

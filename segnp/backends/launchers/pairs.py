@@ -11,7 +11,7 @@ import numpy as np
 from . import grid_1d, int32, real
 from ..api import NORMS
 from ..._validate import check_int, check_ndim, check_norm
-from ._segaware_util import image, launch_flat, window
+from ._segaware_util import image, launch_flat, plane_limit, window
 
 __all__ = ["same_label_pairs", "embedding_pair_loss", "embedding_pair_loss_backward"]
 
@@ -21,6 +21,7 @@ def _labels(rt, fn, labels, ksize, dilation):
     check_int(fn, "labels", labels)
     check_ndim(fn, "labels", labels, "(N, H, W)")
     N, H, W = labels.shape
+    plane_limit(fn, "H*W", H * W)
     KS, geo, _ = window(fn, H, W, ksize, 1, None, dilation)
     DH, DW = geo[7:9]
     if DH != DW:
