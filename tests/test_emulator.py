@@ -466,3 +466,32 @@ def test_order_and_partial_launch_of_blocks(tmp_path, monkeypatch):
     rt.order = None
     with pytest.raises(ValueError, match="SEGNP_EMULATOR_ORDER.*got 'sideways'"):
         run()
+
+
+# An error on a known line of a file that includes another, and one inside the include.
+HEADER = "// four lines\n// of a header\n#define TWICE(v) (2 * (v))\n__device__ inline int ok() { return 1; }\n"
+BAD_AFTER = """// the error is on line 7
+#include "four.cuh"
+
+__global__ void k(float* y)
+{
+    y[0] = TWICE(ok());
+    y[1] = not_declared_anywhere;
+}
+"""
+
+
+def test_compile_errors_name_the_real_file_and_line(tmp_path):
+    """load_source splices four.cuh in; #line directives keep g++ on bad.cu's own lines
+    (line 7, not 7 + the header's 4 lines - 1) and on four.cuh's inside the header."""
+    rt = _runtime(tmp_path, {"four.cuh": HEADER, "bad.cu": BAD_AFTER,
+                             "bad_header.cu": '#include "broken.cuh"\n__global__ void k() {}\n',
+                             "broken.cuh": "// one\n// two\nint broken = ;\n"})
+    with pytest.raises(RuntimeError, match=r"bad\.cu:7:\d+: error: .not_declared_anywhere"):
+        rt.kernel("bad.cu", "k", np.float32)
+    with pytest.raises(RuntimeError, match=r"broken\.cuh:3:\d+: error"):
+        rt.kernel("bad_header.cu", "k", np.float32)
+    text = load_source(str(tmp_path / "bad.cu"))
+    lines = text.splitlines()
+    after = lines.index('#line 3 "bad.cu"')  # resumes at the line below the #include
+    assert lines[after + 1] == "" and lines[after + 2] == "__global__ void k(float* y)"

@@ -20,9 +20,10 @@
 #include "window.cuh"
 
 template <typename T>
-__global__ void im2col_kernel(const T* x, T* cols, int N, int C, int H, int W, int KH,
-                              int KW, int OH, int OW, int SH, int SW, int PH, int PW,
-                              int DH, int DW)
+__global__ void __launch_bounds__(SEG_MAX_THREADS, 1)
+im2col_kernel(const T* x, T* cols, int N, int C, int H, int W, int KH,
+              int KW, int OH, int OW, int SH, int SW, int PH, int PW,
+              int DH, int DW)
 {
     const long long plane = (long long)KH * KW * OH * OW;
     SEG_GRID_LOOP(i, (long long)N * C * plane) {
@@ -39,9 +40,10 @@ __global__ void im2col_kernel(const T* x, T* cols, int N, int C, int H, int W, i
 }
 
 template <typename T>
-__global__ void col2im_kernel(const T* cols, T* x, int N, int C, int H, int W, int KH,
-                              int KW, int OH, int OW, int SH, int SW, int PH, int PW,
-                              int DH, int DW)
+__global__ void __launch_bounds__(SEG_MAX_THREADS, 1)
+col2im_kernel(const T* cols, T* x, int N, int C, int H, int W, int KH,
+              int KW, int OH, int OW, int SH, int SW, int PH, int PW,
+              int DH, int DW)
 {
     const long long plane = (long long)H * W, P = (long long)OH * OW;
     SEG_GRID_LOOP(i, (long long)N * C * plane) {

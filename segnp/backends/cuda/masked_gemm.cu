@@ -145,9 +145,10 @@ __device__ inline void mg_load_rowmajor(T (*As)[MG_BM + MG_PAD], const T* A, int
 
 // Forward.  Reduction index r = k*C + c.  Grid (N * ceil(P / MG_BN), ceil(F / MG_BM)).
 template <typename T>
-__global__ void masked_gemm_fwd(const T* x, const T* m, const T* wk, const T* inv, T* y,
-                                int C, int H, int W, int F, int KS, int OH, int OW, int SH,
-                                int SW, int PH, int PW, int DH, int DW)
+__global__ void __launch_bounds__(MG_THREADS, 1)
+masked_gemm_fwd(const T* x, const T* m, const T* wk, const T* inv, T* y,
+                int C, int H, int W, int F, int KS, int OH, int OW, int SH,
+                int SW, int PH, int PW, int DH, int DW)
 {
     __shared__ T As[MG_BK][MG_BM + MG_PAD];
     __shared__ T Bs[MG_BK][MG_BN + MG_PAD];
@@ -194,9 +195,10 @@ __global__ void masked_gemm_fwd(const T* x, const T* m, const T* wk, const T* in
 
 // gx.  Reduction index r = k*F + f.  Grid (N * ceil(H*W / MG_BN), ceil(C / MG_BM)).
 template <typename T>
-__global__ void masked_gemm_bwd_x(const T* gy, const T* m, const T* wT, const T* inv, T* gx,
-                                  int C, int H, int W, int F, int KS, int OH, int OW, int SH,
-                                  int SW, int PH, int PW, int DH, int DW)
+__global__ void __launch_bounds__(MG_THREADS, 1)
+masked_gemm_bwd_x(const T* gy, const T* m, const T* wT, const T* inv, T* gx,
+                  int C, int H, int W, int F, int KS, int OH, int OW, int SH,
+                  int SW, int PH, int PW, int DH, int DW)
 {
     __shared__ T As[MG_BK][MG_BM + MG_PAD];
     __shared__ T Bs[MG_BK][MG_BN + MG_PAD];
@@ -252,9 +254,10 @@ __global__ void masked_gemm_bwd_x(const T* gy, const T* m, const T* wT, const T*
 // A fixed chunk per block (not atomics) keeps the sum deterministic.
 // Grid (ceil(C*K / MG_BN), ceil(F / MG_BM), S) with S*chunk >= N*P, chunk % MG_BK == 0.
 template <typename T>
-__global__ void masked_gemm_bwd_w(const T* x, const T* m, const T* gy, const T* inv, T* part,
-                                  int N, int C, int H, int W, int F, int KS, int OH, int OW,
-                                  int SH, int SW, int PH, int PW, int DH, int DW, int chunk)
+__global__ void __launch_bounds__(MG_THREADS, 1)
+masked_gemm_bwd_w(const T* x, const T* m, const T* gy, const T* inv, T* part,
+                  int N, int C, int H, int W, int F, int KS, int OH, int OW,
+                  int SH, int SW, int PH, int PW, int DH, int DW, int chunk)
 {
     __shared__ T As[MG_BK][MG_BM + MG_PAD];
     __shared__ T Bs[MG_BK][MG_BN + MG_PAD];
@@ -323,9 +326,10 @@ __global__ void masked_gemm_bwd_w(const T* x, const T* m, const T* gy, const T* 
 // of channels at a time and folds each slab into per-column sums at once, so the
 // C x K x P product is never stored.  Grid (N * ceil(P / MG_BN), K).
 template <typename T>
-__global__ void masked_gemm_bwd_m(const T* x, const T* gy, const T* wT, T* Q, int C, int H,
-                                  int W, int F, int KS, int OH, int OW, int SH, int SW,
-                                  int PH, int PW, int DH, int DW)
+__global__ void __launch_bounds__(MG_THREADS, 1)
+masked_gemm_bwd_m(const T* x, const T* gy, const T* wT, T* Q, int C, int H,
+                  int W, int F, int KS, int OH, int OW, int SH, int SW,
+                  int PH, int PW, int DH, int DW)
 {
     __shared__ T As[MG_BK][MG_BM + MG_PAD];
     __shared__ T Bs[MG_BK][MG_BN + MG_PAD];
