@@ -51,7 +51,9 @@ def same_label_pairs(rt, labels, ksize, dilation=1, ignore_index=255):
 
 def embedding_pair_loss(rt, e, labels, ksize=3, dilation=1, alpha=0.5, beta=2.0, norm="l1",
                         ignore_index=255):
-    """Eqs. 1-2 for one dilation: (sum of the pair losses as a 0-d array, number of pairs).
+    """Eqs. 1-2 for one dilation: (sum of the pair losses, number of pairs), both 0-d
+    arrays on the device (the count int64): reading the count on the host would make
+    every call wait for the GPU.
 
     Each block sums its pixels' pairs in shared memory; the block sums are added on
     the device in a fixed order, so the result does not change from run to run.
@@ -68,7 +70,7 @@ def embedding_pair_loss(rt, e, labels, ksize=3, dilation=1, alpha=0.5, beta=2.0,
     k(grid, (rt.threads,),
       (e, lab, part_loss, part_count, *int32(N, D, H, W, KS, dil, NORMS.index(norm)),
        *real(e.dtype, alpha, beta), *int32(ignore_index)))
-    return part_loss.sum(), int(part_count.sum(dtype=np.int64))
+    return part_loss.sum(), rt.xp.asarray(part_count.sum(dtype=np.int64))
 
 
 def embedding_pair_loss_backward(rt, e, labels, gloss, ksize=3, dilation=1, alpha=0.5,
