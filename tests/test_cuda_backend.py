@@ -364,3 +364,21 @@ def test_tap_valid_cache_is_per_device(monkeypatch):
     device[0] = 0
     assert gpu.tap_valid(*args) is on0
     np.testing.assert_array_equal(on0, on1)
+
+
+# ---- SEGNP_REQUIRE_GPU: a GPU run cannot pass by skipping ---------------------------------
+def test_require_gpu_turns_skipped_gpu_tests_into_failures():
+    try:
+        import cupy
+        if cupy.is_available():
+            pytest.skip("a GPU is present: the gpu tests run instead of skipping")
+    except ImportError:
+        pass
+    node = "tests/test_cuda_conv.py::test_gpu_rejects_python_ints"
+    env = dict(os.environ, SEGNP_REQUIRE_GPU="1",
+               PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                          node], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert out.returncode == 1, out.stdout[-2000:]
+    assert "1 failed" in out.stdout
+    assert "SEGNP_REQUIRE_GPU=1, but this gpu test was skipped" in out.stdout

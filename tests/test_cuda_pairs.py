@@ -21,6 +21,10 @@ RUNTIMES = [EmulatorRuntime(), EmulatorRuntime(threads=32, max_blocks=2),
             EmulatorRuntime(threads=100, max_blocks=3)]
 NUMPY = get_backend("numpy")
 
+# Every test here runs with the emulator's threads in ascending and in descending
+# order (tests/conftest.py), so a missing __syncthreads shows in one of them.
+pytestmark = pytest.mark.usefixtures("emulator_order")
+
 
 def naive_pairs(e, labels, ksize, dilation, alpha, beta, norm, ignore):
     """Eqs. 1-2 pair by pair: (loss sum, count, d loss/d e, im2parity codes)."""
