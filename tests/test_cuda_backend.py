@@ -316,3 +316,69 @@ def test_cupy_runtime_runs_every_launcher(dry_cupy, dtype):
     assert len(modules) == len(set(modules))
     assert all(e == "im2parity" or e.endswith(f"<{c}>") for exprs in modules for e in exprs
                if exprs != ("im2parity",))
+
+
+# ---- the window mask, cached per shape and device ----------------------------------------
+def test_tap_valid_is_copied_to_the_device_once_per_shape(monkeypatch):
+    """segaware_mask's validity mask is a constant of the window: a backend puts it on
+    its device once per (shape, window, dtype) and reuses it, instead of a host-to-device
+    copy (and its stall) on every forward."""
+    from segnp.backends import window as win
+    emu = EmulatorBackend()
+    copies = []
+    real = emu.asarray
+    monkeypatch.setattr(emu, "asarray", lambda a, dtype=None: copies.append(a.shape) or
+                        real(a, dtype))
+    e = np.random.default_rng(5).standard_normal((2, 3, 6, 7))
+    monkeypatch.setitem(segnp.backends._instances, "cuda-emulator-test", emu)
+    monkeypatch.setitem(segnp.backends._REGISTRY, "cuda-emulator-test", "unused:unused")
+    with using_backend("cuda-emulator-test"):
+        m = [F.segaware_mask(e, 0.5, 3).numpy() for _ in range(3)]
+        F.segaware_mask(e[:, :, :5], 0.5, 3)  # another shape: one more copy
+    assert copies == [(1, 9, 6, 7), (1, 9, 5, 7)]
+    want = np.exp(-0.5 * NUMPY.im2dist(e, 3)) * win.tap_valid(6, 7, (3, 3), (1, 1), (1, 1),
+                                                               (1, 1), dtype=np.float64)
+    for mi in m:
+        np.testing.assert_allclose(mi, want, rtol=1e-12)
+    valid = emu.tap_valid(6, 7, (3, 3), (1, 1), (1, 1), (1, 1), dtype=np.float64)
+    assert valid is emu.tap_valid(6, 7, (3, 3), (1, 1), (1, 1), (1, 1), dtype=np.float64)
+    assert not valid.flags.writeable  # shared: nobody may write to it
+    assert valid is not emu.tap_valid(6, 7, (3, 3), (1, 1), (1, 1), (1, 1), dtype=np.float32)
+
+
+def test_tap_valid_cache_is_per_device(monkeypatch):
+    pytest.importorskip("cupy", reason="cupy (the 'test' extra) is not installed")
+    import types
+    from segnp.backends import cupy_backend
+    device = [0]
+    fake = types.SimpleNamespace(
+        asarray=lambda a, dtype=None: np.array(a, dtype=dtype),
+        cuda=types.SimpleNamespace(Device=lambda: types.SimpleNamespace(id=device[0])))
+    monkeypatch.setattr(cupy_backend, "cupy", fake)
+    gpu = cupy_backend.CupyBackend()
+    args = (5, 5, (3, 3), (1, 1), (1, 1), (1, 1))
+    on0 = gpu.tap_valid(*args)
+    device[0] = 1
+    on1 = gpu.tap_valid(*args)
+    assert on1 is not on0 and gpu.tap_valid(*args) is on1
+    device[0] = 0
+    assert gpu.tap_valid(*args) is on0
+    np.testing.assert_array_equal(on0, on1)
+
+
+# ---- SEGNP_REQUIRE_GPU: a GPU run cannot pass by skipping ---------------------------------
+def test_require_gpu_turns_skipped_gpu_tests_into_failures():
+    try:
+        import cupy
+        if cupy.is_available():
+            pytest.skip("a GPU is present: the gpu tests run instead of skipping")
+    except ImportError:
+        pass
+    node = "tests/test_cuda_conv.py::test_gpu_rejects_python_ints"
+    env = dict(os.environ, SEGNP_REQUIRE_GPU="1",
+               PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                          node], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert out.returncode == 1, out.stdout[-2000:]
+    assert "1 failed" in out.stdout
+    assert "SEGNP_REQUIRE_GPU=1, but this gpu test was skipped" in out.stdout

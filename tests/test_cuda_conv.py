@@ -14,6 +14,10 @@ from segnp.backends.emulator_backend import EmulatorBackend
 
 NP = get_backend("numpy")
 
+# Every test here runs with the emulator's threads in ascending and in descending
+# order (tests/conftest.py), so a missing __syncthreads shows in one of them.
+pytestmark = pytest.mark.usefixtures("emulator_order")
+
 # (x shape, ksize, stride, padding, dilation): odd sizes, pairs, a tap wholly in the
 # padding (3x3 input, stride 5, padding 2), padding wider than the window.
 CASES = [

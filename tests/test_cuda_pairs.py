@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import segnp.functions as F
-from segnp import check_grad
+from segnp import Tensor, check_grad
 from segnp.backends import get_backend, using_backend
 from segnp.backends.emulator import EmulatorRuntime
 from segnp.backends.launchers import pairs as lp
@@ -20,6 +20,10 @@ WINDOWS = [(3, 1), (3, 2), (5, 1), (3, 5)]
 RUNTIMES = [EmulatorRuntime(), EmulatorRuntime(threads=32, max_blocks=2),
             EmulatorRuntime(threads=100, max_blocks=3)]
 NUMPY = get_backend("numpy")
+
+# Every test here runs with the emulator's threads in ascending and in descending
+# order (tests/conftest.py), so a missing __syncthreads shows in one of them.
+pytestmark = pytest.mark.usefixtures("emulator_order")
 
 
 def naive_pairs(e, labels, ksize, dilation, alpha, beta, norm, ignore):
@@ -87,7 +91,7 @@ def test_pair_loss_matches_equations_and_numpy(window, norm, dtype):
 
     loss, count = lp.embedding_pair_loss(rt, e, labels, *args)
     assert loss.shape == () and loss.dtype == dtype
-    assert type(count) is int and count == count0
+    assert count.shape == () and count.dtype == np.int64 and count == count0  # on the device
     close(loss, loss0, dtype)
     np.testing.assert_array_equal(lp.same_label_pairs(rt, labels, ksize, dilation), codes0)
 
@@ -177,6 +181,43 @@ def test_embedding_loss_gradient_on_emulator(norm):
 def _numpy_loss(e, labels, norm):
     with using_backend("numpy"):
         return F.embedding_loss(e, labels, 3, (1, 2, 5), norm=norm).numpy()
+
+
+class HostRead(np.ndarray):
+    """A device count stand-in: reading its value on the host (what would make the
+    CPU wait for a GPU) fails the test."""
+
+    def _sync(self, *args):
+        raise AssertionError("the pair count was read on the host (a device sync)")
+    __bool__ = __int__ = __index__ = __float__ = item = tolist = _sync
+
+
+def test_pair_count_stays_on_the_device(monkeypatch):
+    """embedding_pair_loss returns its count as a 0-d device array, and the loss and its
+    gradient use it without reading it back (no int(count), no `if count`)."""
+    loss, count = lp.embedding_pair_loss(RUNTIMES[0], *case(np.random.default_rng(7),
+                                                            np.float64, 2, 3, 6, 7))
+    assert isinstance(count, np.ndarray) and count.shape == () and count.dtype == np.int64
+    emu = get_backend("cuda-emulator")
+    real = emu.embedding_pair_loss
+
+    def device_count(*args, **kwargs):
+        loss, count = real(*args, **kwargs)
+        return loss, count.view(HostRead)
+    monkeypatch.setattr(emu, "embedding_pair_loss", device_count)
+    rng = np.random.default_rng(8)
+    e, labels = case(rng, np.float64, 2, 3, 6, 7)
+    labels[1] = 255  # image 1 has no counted pair; at dilation 9 no image has one
+    e_t = Tensor(e, requires_grad=True)
+    with using_backend("cuda-emulator"):
+        loss = F.embedding_loss(e_t, labels, 3, (1, 2, 9))
+        loss.backward()
+    e_n = Tensor(e, requires_grad=True)
+    with using_backend("numpy"):
+        want = F.embedding_loss(e_n, labels, 3, (1, 2, 9))
+        want.backward()
+    np.testing.assert_allclose(loss.numpy(), want.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(e_t.grad), np.asarray(e_n.grad), rtol=1e-12, atol=1e-14)
 
 
 # ---- on a real GPU -----------------------------------------------------------------------

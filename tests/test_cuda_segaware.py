@@ -31,6 +31,10 @@ RUNTIMES = [EmulatorRuntime(), EmulatorRuntime(threads=32, max_blocks=2),
             EmulatorRuntime(threads=100, max_blocks=7)]
 NUMPY = get_backend("numpy")
 
+# Every test here runs with the emulator's threads in ascending and in descending
+# order (tests/conftest.py), so a missing __syncthreads shows in one of them.
+pytestmark = pytest.mark.usefixtures("emulator_order")
+
 
 def tol(dtype):
     # float32: sums of ~100 terms, and the normalised mask gradient cancels

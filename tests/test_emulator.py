@@ -5,6 +5,7 @@ Small kernels written here exercise one feature each; every result is compared w
 what the CUDA programming model defines, computed in NumPy.
 """
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -149,7 +150,10 @@ def _runtime(tmp_path, sources, **kw):
 
 @pytest.fixture(scope="module")
 def rt(tmp_path_factory):
-    return _runtime(tmp_path_factory.mktemp("cu"), {"shift.cu": SHIFT, "features.cu": FEATURES})
+    # Ascending, whatever SEGNP_EMULATOR_ORDER says: the missing-barrier checks below
+    # know which neighbour has already run.
+    return _runtime(tmp_path_factory.mktemp("cu"), {"shift.cu": SHIFT, "features.cu": FEATURES},
+                    order="ascending")
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -390,22 +394,142 @@ def _libasan():
     return path if os.path.isabs(path) and os.path.exists(path) else None
 
 
-@pytest.mark.slow
-def test_out_of_bounds_write_is_caught_by_address_sanitizer(tmp_path):
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def asan_env(**extra):
+    """The environment of a Python child whose emulator builds and runs kernels under
+    AddressSanitizer; skips when this compiler or Python cannot do it."""
     libasan = _libasan()
     if libasan is None:
         pytest.skip("no libasan.so for this compiler")
-    (tmp_path / "oob.cu").write_text(OOB)
     env = dict(os.environ, SEGNP_EMULATOR_SANITIZE="address", LD_PRELOAD=libasan,
-               ASAN_OPTIONS="detect_leaks=0", SEGNP_CACHE_DIR=str(tmp_path / "cache"),
-               PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+               ASAN_OPTIONS="detect_leaks=0", PYTHONPATH=ROOT, **extra)
     probe = subprocess.run([sys.executable, "-c", "print('ok')"], env=env,
                            capture_output=True, text=True)
     if probe.returncode != 0 or "ok" not in probe.stdout:
         pytest.skip(f"python does not start with libasan preloaded: {probe.stderr[-300:]}")
+    return env
+
+
+@pytest.mark.slow
+def test_out_of_bounds_write_is_caught_by_address_sanitizer(tmp_path):
+    (tmp_path / "oob.cu").write_text(OOB)
+    env = asan_env(SEGNP_CACHE_DIR=str(tmp_path / "cache"))
     run = subprocess.run([sys.executable, "-c", ASAN_SCRIPT, str(tmp_path)], env=env,
                          capture_output=True, text=True, timeout=300)
     assert run.returncode != 0
     assert "no error" not in run.stdout
     assert "heap-buffer-overflow" in run.stderr
     assert "WRITE of size 4" in run.stderr
+
+
+# Each thread reads the store of the thread below it, with or without a barrier first.
+LOWER = """
+__global__ void read_lower(const float* x, float* y, int sync)
+{
+    __shared__ float s[64];
+    const int t = threadIdx.x;
+    s[t] = x[t];
+    if (sync) __syncthreads();
+    y[t] = t > 0 ? s[t - 1] : 0.0f;
+}
+
+// Records the order blocks ran in.
+__global__ void block_order(int* order, int* next)
+{
+    if (threadIdx.x == 0) order[(*next)++] = blockIdx.x;
+}
+"""
+
+
+@pytest.mark.parametrize("order", ["ascending", "descending"])
+def test_descending_order_exposes_a_missing_barrier(tmp_path, order):
+    """Ascending order hides a missing barrier before a read of a lower thread's store
+    (that thread has already run); descending order exposes it."""
+    rt = _runtime(tmp_path, {"lower.cu": LOWER}, order=order)
+    k = rt.kernel("lower.cu", "read_lower", np.float32)
+    for sync in (1, 0):
+        x = np.arange(1, 33, dtype=np.float32) + 100 * sync  # new values each launch
+        want = np.concatenate([[0], x[:-1]])
+        y = np.zeros(32, np.float32)
+        k((1,), (32,), (x, y, i32(sync)))
+        if sync or order == "ascending":
+            np.testing.assert_array_equal(y, want)
+        else:  # thread t ran before t - 1 stored: it read the previous launch's value
+            assert np.count_nonzero(y != want) >= 30
+
+
+def test_order_and_partial_launch_of_blocks(tmp_path, monkeypatch):
+    rt = _runtime(tmp_path, {"lower.cu": LOWER})
+    k = rt.kernel("lower.cu", "block_order", np.float32)
+
+    def run():
+        order, nxt = np.full(6, -1, np.int32), np.zeros(1, np.int32)
+        k((6,), (4,), (order, nxt))
+        return list(order[:nxt[0]])
+    assert run() == [0, 1, 2, 3, 4, 5]
+    monkeypatch.setenv("SEGNP_EMULATOR_ORDER", "descending")
+    assert run() == [5, 4, 3, 2, 1, 0]
+    rt.block_range = (2, 4)
+    assert run() == [3, 2]
+    rt.order = "ascending"  # the runtime's own setting wins over the environment
+    assert run() == [2, 3]
+    monkeypatch.setenv("SEGNP_EMULATOR_ORDER", "sideways")
+    rt.order = None
+    with pytest.raises(ValueError, match="SEGNP_EMULATOR_ORDER.*got 'sideways'"):
+        run()
+
+
+# An error on a known line of a file that includes another, and one inside the include.
+HEADER = "// four lines\n// of a header\n#define TWICE(v) (2 * (v))\n__device__ inline int ok() { return 1; }\n"
+BAD_AFTER = """// the error is on line 7
+#include "four.cuh"
+
+__global__ void k(float* y)
+{
+    y[0] = TWICE(ok());
+    y[1] = not_declared_anywhere;
+}
+"""
+
+
+def test_compile_errors_name_the_real_file_and_line(tmp_path):
+    """load_source splices four.cuh in; #line directives keep g++ on bad.cu's own lines
+    (line 7, not 7 + the header's 4 lines - 1) and on four.cuh's inside the header."""
+    rt = _runtime(tmp_path, {"four.cuh": HEADER, "bad.cu": BAD_AFTER,
+                             "bad_header.cu": '#include "broken.cuh"\n__global__ void k() {}\n',
+                             "broken.cuh": "// one\n// two\nint broken = ;\n"})
+    with pytest.raises(RuntimeError, match=r"bad\.cu:7:\d+: error: .not_declared_anywhere"):
+        rt.kernel("bad.cu", "k", np.float32)
+    with pytest.raises(RuntimeError, match=r"broken\.cuh:3:\d+: error"):
+        rt.kernel("bad_header.cu", "k", np.float32)
+    text = load_source(str(tmp_path / "bad.cu"))
+    lines = text.splitlines()
+    after = lines.index('#line 3 "bad.cu"')  # resumes at the line below the #include
+    assert lines[after + 1] == "" and lines[after + 2] == "__global__ void k(float* y)"
+
+
+# The kernel tests run under ASan: every kernel file and both masked-GEMM tiles, fibers
+# (kernels with __syncthreads) included, the descending order, empty tensors.
+ASAN_TESTS = ["tests/test_cuda_conv.py", "tests/test_cuda_segaware.py",
+              "tests/test_cuda_pairs.py", "tests/test_cuda_limits.py"]
+ASAN_SELECT = ("(im2col_matches and t32b3 and float32) or (col2im_matches and t7b2 and float64)"
+               " or (masked_conv_matches and float32) or small_tile or bilateral_matches"
+               " or (im2dist_matches and l2 and not l2sq) or (pair_loss_matches and l1)"
+               " or empty_tensors")
+
+
+def test_kernel_tests_pass_under_address_sanitizer():
+    """A representative subset of the kernel parity tests, rerun in a child process
+    whose emulator builds with -fsanitize=address: an out-of-bounds read or write in a
+    kernel aborts it.  The builds are cached like any other (a separate key)."""
+    env = asan_env()
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                          *ASAN_TESTS, "-k", f"({ASAN_SELECT}) and not ascending"],
+                         env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    tail = (run.stdout[-3000:] + run.stderr[-3000:])
+    assert run.returncode == 0, tail
+    assert "AddressSanitizer" not in run.stderr, tail
+    passed = re.search(r"(\d+) passed", run.stdout)
+    assert passed and int(passed.group(1)) >= 40, tail

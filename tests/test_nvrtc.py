@@ -101,6 +101,25 @@ def test_ptxas_report_parser():
         "_Z1kIdEvPT_i": dict(stack=0, spill_stores=0, spill_loads=0, registers=12, smem=0)}
 
 
+_ENTRY_PTX = re.compile(r"\.entry\s+(\w+)\s*\([^)]*\)\s*((?:\.\w+[^\n{]*\n\s*)*)\{")
+
+
+def ptx_max_threads(ptx):
+    """{mangled name: threads of its .maxntid (None without one)} from PTX text."""
+    out = {}
+    for m in _ENTRY_PTX.finditer(ptx):
+        n = re.search(r"\.maxntid\s+(\d+)\s*,\s*(\d+)\s*,\s*(\d+)", m.group(2))
+        out[m.group(1)] = (int(n.group(1)) * int(n.group(2)) * int(n.group(3))) if n else None
+    return out
+
+
+def test_ptx_max_threads_parser():
+    ptx = (".visible .entry _Z1aPf(\n\t.param .u64 _Z1aPf_param_0\n)\n.maxntid 1024, 1, 1\n{\n}\n"
+           ".visible .entry _Z1bPf(\n\t.param .u64 _Z1bPf_param_0\n)\n{\n}\n"
+           ".visible .entry _Z1cPf(\n\t.param .u64 p\n)\n.maxntid 16, 8, 1\n.minnctapersm 2\n{\n}\n")
+    assert ptx_max_threads(ptx) == {"_Z1aPf": 1024, "_Z1bPf": None, "_Z1cPf": 128}
+
+
 def block_registers(regs, threads):
     """Registers a block of ``threads`` threads holds: allocated per warp, in units of 256."""
     return -(-regs * 32 // 256) * 256 * -(-threads // 32)
@@ -134,8 +153,17 @@ def test_source_compiles_with_nvrtc(source, label, defines, threads, arch):
             pytest.fail(f"{source} for sm_{arch}: {e}\n{nvrtc.getProgramLog(prog)}")
         log = nvrtc.getProgramLog(prog)
         lowered = {e: nvrtc.getLoweredName(prog, e) for e in exprs}
+        ptx = nvrtc.getPTX(prog).decode(errors="replace")
     finally:
         nvrtc.destroyProgram(prog)
+
+    # __launch_bounds__ on every kernel: the compiler then fits the largest block the
+    # launchers use, instead of a launch failing on a future NVRTC.
+    bounds = ptx_max_threads(ptx)
+    for e, low in lowered.items():
+        assert bounds.get(low) == threads, (
+            f"{e}: PTX .maxntid gives {bounds.get(low)} threads, expected "
+            f"__launch_bounds__ of {threads}")
 
     assert not re.search(r"\bwarning\b", log, re.I), log
     report = ptxas_report(log)
@@ -157,3 +185,22 @@ def test_source_compiles_with_nvrtc(source, label, defines, threads, arch):
         assert block_registers(r["registers"], threads) <= REGS_PER_SM, (
             f"{e} on sm_{arch}: {r['registers']} registers x {threads} threads exceed "
             f"the {REGS_PER_SM} registers of a block")
+
+
+def test_nvrtc_reports_errors_at_the_real_file_and_line(tmp_path):
+    """load_source's #line directives: an error after the spliced window.cuh (77 lines)
+    is reported at its own line of the .cu file."""
+    nvrtc = _nvrtc()
+    (tmp_path / "window.cuh").write_text(open(os.path.join(CUDA_DIR, "window.cuh")).read())
+    (tmp_path / "bad.cu").write_text('#include "window.cuh"\n\n'
+                                     "__global__ void k(float* y)\n{\n"
+                                     "    y[0] = not_declared_anywhere;\n}\n")
+    text = load_source(str(tmp_path / "bad.cu"))
+    prog = nvrtc.createProgram(text, "bad.cu", [], [])
+    try:
+        with pytest.raises(nvrtc.NVRTCError):
+            nvrtc.compileProgram(prog, list(COMPILE_OPTIONS))
+        log = nvrtc.getProgramLog(prog)
+    finally:
+        nvrtc.destroyProgram(prog)
+    assert re.search(r"bad\.cu\(5\): error: identifier \"not_declared_anywhere\"", log), log

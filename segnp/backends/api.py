@@ -22,7 +22,8 @@ Signatures (the NumPy backend documents each in full):
 - ``same_label_pairs(labels, ksize, dilation=1, ignore_index=255)``: (N, H, W) ->
   int8 (N, K, H, W): 1 same label, 0 different, -1 not counted (outside, centre, ignored)
 - ``embedding_pair_loss(e, labels, ksize=3, dilation=1, alpha=0.5, beta=2.0, norm='l1',
-  ignore_index=255)``: Eqs. 1-2 for one dilation -> (loss_sum 0-d array, count int)
+  ignore_index=255)``: Eqs. 1-2 for one dilation -> (loss_sum 0-d array, count: an int,
+  or a 0-d integer array on the device, where the CUDA backends keep it to avoid a sync)
 - ``embedding_pair_loss_backward(e, labels, gloss, ksize=3, dilation=1, alpha=0.5,
   beta=2.0, norm='l1', ignore_index=255)`` -> ge, the gradient of loss_sum scaled by gloss
 """

@@ -18,6 +18,9 @@ class CupyBackend(Backend):
         self.rt = CupyRuntime(threads=threads, max_blocks=max_blocks)
         bind_launchers(self, self.rt)
 
+    def device_id(self):
+        return cupy.cuda.Device().id
+
     def asarray(self, a, dtype=None):
         return cupy.asarray(a, dtype=dtype)
 

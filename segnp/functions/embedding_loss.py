@@ -26,28 +26,28 @@ class EmbeddingLoss(Function):
         self.kw = dict(alpha=alpha, beta=beta, norm=norm, ignore_index=ignore_index)
 
     def forward(self, e, labels):
-        total = self.xp.zeros((), dtype=e.dtype)
+        xp = self.xp
+        total = xp.zeros((), dtype=e.dtype)
         self.counts = []
         for dilation in self.dilations:
             loss_sum, count = self.backend.embedding_pair_loss(
                 e, labels, self.ksize, dilation, **self.kw)
+            # The count may be a device array: never read it on the host (a GPU stall).
+            # Without pairs loss_sum is 0, so dividing by max(count, 1) gives the 0.
+            count = xp.maximum(xp.asarray(count, dtype=e.dtype), 1)
             self.counts.append(count)
-            if count:
-                total = total + loss_sum / count
+            total = total + loss_sum / count
         if self.needs_input_grad[0]:
             self.e, self.labels = e, labels
-        return self.xp.asarray(total, dtype=e.dtype)
+        return xp.asarray(total, dtype=e.dtype)
 
     def backward(self, gloss):
         ge = None
         for dilation, count in zip(self.dilations, self.counts):
-            if not count:
-                continue
+            # A dilation without pairs gives a zero gradient here, as it should.
             g = self.backend.embedding_pair_loss_backward(
                 self.e, self.labels, gloss / count, self.ksize, dilation, **self.kw)
             ge = g if ge is None else ge + g
-        if ge is None:
-            ge = self.xp.zeros_like(self.e)
         return ge, None
 
 

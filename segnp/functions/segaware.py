@@ -22,7 +22,7 @@ next to the features, and the bilateral filter reuses one mask for ``repeat`` pa
 import numbers
 
 from ..autograd import Function, Tensor, as_tensor
-from ..backends.window import segaware_geometry, tap_valid
+from ..backends.window import segaware_geometry
 from .._validate import check_float, check_ndim, check_norm, check_same_dtype
 
 __all__ = ["im2dist", "segaware_mask", "segaware_bilateral", "segaware_conv2d"]
@@ -71,7 +71,7 @@ class SegAwareMask(_Window, Function):
         xp = self.xp
         H, W = e.shape[2:]
         k, s, p, dl, _ = segaware_geometry("segaware_mask", H, W, self.ksize, **self.window())
-        valid = xp.asarray(tap_valid(H, W, k, s, p, dl, self.include_center, dtype=e.dtype))
+        valid = self.backend.tap_valid(H, W, k, s, p, dl, self.include_center, dtype=e.dtype)
         d = self.backend.im2dist(e, self.ksize, norm=self.norm, **self.window())
         lam = lam.astype(e.dtype)
         m = xp.exp(-lam * d)

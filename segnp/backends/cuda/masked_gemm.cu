@@ -29,6 +29,13 @@
 // thread grid so that shared-memory reads are broadcasts or consecutive.  The
 // launcher may #define another tile shape before this source; blockDim.x must be
 // MG_THREADS.  Partial tiles are padded with zeros, so any size works.
+//
+// Grids: the batch is folded into gridDim.x (block x = n * tiles + tile), since
+// gridDim.z (and y) stop at 65535 and a batch may not.
+//
+// Index widths: offsets into whole tensors are 64-bit.  Within one image, pixel and
+// output indices (H*W, OH*OW) and the reduction and column counts (C*K, F*K) are
+// 32-bit; the launcher refuses shapes past 2^31 - 1 for any of them, naming the limit.
 
 #include "window.cuh"
 
@@ -104,6 +111,19 @@ __device__ inline void mg_mma(const T (*As)[MG_BM + MG_PAD], const T (*Bs)[MG_BN
     }
 }
 
+// Image n and tile t of a block whose gridDim.x holds N images of `tiles` tiles each.
+struct MgFold {
+    int n, t;
+};
+
+__device__ inline MgFold mg_fold(int tiles)
+{
+    MgFold b;
+    b.n = (int)(blockIdx.x / (unsigned)tiles);
+    b.t = (int)(blockIdx.x - (unsigned)b.n * (unsigned)tiles);
+    return b;
+}
+
 template <typename T>
 __device__ inline void mg_zero(T (*acc)[MG_TN])
 {
@@ -123,17 +143,19 @@ __device__ inline void mg_load_rowmajor(T (*As)[MG_BM + MG_PAD], const T* A, int
     }
 }
 
-// Forward.  Reduction index r = k*C + c.  Grid (ceil(P / MG_BN), ceil(F / MG_BM), N).
+// Forward.  Reduction index r = k*C + c.  Grid (N * ceil(P / MG_BN), ceil(F / MG_BM)).
 template <typename T>
-__global__ void masked_gemm_fwd(const T* x, const T* m, const T* wk, const T* inv, T* y,
-                                int C, int H, int W, int F, int KS, int OH, int OW, int SH,
-                                int SW, int PH, int PW, int DH, int DW)
+__global__ void __launch_bounds__(MG_THREADS, 1)
+masked_gemm_fwd(const T* x, const T* m, const T* wk, const T* inv, T* y,
+                int C, int H, int W, int F, int KS, int OH, int OW, int SH,
+                int SW, int PH, int PW, int DH, int DW)
 {
     __shared__ T As[MG_BK][MG_BM + MG_PAD];
     __shared__ T Bs[MG_BK][MG_BN + MG_PAD];
     const int K = KS * KS, P = OH * OW, CK = C * K;
     const int tid = threadIdx.x, ty = tid / MG_TX, tx = tid % MG_TX;
-    const int n = blockIdx.z, f0 = blockIdx.y * MG_BM, o0 = blockIdx.x * MG_BN;
+    const MgFold b = mg_fold((P + MG_BN - 1) / MG_BN);
+    const int n = b.n, f0 = blockIdx.y * MG_BM, o0 = b.t * MG_BN;
     const T* xn = x + (long long)n * C * H * W;
     const T* mn = m + (long long)n * K * P;
     // This thread always fills column bn of the column tile, so its window is fixed.
@@ -171,17 +193,19 @@ __global__ void masked_gemm_fwd(const T* x, const T* m, const T* wk, const T* in
     }
 }
 
-// gx.  Reduction index r = k*F + f.  Grid (ceil(H*W / MG_BN), ceil(C / MG_BM), N).
+// gx.  Reduction index r = k*F + f.  Grid (N * ceil(H*W / MG_BN), ceil(C / MG_BM)).
 template <typename T>
-__global__ void masked_gemm_bwd_x(const T* gy, const T* m, const T* wT, const T* inv, T* gx,
-                                  int C, int H, int W, int F, int KS, int OH, int OW, int SH,
-                                  int SW, int PH, int PW, int DH, int DW)
+__global__ void __launch_bounds__(MG_THREADS, 1)
+masked_gemm_bwd_x(const T* gy, const T* m, const T* wT, const T* inv, T* gx,
+                  int C, int H, int W, int F, int KS, int OH, int OW, int SH,
+                  int SW, int PH, int PW, int DH, int DW)
 {
     __shared__ T As[MG_BK][MG_BM + MG_PAD];
     __shared__ T Bs[MG_BK][MG_BN + MG_PAD];
     const int K = KS * KS, P = OH * OW, HW = H * W, R = K * F;
     const int tid = threadIdx.x, ty = tid / MG_TX, tx = tid % MG_TX;
-    const int n = blockIdx.z, c0 = blockIdx.y * MG_BM, p0 = blockIdx.x * MG_BN;
+    const MgFold b = mg_fold((HW + MG_BN - 1) / MG_BN);
+    const int n = b.n, c0 = blockIdx.y * MG_BM, p0 = b.t * MG_BN;
     const T* gyn = gy + (long long)n * F * P;
     const T* mn = m + (long long)n * K * P;
     const T* invn = inv + (long long)n * P;
@@ -230,15 +254,18 @@ __global__ void masked_gemm_bwd_x(const T* gy, const T* m, const T* wT, const T*
 // A fixed chunk per block (not atomics) keeps the sum deterministic.
 // Grid (ceil(C*K / MG_BN), ceil(F / MG_BM), S) with S*chunk >= N*P, chunk % MG_BK == 0.
 template <typename T>
-__global__ void masked_gemm_bwd_w(const T* x, const T* m, const T* gy, const T* inv, T* part,
-                                  int N, int C, int H, int W, int F, int KS, int OH, int OW,
-                                  int SH, int SW, int PH, int PW, int DH, int DW, int chunk)
+__global__ void __launch_bounds__(MG_THREADS, 1)
+masked_gemm_bwd_w(const T* x, const T* m, const T* gy, const T* inv, T* part,
+                  int N, int C, int H, int W, int F, int KS, int OH, int OW,
+                  int SH, int SW, int PH, int PW, int DH, int DW, int chunk)
 {
     __shared__ T As[MG_BK][MG_BM + MG_PAD];
     __shared__ T Bs[MG_BK][MG_BN + MG_PAD];
     // Where column q = k*C + c of this tile reads: x offset of channel c, m offset of
-    // tap k, and the tap's displacement (row, col) from the output's corner.
-    __shared__ int col_x[MG_BN], col_m[MG_BN], col_dh[MG_BN], col_dw[MG_BN];
+    // tap k (both within one image, where C*H*W and K*P may pass 2^31), and the tap's
+    // displacement (row, col) from the output's corner.
+    __shared__ long long col_x[MG_BN], col_m[MG_BN];
+    __shared__ int col_dh[MG_BN], col_dw[MG_BN];
     const int K = KS * KS, P = OH * OW, CK = C * K, HW = H * W;
     const long long NP = (long long)N * P;
     const int tid = threadIdx.x, ty = tid / MG_TX, tx = tid % MG_TX;
@@ -247,8 +274,8 @@ __global__ void masked_gemm_bwd_w(const T* x, const T* m, const T* gy, const T* 
     const long long rend = rbeg + chunk < NP ? rbeg + chunk : NP;
     for (int j = tid; j < MG_BN; j += MG_THREADS) {
         const MgRow q = mg_row(q0 + j, C, KS);
-        col_x[j] = q.l * HW;
-        col_m[j] = q0 + j < CK ? q.k * P : -1;
+        col_x[j] = (long long)q.l * HW;
+        col_m[j] = q0 + j < CK ? (long long)q.k * P : -1;
         col_dh[j] = q.ki * DH - PH;
         col_dw[j] = q.kj * DW - PW;
     }
@@ -297,18 +324,20 @@ __global__ void masked_gemm_bwd_w(const T* x, const T* m, const T* gy, const T* 
 // Q[n, k, o] = sum_c x[n, c, tap(o, k)] * sum_f W[f, c, k] gy[n, f, o].  One block per
 // (output tile, tap k, image): it forms the C x MG_BN tile of W_k^T gy one MG_BM slab
 // of channels at a time and folds each slab into per-column sums at once, so the
-// C x K x P product is never stored.  Grid (ceil(P / MG_BN), K, N).
+// C x K x P product is never stored.  Grid (N * ceil(P / MG_BN), K).
 template <typename T>
-__global__ void masked_gemm_bwd_m(const T* x, const T* gy, const T* wT, T* Q, int C, int H,
-                                  int W, int F, int KS, int OH, int OW, int SH, int SW,
-                                  int PH, int PW, int DH, int DW)
+__global__ void __launch_bounds__(MG_THREADS, 1)
+masked_gemm_bwd_m(const T* x, const T* gy, const T* wT, T* Q, int C, int H,
+                  int W, int F, int KS, int OH, int OW, int SH, int SW,
+                  int PH, int PW, int DH, int DW)
 {
     __shared__ T As[MG_BK][MG_BM + MG_PAD];
     __shared__ T Bs[MG_BK][MG_BN + MG_PAD];
     __shared__ T red[MG_TY][MG_BN];
     const int K = KS * KS, P = OH * OW, HW = H * W;
     const int tid = threadIdx.x, ty = tid / MG_TX, tx = tid % MG_TX;
-    const int n = blockIdx.z, k = blockIdx.y, o0 = blockIdx.x * MG_BN;
+    const MgFold b = mg_fold((P + MG_BN - 1) / MG_BN);
+    const int n = b.n, k = blockIdx.y, o0 = b.t * MG_BN;
     const T* xn = x + (long long)n * C * HW;
     const T* gyn = gy + (long long)n * F * P;
     const T* wk = wT + (long long)k * F;  // row c of W_k^T starts at wk + c*K*F

@@ -20,8 +20,9 @@ __device__ inline int pair_tap(int ph, int pw, int k, int H, int W, int KS, int 
 }
 
 // The paper's "im2parity": pairs[n, k, p] = 1 (same label), 0 (different), -1 (not counted).
-__global__ void im2parity(const int* labels, signed char* pairs, int N, int H, int W, int KS,
-                          int DIL, int ignore)
+__global__ void __launch_bounds__(SEG_MAX_THREADS, 1)
+im2parity(const int* labels, signed char* pairs, int N, int H, int W, int KS,
+          int DIL, int ignore)
 {
     const int K = KS * KS, HW = H * W;
     const long long total = (long long)N * K * HW;
@@ -50,9 +51,10 @@ __device__ inline T pair_dist(const T* en, int p, int t, int D, int HW, int norm
 // deterministic (a fixed tree per block, a fixed order across blocks, no atomics).
 // blockDim.x must be at most SEG_MAX_THREADS.
 template <typename T>
-__global__ void pair_loss_fwd(const T* e, const int* labels, T* part_loss, int* part_count,
-                              int N, int D, int H, int W, int KS, int DIL, int norm, T alpha,
-                              T beta, int ignore)
+__global__ void __launch_bounds__(SEG_MAX_THREADS, 1)
+pair_loss_fwd(const T* e, const int* labels, T* part_loss, int* part_count,
+              int N, int D, int H, int W, int KS, int DIL, int norm, T alpha,
+              T beta, int ignore)
 {
     __shared__ T sloss[SEG_MAX_THREADS];
     __shared__ int scount[SEG_MAX_THREADS];
@@ -102,9 +104,10 @@ __global__ void pair_loss_fwd(const T* e, const int* labels, T* part_loss, int* 
 // closer than beta, 0 otherwise (at the kinks too).  One thread per pixel writes its
 // own D values, so nothing is written twice.
 template <typename T>
-__global__ void pair_loss_bwd(const T* e, const int* labels, const T* gloss, T* ge, int N,
-                              int D, int H, int W, int KS, int DIL, int norm, T alpha,
-                              T beta, int ignore)
+__global__ void __launch_bounds__(SEG_MAX_THREADS, 1)
+pair_loss_bwd(const T* e, const int* labels, const T* gloss, T* ge, int N,
+              int D, int H, int W, int KS, int DIL, int norm, T alpha,
+              T beta, int ignore)
 {
     const int K = KS * KS, HW = H * W;
     const long long total = (long long)N * HW;

@@ -17,9 +17,10 @@
 // The centre of output (oh, ow) is the pixel of tap K/2, (oh*SH + CH, ow*SW + CW); the
 // launcher keeps the padding at most the default, so it always lies in the image.
 template <typename T>
-__global__ void im2dist_fwd(const T* e, T* d, int N, int D, int H, int W, int KS,
-                            int OH, int OW, int SH, int SW, int PH, int PW, int DH, int DW,
-                            int CH, int CW, int norm)
+__global__ void __launch_bounds__(SEG_MAX_THREADS, 1)
+im2dist_fwd(const T* e, T* d, int N, int D, int H, int W, int KS,
+            int OH, int OW, int SH, int SW, int PH, int PW, int DH, int DW,
+            int CH, int CW, int norm)
 {
     const SegWindow g = {H, W, KS, OH, OW, SH, SW, PH, PW, DH, DW};
     const int K = KS * KS, P = OH * OW, HW = H * W;
@@ -41,9 +42,10 @@ __global__ void im2dist_fwd(const T* e, T* d, int N, int D, int H, int W, int KS
 // ge[n, :, p]: pixel p is the tap of some pairs and the centre of others; both sums
 // are gathered here, the first by walking the window backwards from p.
 template <typename T>
-__global__ void im2dist_bwd(const T* e, const T* d, const T* gd, T* ge, int N, int D,
-                            int H, int W, int KS, int OH, int OW, int SH, int SW, int PH,
-                            int PW, int DH, int DW, int CH, int CW, int norm)
+__global__ void __launch_bounds__(SEG_MAX_THREADS, 1)
+im2dist_bwd(const T* e, const T* d, const T* gd, T* ge, int N, int D,
+            int H, int W, int KS, int OH, int OW, int SH, int SW, int PH,
+            int PW, int DH, int DW, int CH, int CW, int norm)
 {
     const SegWindow g = {H, W, KS, OH, OW, SH, SW, PH, PW, DH, DW};
     const int K = KS * KS, P = OH * OW, HW = H * W;
@@ -77,7 +79,8 @@ __global__ void im2dist_bwd(const T* e, const T* d, const T* gd, T* ge, int N, i
 // inv[n, o] = 1 / (sum_k m[n, k, o] + eps), the denominator of Eqs. 4 and 7;
 // 1 when the caller does not normalise (normalize == 0).
 template <typename T>
-__global__ void mask_inv(const T* m, T* inv, int N, int K, int P, T eps, int normalize)
+__global__ void __launch_bounds__(SEG_MAX_THREADS, 1)
+mask_inv(const T* m, T* inv, int N, int K, int P, T eps, int normalize)
 {
     SEG_GRID_LOOP(i, (long long)N * P) {
         const T* mn = m + (i / P) * K * P + i % P;
@@ -89,9 +92,10 @@ __global__ void mask_inv(const T* m, T* inv, int N, int K, int P, T eps, int nor
 
 // Eq. 4: y[n, c, o] = sum_k x[n, c, tap(o, k)] m[n, k, o] / (sum_k m[n, k, o] + eps).
 template <typename T>
-__global__ void bilateral_fwd(const T* x, const T* m, T* y, int N, int C, int H, int W,
-                              int KS, int OH, int OW, int SH, int SW, int PH, int PW,
-                              int DH, int DW, T eps)
+__global__ void __launch_bounds__(SEG_MAX_THREADS, 1)
+bilateral_fwd(const T* x, const T* m, T* y, int N, int C, int H, int W,
+              int KS, int OH, int OW, int SH, int SW, int PH, int PW,
+              int DH, int DW, T eps)
 {
     const SegWindow g = {H, W, KS, OH, OW, SH, SW, PH, PW, DH, DW};
     const int K = KS * KS, P = OH * OW;
@@ -112,9 +116,10 @@ __global__ void bilateral_fwd(const T* x, const T* m, T* y, int N, int C, int H,
 
 // gx[n, c, p] = sum over (o, k) with tap(o, k) == p of gy[n, c, o] m[n, k, o] inv[n, o].
 template <typename T>
-__global__ void bilateral_bwd_x(const T* gy, const T* m, const T* inv, T* gx, int N, int C,
-                                int H, int W, int KS, int OH, int OW, int SH, int SW,
-                                int PH, int PW, int DH, int DW)
+__global__ void __launch_bounds__(SEG_MAX_THREADS, 1)
+bilateral_bwd_x(const T* gy, const T* m, const T* inv, T* gx, int N, int C,
+                int H, int W, int KS, int OH, int OW, int SH, int SW,
+                int PH, int PW, int DH, int DW)
 {
     const SegWindow g = {H, W, KS, OH, OW, SH, SW, PH, PW, DH, DW};
     const int K = KS * KS, P = OH * OW, HW = H * W;
@@ -136,8 +141,9 @@ __global__ void bilateral_bwd_x(const T* gy, const T* m, const T* inv, T* gx, in
 // add to the loss per unit of (unnormalised) weight.  The mask gradient of Eq. 4 is
 // built from it by mask_grad_finish.
 template <typename T>
-__global__ void tap_dot(const T* x, const T* gy, T* G, int N, int C, int H, int W, int KS,
-                        int OH, int OW, int SH, int SW, int PH, int PW, int DH, int DW)
+__global__ void __launch_bounds__(SEG_MAX_THREADS, 1)
+tap_dot(const T* x, const T* gy, T* G, int N, int C, int H, int W, int KS,
+        int OH, int OW, int SH, int SW, int PH, int PW, int DH, int DW)
 {
     const SegWindow g = {H, W, KS, OH, OW, SH, SW, PH, PW, DH, DW};
     const int K = KS * KS, P = OH * OW, HW = H * W;
@@ -158,7 +164,8 @@ __global__ void tap_dot(const T* x, const T* gy, T* G, int N, int C, int H, int 
 // and inv = 1 / (sum_k m_k + eps), dy/dm_k = inv (A_k - y); summed against gy this is
 // the line above, for Eq. 4 (A_k = x_k) and for Eq. 7 (A_k = sum_c W_ck x_ck) alike.
 template <typename T>
-__global__ void mask_grad_finish(const T* m, const T* inv, T* G, int N, int K, int P)
+__global__ void __launch_bounds__(SEG_MAX_THREADS, 1)
+mask_grad_finish(const T* m, const T* inv, T* G, int N, int K, int P)
 {
     SEG_GRID_LOOP(i, (long long)N * P) {
         const T* mn = m + (i / P) * K * P + i % P;
@@ -173,9 +180,10 @@ __global__ void mask_grad_finish(const T* m, const T* inv, T* G, int N, int K, i
 // The composed reference path of Eq. 7 (Sec. 4.2 taken literally): masked columns
 // cols[n, c*K + k, o] = x[n, c, tap(o, k)] m[n, k, o], to be multiplied by cuBLAS.
 template <typename T>
-__global__ void masked_im2col(const T* x, const T* m, T* cols, int N, int C, int H, int W,
-                              int KS, int OH, int OW, int SH, int SW, int PH, int PW,
-                              int DH, int DW)
+__global__ void __launch_bounds__(SEG_MAX_THREADS, 1)
+masked_im2col(const T* x, const T* m, T* cols, int N, int C, int H, int W,
+              int KS, int OH, int OW, int SH, int SW, int PH, int PW,
+              int DH, int DW)
 {
     const SegWindow g = {H, W, KS, OH, OW, SH, SW, PH, PW, DH, DW};
     const int K = KS * KS, P = OH * OW;
@@ -190,9 +198,10 @@ __global__ void masked_im2col(const T* x, const T* m, T* cols, int N, int C, int
 // The adjoint of masked_im2col, gathered: gx[n, c, p] = sum over (o, k) with
 // tap(o, k) == p of gcols[n, c*K + k, o] m[n, k, o].
 template <typename T>
-__global__ void masked_col2im(const T* gcols, const T* m, T* gx, int N, int C, int H, int W,
-                              int KS, int OH, int OW, int SH, int SW, int PH, int PW,
-                              int DH, int DW)
+__global__ void __launch_bounds__(SEG_MAX_THREADS, 1)
+masked_col2im(const T* gcols, const T* m, T* gx, int N, int C, int H, int W,
+              int KS, int OH, int OW, int SH, int SW, int PH, int PW,
+              int DH, int DW)
 {
     const SegWindow g = {H, W, KS, OH, OW, SH, SW, PH, PW, DH, DW};
     const int K = KS * KS, P = OH * OW, HW = H * W;

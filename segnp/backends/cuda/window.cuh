@@ -7,8 +7,12 @@
 // pixels outside the H x W image are padding.
 
 // The largest block a grid-stride launch may use (Runtime's limit on ``threads``);
-// block-reduction buffers are sized for it.  tests/test_nvrtc.py checks that every
-// such kernel fits a block this large (at most 64 registers a thread).
+// block-reduction buffers are sized for it.  Every grid-stride kernel declares
+// __launch_bounds__(SEG_MAX_THREADS, 1), so the compiler keeps it within the 64
+// registers a thread of such a block may hold (spilling rather than failing the launch
+// with "too many resources requested"); the 1 (one resident block suffices) stops
+// ptxas from aiming at two blocks per SM, which halves the registers to 32 and spills.
+// tests/test_nvrtc.py checks the bound in the PTX.
 #define SEG_MAX_THREADS 1024
 
 // A grid-stride loop: i over [0, total), spread over the whole grid, so a kernel gives

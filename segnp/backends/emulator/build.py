@@ -9,8 +9,8 @@ kernel or the prelude rebuilds it and nothing else does.
 
 ``SEGNP_EMULATOR_SANITIZE=address`` builds with AddressSanitizer (a separate cache
 entry); the process must then run with libasan preloaded (see tests/test_emulator.py).
-Use it on kernels without ``__syncthreads``: ASan is not told about the fiber stack
-switches and may misreport inside fibers.
+The prelude announces every fiber switch to ASan, so kernels with ``__syncthreads``
+(run as fibers) are checked too.
 """
 import ctypes
 import functools
@@ -149,6 +149,9 @@ class Library:
         self.path = path
         self._lib = ctypes.CDLL(path)
         self._lib.segemu_error.restype = ctypes.c_char_p
+        self.configure = self._lib.segemu_configure
+        self.configure.restype = None
+        self.configure.argtypes = [ctypes.c_int, ctypes.c_ulonglong, ctypes.c_ulonglong]
         self._symbols = symbols
         self._entries = {}
 

@@ -17,6 +17,14 @@
 //
 // What it cannot see: races between threads (they never overlap) and warp behaviour;
 // warp intrinsics are deliberately left undefined so that using one fails to compile.
+// To expose a missing barrier whichever way it points, threads (and blocks) can run in
+// descending order between barriers (segemu_configure): a thread that reads a
+// lower-numbered thread's store without a __syncthreads sees it in ascending order
+// and misses it in descending order, and the other way round for a higher-numbered one.
+//
+// Under AddressSanitizer (SEGNP_EMULATOR_SANITIZE=address) each switch between the
+// scheduler and a fiber is announced with __sanitizer_{start,finish}_switch_fiber, so
+// that ASan checks fiber stacks as stacks instead of misreporting them.
 #include <math.h>
 #include <cmath>
 #include <cstddef>
@@ -30,6 +38,12 @@
 #include <sys/mman.h>
 #include <ucontext.h>
 #include <unistd.h>
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/common_interface_defs.h>
+#define SEGEMU_ASAN 1
+#else
+#define SEGEMU_ASAN 0
+#endif
 
 #define __global__
 #define __device__
@@ -135,7 +149,7 @@ namespace segemu {
 
 typedef void (*Thunk)(void**);
 enum State { RUNNING, AT_BARRIER, DONE, FAILED };
-struct Fiber { ucontext_t ctx; State state; int line; uint3 tid; };
+struct Fiber { ucontext_t ctx; State state; int line; uint3 tid; void* fake_stack; };
 
 static const size_t kStack = 256 * 1024;  // reserved, not committed: pages fault in on use
 static char error_text[512];
@@ -149,6 +163,48 @@ static size_t n_stacks = 0;
 static Thunk job_thunk;
 static void** job_args;
 static unsigned char* dynamic_shared = nullptr;
+// Set by segemu_configure before a launch: the order of threads and blocks, and the
+// range [first_block, end_block) of linear block indices to run (a partial launch, for
+// tests of tensors too large to compute whole: the other blocks' outputs are not written).
+static bool descending = false;
+static unsigned long long first_block = 0, end_block = ~0ull;
+
+// ASan's view of the stack switches: the scheduler's stack, and the fake stack of the
+// context being left (see sanitizer/common_interface_defs.h).
+static const void* sched_stack_bottom = nullptr;
+static size_t sched_stack_size = 0;
+static void* sched_fake_stack = nullptr;
+
+static inline void to_fiber(Fiber& f)
+{
+#if SEGEMU_ASAN
+    __sanitizer_start_switch_fiber(&sched_fake_stack, f.ctx.uc_stack.ss_sp,
+                                   f.ctx.uc_stack.ss_size);
+#endif
+    swapcontext(&scheduler, &f.ctx);
+#if SEGEMU_ASAN
+    __sanitizer_finish_switch_fiber(sched_fake_stack, nullptr, nullptr);
+#endif
+}
+
+// In a fiber: announce the switch back to the scheduler; ``ending`` when the fiber's
+// stack is done with (it returns or fails and is never resumed).
+static inline void leaving_fiber(bool ending)
+{
+#if SEGEMU_ASAN
+    __sanitizer_start_switch_fiber(ending ? nullptr : &current->fake_stack, sched_stack_bottom,
+                                   sched_stack_size);
+#else
+    (void)ending;
+#endif
+}
+
+static inline void entered_fiber()
+{
+#if SEGEMU_ASAN
+    __sanitizer_finish_switch_fiber(current->fake_stack, &sched_stack_bottom, &sched_stack_size);
+#endif
+}
 
 // Stop the launch: the loop runner longjmps out of the kernel (same stack, upward); a
 // fiber parks itself as FAILED and the scheduler abandons the block.
@@ -160,6 +216,7 @@ static unsigned char* dynamic_shared = nullptr;
                  thread_idx.x, thread_idx.y, thread_idx.z);
     if (fiber_mode) {
         current->state = FAILED;
+        leaving_fiber(true);
         swapcontext(&current->ctx, &scheduler);
     } else {
         longjmp(loop_escape, 1);
@@ -174,13 +231,18 @@ static void syncthreads(int line)
              "parser found no __syncthreads in it or its callees", line);
     current->state = AT_BARRIER;
     current->line = line;
+    leaving_fiber(false);
     swapcontext(&current->ctx, &scheduler);
+    entered_fiber();
 }
 
 static void fiber_main()
 {
+    current->fake_stack = nullptr;
+    entered_fiber();
     job_thunk(job_args);
     current->state = DONE;  // returning resumes uc_link, the scheduler
+    leaving_fiber(true);
 }
 
 static bool ensure_stacks(size_t n)
@@ -202,12 +264,13 @@ static bool ensure_stacks(size_t n)
 static bool run_block_loop()
 {
     if (setjmp(loop_escape)) return false;
-    for (unsigned z = 0; z < block_dim.z; ++z)
-        for (unsigned y = 0; y < block_dim.y; ++y)
-            for (unsigned x = 0; x < block_dim.x; ++x) {
-                thread_idx = uint3{x, y, z};
-                job_thunk(job_args);
-            }
+    const size_t n = (size_t)block_dim.x * block_dim.y * block_dim.z;
+    for (size_t j = 0; j < n; ++j) {
+        const size_t i = descending ? n - 1 - j : j;
+        thread_idx = uint3{unsigned(i % block_dim.x), unsigned(i / block_dim.x % block_dim.y),
+                           unsigned(i / (block_dim.x * block_dim.y))};
+        job_thunk(job_args);
+    }
     return true;
 }
 
@@ -228,12 +291,12 @@ static bool run_block_fibers(size_t n)
     for (;;) {
         size_t waiting = 0, done = 0;
         int line = -1;
-        for (size_t i = 0; i < n; ++i) {
-            Fiber& f = fibers[i];
+        for (size_t j = 0; j < n; ++j) {
+            Fiber& f = fibers[descending ? n - 1 - j : j];
             if (f.state == RUNNING) {
                 current = &f;
                 thread_idx = f.tid;
-                swapcontext(&scheduler, &f.ctx);
+                to_fiber(f);
                 if (f.state == FAILED) return false;
             }
             if (f.state == DONE) { ++done; continue; }
@@ -283,12 +346,14 @@ static int launch(Thunk thunk, void** args, const unsigned* g, const unsigned* b
     block_dim = dim3(b[0], b[1], b[2]);
     grid_dim = dim3(g[0], g[1], g[2]);
     bool ok = true;
-    for (unsigned z = 0; ok && z < g[2]; ++z)
-        for (unsigned y = 0; ok && y < g[1]; ++y)
-            for (unsigned x = 0; ok && x < g[0]; ++x) {
-                block_idx = uint3{x, y, z};
-                ok = use_fibers ? run_block_fibers(n) : run_block_loop();
-            }
+    const unsigned long long blocks = (unsigned long long)g[0] * g[1] * g[2];
+    const unsigned long long lo = first_block, hi = end_block < blocks ? end_block : blocks;
+    for (unsigned long long j = lo; ok && j < hi; ++j) {
+        const unsigned long long b = descending ? hi - 1 - (j - lo) : j;
+        block_idx = uint3{unsigned(b % g[0]), unsigned(b / g[0] % g[1]),
+                          unsigned(b / ((unsigned long long)g[0] * g[1]))};
+        ok = use_fibers ? run_block_fibers(n) : run_block_loop();
+    }
     fiber_mode = false;
     free(dynamic_shared);
     dynamic_shared = nullptr;
@@ -320,3 +385,10 @@ static void thunk(void** a) { call_with(F, a); }
 // Only the entry points are exported: the library is built with -fvisibility=hidden.
 #define SEGEMU_EXPORT __attribute__((visibility("default")))
 extern "C" SEGEMU_EXPORT const char* segemu_error() { return segemu::error_text; }
+extern "C" SEGEMU_EXPORT void segemu_configure(int descending, unsigned long long first_block,
+                                               unsigned long long end_block)
+{
+    segemu::descending = descending != 0;
+    segemu::first_block = first_block;
+    segemu::end_block = end_block;
+}

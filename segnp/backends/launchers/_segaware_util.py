@@ -1,7 +1,7 @@
 """What the segmentation-aware launchers (segaware, masked_conv, pairs) share: the
 window checks, contiguous inputs, 1-D launches, and the mask denominator of Eqs. 4 and 7.
 """
-from . import check_real, grid_1d, int32, real
+from . import _INT32_MAX, check_real, grid_1d, int32, real
 from ..api import NORM_EPS
 from ..window import segaware_geometry
 from ..._validate import check_ndim, check_same_dtype
@@ -20,6 +20,7 @@ def window(fn, H, W, ksize, stride, padding, dilation):
     """
     (KS, _), (SH, SW), (PH, PW), (DH, DW), (OH, OW) = segaware_geometry(
         fn, H, W, ksize, stride, padding, dilation)
+    plane_limit(fn, "OH*OW", OH * OW)
     # As in the NumPy backend: a larger padding would put window centres outside the
     # image, where no embedding exists.
     half = KS // 2
@@ -41,10 +42,19 @@ def centre_offsets(geo):
     return DH * (KS // 2) - PH, DW * (KS // 2) - PW
 
 
+def plane_limit(fn, what, value):
+    """The segmentation-aware kernels index pixels and outputs within one image with
+    32-bit ints (offsets across images and channels are 64-bit)."""
+    if value > _INT32_MAX:
+        raise ValueError(f"{fn}: {what} = {value} exceeds the CUDA kernels' 32-bit "
+                         f"per-image index limit of {_INT32_MAX}")
+
+
 def image(rt, fn, name, a, letters="(N, C, H, W)"):
     """Check a floating 4-d array and return it C-contiguous (RawKernels ignore strides)."""
     check_real(fn, name, a)
     check_ndim(fn, name, a, letters)
+    plane_limit(fn, "H*W", a.shape[2] * a.shape[3])
     return rt.xp.ascontiguousarray(a)
 
 

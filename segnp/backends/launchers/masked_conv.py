@@ -17,7 +17,7 @@ W (F, C, KS, KS) with K = KS*KS, y and gy (N, F, OH, OW).
 from . import check_real, int32
 from ..._validate import check_ndim
 from ._segaware_util import (finish_mask_grad, image, launch_flat, mask_inv, per_output,
-                             same_dtype, window)
+                             plane_limit, same_dtype, window)
 
 __all__ = ["masked_conv", "masked_conv_backward", "masked_conv_composed",
            "masked_conv_composed_backward", "tile_defines"]
@@ -49,15 +49,43 @@ def _cdiv(a, b):
     return -(-a // b)
 
 
+_GRID_X, _GRID_YZ = 2 ** 31 - 1, 65535
+
+
+def gemm_grid(fn, N, cols, rows, bm, bn, what):
+    """The grid of a masked-GEMM launch over ``N`` images of ``cols`` output columns
+    (tiled by ``bn``, folded with the batch into gridDim.x) and ``rows`` output rows
+    (tiled by ``bm`` on gridDim.y), or None when there is nothing to compute.
+    ValueError naming the limit when a dimension would pass CUDA's."""
+    tiles = _cdiv(cols, bn)
+    x, y = N * tiles, _cdiv(rows, bm)
+    if x == 0 or y == 0:
+        return None
+    if x > _GRID_X:
+        raise ValueError(f"{fn}: N * ceil({what[0]} / {bn}) = {x} blocks exceed CUDA's "
+                         f"gridDim.x limit of {_GRID_X}; split the batch")
+    if y > _GRID_YZ:
+        raise ValueError(f"{fn}: ceil({what[1]} / {bm}) = {y} blocks exceed CUDA's "
+                         f"gridDim.y limit of {_GRID_YZ}")
+    return x, y
+
+
+
+
 def _inputs(rt, fn, x, m, W, stride, padding, dilation):
-    x = image(rt, fn, "x", x)
-    N, C, H, Wd = x.shape
     check_real(fn, "W", W)
     check_ndim(fn, "W", W, "(F, C, KS, KS)")
+    check_ndim(fn, "x", x, "(N, C, H, W)")
+    N, C, H, Wd = x.shape
     if W.shape[1] != C or W.shape[2] != W.shape[3]:
         raise ValueError(f"{fn}: W must be (F, C, KS, KS) with C = {C} (x's channels) and "
                          f"a square window; got {tuple(W.shape)}")
     KS, geo, (OH, OW) = window(fn, H, Wd, W.shape[2], stride, padding, dilation)
+    # Besides H*W (image) and OH*OW (window), the GEMMs' reduction and column counts;
+    # all before the copies, which could be huge.
+    plane_limit(fn, "C*K", C * KS * KS)
+    plane_limit(fn, "F*K", W.shape[0] * KS * KS)
+    x = image(rt, fn, "x", x)
     m = per_output(rt, fn, "m", m, (N, KS * KS, OH, OW), "(N, K, OH, OW)")
     wt = rt.xp.ascontiguousarray(W)
     same_dtype(fn, x=x, m=m, W=wt)
@@ -72,12 +100,14 @@ def masked_conv(rt, x, m, W, stride=1, padding=None, dilation=1, normalize=True)
     N, C, H, Wd = x.shape
     F = wt.shape[0]
     _, OH, OW = geo[:3]
-    inv = mask_inv(rt, m, normalize)
     y = rt.xp.empty((N, F, OH, OW), dtype=x.dtype)
-    wk = rt.xp.ascontiguousarray(wt.transpose(0, 2, 3, 1))  # (F, KH, KW, C): tap-major rows
     k, (bm, bn, _, threads) = _gemm(rt, "masked_gemm_fwd", x.dtype)
-    k((_cdiv(OH * OW, bn), _cdiv(F, bm), N), (threads,),
-      (x, m, wk, inv, y, *int32(C, H, Wd, F, *geo)))
+    grid = gemm_grid(fn, N, OH * OW, F, bm, bn, ("OH*OW", "F"))
+    if grid is None:  # N = 0 or F = 0 (C = 0 still launches: y is a sum of nothing, 0)
+        return y
+    inv = mask_inv(rt, m, normalize)
+    wk = rt.xp.ascontiguousarray(wt.transpose(0, 2, 3, 1))  # (F, KH, KW, C): tap-major rows
+    k(grid, (threads,), (x, m, wk, inv, y, *int32(C, H, Wd, F, *geo)))
     return y
 
 
@@ -114,24 +144,33 @@ def masked_conv_backward(rt, x, m, W, gy, stride=1, padding=None, dilation=1, no
     wT = xp.ascontiguousarray(wt.reshape(F, C, K).transpose(1, 2, 0)) if need_x or need_m else None
     sizes = int32(C, H, Wd, F, *geo)
     gx = gm = gW = None
+    # Empty shapes: a grid of None launches nothing; its output is empty, or a sum of
+    # nothing (0) where only the reduction is empty (gW when N = 0).
     if need_x:
         gx = xp.empty_like(x)
         k, (bm, bn, _, threads) = _gemm(rt, "masked_gemm_bwd_x", x.dtype)
-        k((_cdiv(H * Wd, bn), _cdiv(C, bm), N), (threads,), (gy, m, wT, inv, gx, *sizes))
+        grid = gemm_grid(fn, N, H * Wd, C, bm, bn, ("H*W", "C"))
+        if grid is not None:
+            k(grid, (threads,), (gy, m, wT, inv, gx, *sizes))
     if need_W:
         k, (bm, bn, bk, threads) = _gemm(rt, "masked_gemm_bwd_w", x.dtype)
-        S, chunk = _split(N * P, _cdiv(C * K, bn) * _cdiv(F, bm), bk)
-        part = xp.empty((S, F, KS, KS, C), dtype=x.dtype)  # tap-major columns
-        k((_cdiv(C * K, bn), _cdiv(F, bm), S), (threads,),
-          (x, m, gy, inv, part, *int32(N), *sizes, *int32(chunk)))
-        gW = xp.ascontiguousarray((part.sum(axis=0) if S > 1 else part[0])
-                                  .transpose(0, 3, 1, 2))
+        grid = gemm_grid(fn, 1, C * K, F, bm, bn, ("C*K", "F"))
+        if grid is None or N * P == 0:
+            gW = xp.zeros_like(wt)
+        else:
+            S, chunk = _split(N * P, grid[0] * grid[1], bk)
+            part = xp.empty((S, F, KS, KS, C), dtype=x.dtype)  # tap-major columns
+            k(grid + (S,), (threads,), (x, m, gy, inv, part, *int32(N), *sizes, *int32(chunk)))
+            gW = xp.ascontiguousarray((part.sum(axis=0) if S > 1 else part[0])
+                                      .transpose(0, 3, 1, 2))
     if need_m:
         gm = xp.empty_like(m)
         k, (bm, bn, _, threads) = _gemm(rt, "masked_gemm_bwd_m", x.dtype)
-        k((_cdiv(P, bn), K, N), (threads,), (x, gy, wT, gm, *sizes))
-        if normalize:
-            finish_mask_grad(rt, m, inv, gm)
+        grid = gemm_grid(fn, N, P, K, 1, bn, ("OH*OW", "K"))
+        if grid is not None:
+            k(grid, (threads,), (x, gy, wT, gm, *sizes))
+            if normalize:
+                finish_mask_grad(rt, m, inv, gm)
     return gx, gm, gW
 
 

@@ -11,7 +11,7 @@ import numpy as np
 from . import grid_1d, int32, real
 from ..api import NORMS
 from ..._validate import check_int, check_ndim, check_norm
-from ._segaware_util import image, launch_flat, window
+from ._segaware_util import image, launch_flat, plane_limit, window
 
 __all__ = ["same_label_pairs", "embedding_pair_loss", "embedding_pair_loss_backward"]
 
@@ -21,6 +21,7 @@ def _labels(rt, fn, labels, ksize, dilation):
     check_int(fn, "labels", labels)
     check_ndim(fn, "labels", labels, "(N, H, W)")
     N, H, W = labels.shape
+    plane_limit(fn, "H*W", H * W)
     KS, geo, _ = window(fn, H, W, ksize, 1, None, dilation)
     DH, DW = geo[7:9]
     if DH != DW:
@@ -50,7 +51,9 @@ def same_label_pairs(rt, labels, ksize, dilation=1, ignore_index=255):
 
 def embedding_pair_loss(rt, e, labels, ksize=3, dilation=1, alpha=0.5, beta=2.0, norm="l1",
                         ignore_index=255):
-    """Eqs. 1-2 for one dilation: (sum of the pair losses as a 0-d array, number of pairs).
+    """Eqs. 1-2 for one dilation: (sum of the pair losses, number of pairs), both 0-d
+    arrays on the device (the count int64): reading the count on the host would make
+    every call wait for the GPU.
 
     Each block sums its pixels' pairs in shared memory; the block sums are added on
     the device in a fixed order, so the result does not change from run to run.
@@ -67,7 +70,7 @@ def embedding_pair_loss(rt, e, labels, ksize=3, dilation=1, alpha=0.5, beta=2.0,
     k(grid, (rt.threads,),
       (e, lab, part_loss, part_count, *int32(N, D, H, W, KS, dil, NORMS.index(norm)),
        *real(e.dtype, alpha, beta), *int32(ignore_index)))
-    return part_loss.sum(), int(part_count.sum(dtype=np.int64))
+    return part_loss.sum(), rt.xp.asarray(part_count.sum(dtype=np.int64))
 
 
 def embedding_pair_loss_backward(rt, e, labels, gloss, ksize=3, dilation=1, alpha=0.5,

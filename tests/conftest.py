@@ -1,0 +1,50 @@
+"""Test-suite switches for the CUDA kernels.
+
+- ``SEGNP_REQUIRE_GPU=1``: a test marked ``gpu`` that skips (no CuPy, no device, a CuPy
+  wheel too new for the driver...) fails instead, so that a GPU run cannot be green
+  while checking nothing (benchmarks/gpu_verify.sh sets it).
+- ``emulator_order``: tests that use this fixture (the kernel parity modules name it in
+  ``pytestmark``) run twice, with the emulator's threads in ascending and in descending
+  order between barriers (``SEGNP_EMULATOR_ORDER``), which exposes a missing
+  ``__syncthreads`` whichever thread's store it would have waited for.  Tests marked
+  ``gpu`` run once: the order is the emulator's, not the device's.
+"""
+import os
+
+import pytest
+
+ORDERS = ("ascending", "descending")
+
+
+def require_gpu():
+    return os.environ.get("SEGNP_REQUIRE_GPU", "").strip() == "1"
+
+
+def pytest_report_header(config):
+    if require_gpu():
+        return "SEGNP_REQUIRE_GPU=1: skipped gpu tests count as failures"
+    return None
+
+
+def pytest_generate_tests(metafunc):
+    if "emulator_order" in metafunc.fixturenames and \
+            metafunc.definition.get_closest_marker("gpu") is None:
+        metafunc.parametrize("emulator_order", ORDERS, indirect=True)
+
+
+@pytest.fixture
+def emulator_order(request, monkeypatch):
+    order = getattr(request, "param", None)
+    if order is not None:
+        monkeypatch.setenv("SEGNP_EMULATOR_ORDER", order)
+    return order
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and require_gpu() and item.get_closest_marker("gpu") is not None:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = (f"SEGNP_REQUIRE_GPU=1, but this gpu test was skipped: {reason}")
