@@ -268,12 +268,13 @@ def masked_conv_backward(x, m, W, gy, stride=1, padding=None, dilation=1, normal
     if tuple(gy.shape) != (N, F) + o:
         raise ValueError(f"{fn}: gy must be (N, F, OH, OW) = {(N, F) + o}; "
                          f"got {tuple(gy.shape)}")
-    if normalize:
+    gu = np.empty((F, N) + o, dtype=x.dtype)  # channels-first, for whole-batch GEMMs
+    if normalize:  # the division and the move to (F, N, OH, OW) in one pass
         Z = _mask_sum(m)
-        gu = gy / Z[:, None]
+        np.divide(gy.transpose(1, 0, 2, 3), Z, out=gu)
     else:
-        gu = gy
-    gu = np.ascontiguousarray(gu.transpose(1, 0, 2, 3)).reshape(F, P)
+        np.copyto(gu, gy.transpose(1, 0, 2, 3))
+    gu = gu.reshape(F, P)
     gx = np.zeros_like(x) if need_x else None
     gm = np.zeros((N, K) + o, dtype=x.dtype) if need_m else None
     gW = np.zeros((K, F, C), dtype=x.dtype) if need_W else None
