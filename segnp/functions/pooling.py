@@ -99,22 +99,41 @@ class _Pool2d(Function):
 
 
 class MaxPool2d(_Pool2d):
+    """The forward pass keeps, per output, the tap k of its maximum (``idx``, the
+    argmax, int8), so that the backward pass needs no ``ufunc.at``: for each tap, the
+    outputs whose argmax is that tap send gy to distinct canvas pixels (one window
+    holds each tap once), so one strided add per tap collects every gradient."""
+
     fn = "max_pool2d"
 
     def forward(self, x):
         self._setup(x)
         xp = self.xp
         canvas = self._pad(x, -np.inf)
-        N, C = x.shape[:2]
-        y = xp.full((N, C) + self.o, -np.inf, dtype=x.dtype)
+        (KH, KW), o = self.k, self.o
+        taps = self._taps()
+        _, first = next(taps)
+        y = xp.ascontiguousarray(canvas[:, :, first[0], first[1]])
         # Start every window at its first in-image tap, so that a window whose pixels are
         # all -inf still points its gradient at a real pixel (PyTorch does the same).
-        idx = xp.broadcast_to(self._first_inside(), y.shape).astype(np.int32)
-        for k, (rows, cols) in self._taps():
+        # Seeding y with tap 0 agrees: where tap 0 is in the image, that tap is 0.
+        idx = xp.broadcast_to(self._first_inside(), y.shape).astype(_index_dtype(KH * KW))
+        # NaN wins, the last one: only then does the comparison need an isnan per tap.
+        # A NaN anywhere in x makes its sum NaN (inf - inf only adds a needless check).
+        nan = bool(xp.isnan(x.sum()))
+        take = xp.empty(y.shape, dtype=bool)
+        tap = xp.empty(y.shape, dtype=idx.dtype)
+        for k, (rows, cols) in taps:
             v = canvas[:, :, rows, cols]
-            take = (v > y) | xp.isnan(v)
-            xp.copyto(y, v, where=take)
-            idx[take] = k
+            xp.greater(v, y, out=take)
+            if nan:
+                take |= xp.isnan(v)
+            xp.maximum(y, v, out=y)  # NaN propagates, as a taken NaN would
+            # A window's in-image taps (the only ones that can win) come at or after its
+            # first in-image tap in row-major order, so the last tap taken is the
+            # largest: a running maximum of k * take, cheaper than a masked copy.
+            xp.maximum(idx, xp.multiply(take.view(tap.dtype), tap.dtype.type(k), out=tap),
+                       out=idx)
         self.idx = idx if self.needs_input_grad[0] else None
         return y
 
@@ -128,9 +147,16 @@ class MaxPool2d(_Pool2d):
         xp = self.xp
         N, C = gy.shape[:2]
         gcanvas = xp.zeros((N, C) + self.canvas, dtype=gy.dtype)
+        mine = xp.empty(gy.shape, dtype=bool)
+        part = xp.empty_like(gy)
         for k, (rows, cols) in self._taps():
-            gcanvas[:, :, rows, cols] += xp.where(self.idx == k, gy, 0)
+            xp.equal(self.idx, k, out=mine)
+            gcanvas[:, :, rows, cols] += xp.multiply(gy, mine, out=part)
         return self._crop(gcanvas)
+
+
+def _index_dtype(taps):
+    return np.int8 if taps <= 127 else np.int32
 
 
 class AvgPool2d(_Pool2d):

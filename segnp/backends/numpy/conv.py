@@ -1,10 +1,10 @@
 """im2col and col2im on NumPy (Sec. 4.2: "exactly the way Caffe realizes convolution").
 
-Both loop over the KH*KW taps of the window.  For each tap the output positions whose
+im2col copies x into a zero-bordered canvas and reads all windows at once as one strided
+view of it.  col2im loops over the KH*KW taps: for each tap the output positions whose
 input pixel lies inside the image form one rectangle, and the pixels they read form one
-strided slice of x, so a tap costs a single vectorised copy (or add).  Working out that
-rectangle instead of padding x saves a padded copy of the input in im2col and a padded
-buffer plus a crop in col2im, and both return C-contiguous arrays.
+strided slice of x, so a tap costs a single vectorised add and no padded buffer or crop
+is needed.  Both return C-contiguous arrays.
 """
 import numpy as np
 
@@ -46,23 +46,37 @@ def im2col(x, ksize, stride=1, padding=0, dilation=1):
     ``cols[n, c, i, j, oh, ow] = x[n, c, oh*SH - PH + i*DH, ow*SW - PW + j*DW]``, 0 where
     that index falls in the padding.  ``ksize``, ``stride``, ``padding`` and ``dilation``
     are ints or (h, w) pairs.
+
+    x is copied once into a zero-bordered canvas that holds every window; cols is then
+    one strided view of the canvas, (N, C, KH, KW, OH, OW), copied in a single call.
+    One vectorised copy over all taps beats KH*KW per-tap copies on the small maps of a
+    CPU network, where each call's fixed cost is comparable to its work.
     """
     check_ndim("im2col", "x", x, "(N, C, H, W)")
     N, C, H, W = x.shape
     k, s, p, d, o = conv_geometry("im2col", H, W, ksize, stride, padding, dilation)
+    canvas = _canvas(x, k, s, p, d, o)
+    sn, sc, sh, sw = canvas.strides
+    view = np.lib.stride_tricks.as_strided(
+        canvas, (N, C) + k + o, (sn, sc, sh * d[0], sw * d[1], sh * s[0], sw * s[1]),
+        writeable=False)
     cols = np.empty((N, C) + k + o, dtype=x.dtype)
-    for i, j, orow, ocol, irow, icol in _taps((H, W), k, s, p, d, o):
-        dst = cols[:, :, i, j]
-        if irow is None:
-            dst[...] = 0
-            continue
-        # Zero only the border strips that read padding; the rectangle is copied.
-        dst[:, :, :orow.start] = 0
-        dst[:, :, orow.stop:] = 0
-        dst[:, :, orow, :ocol.start] = 0
-        dst[:, :, orow, ocol.stop:] = 0
-        dst[:, :, orow, ocol] = x[:, :, irow, icol]
+    np.copyto(cols, view)
     return cols
+
+
+def _canvas(x, k, s, p, d, o):
+    """x placed at (PH, PW) in a zero canvas of the (OH-1)*SH + (KH-1)*DH + 1 rows (likewise
+    columns) that the windows span; rows and columns of x no window reads are left out."""
+    N, C, H, W = x.shape
+    EH = (o[0] - 1) * s[0] + (k[0] - 1) * d[0] + 1
+    EW = (o[1] - 1) * s[1] + (k[1] - 1) * d[1] + 1
+    if p == (0, 0):
+        return x  # EH <= H and EW <= W: the windows read x itself
+    h, w = min(H, EH - p[0]), min(W, EW - p[1])
+    canvas = np.zeros((N, C, EH, EW), dtype=x.dtype)
+    canvas[:, :, p[0]:p[0] + h, p[1]:p[1] + w] = x[:, :, :h, :w]
+    return canvas
 
 
 def col2im(cols, size, stride=1, padding=0, dilation=1):

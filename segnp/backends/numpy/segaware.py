@@ -18,6 +18,7 @@ over the whole batch, which keeps its temporaries at a few (N, C, OH, OW)-sized
 buffers, 1/K of an im2col buffer.
 """
 import numpy as np
+from scipy.linalg import blas as _blas
 
 from ..api import NORM_EPS
 from ..window import segaware_geometry
@@ -218,21 +219,30 @@ def masked_conv(x, m, W, stride=1, padding=None, dilation=1, normalize=True):
     F, P = W.shape[0], N * o[0] * o[1]
     a = np.empty((C, N) + o, dtype=x.dtype)
     a_nc = a.transpose(1, 0, 2, 3)  # the same buffer seen as (N, C, OH, OW)
-    y = prod = None
-    # The centre tap always lies in the image (see _geometry), so y gets set.
+    y = np.zeros((F, P), dtype=x.dtype)
     for kk, rect, tap, _ in _taps(size, k, s, p, dl, o):
         if rect is None:
             continue
         _shifted(x, rect, tap, a_nc, m[:, kk, None])
-        if y is None:
-            y = np.matmul(Wt[kk], a.reshape(C, P))
-            prod = np.empty_like(y)
-        else:
-            y += np.matmul(Wt[kk], a.reshape(C, P), out=prod)
-    y = y.reshape((F, N) + o)
-    if normalize:
-        y /= _mask_sum(m)
-    return np.ascontiguousarray(y.transpose(1, 0, 2, 3))
+        _gemm_accumulate(y, Wt[kk], a.reshape(C, P))
+    y = y.reshape((F, N) + o).transpose(1, 0, 2, 3)
+    out = np.empty((N, F) + o, dtype=x.dtype)
+    if normalize:  # the division and the move to (N, F, OH, OW) in one pass
+        return np.divide(y, _mask_sum(m)[:, None], out=out)
+    np.copyto(out, y)
+    return out
+
+
+def _gemm_accumulate(c, a, b):
+    """``c += a @ b`` in place by one BLAS call with beta = 1, no temporary product.
+
+    c (M, P) and a (M, K), b (K, P) must be C-contiguous: BLAS, column-major, sees each
+    of them transposed, so it computes ``c^T += b^T a^T``.
+    """
+    gemm = _blas.get_blas_funcs("gemm", (c,))
+    out = gemm(1.0, b.T, a.T, beta=1.0, c=c.T, overwrite_c=True)
+    if not np.shares_memory(out, c):  # a copy was made: a layout promise was broken
+        raise RuntimeError("masked_conv: the BLAS product did not accumulate in place")
 
 
 def masked_conv_backward(x, m, W, gy, stride=1, padding=None, dilation=1, normalize=True,
@@ -258,12 +268,13 @@ def masked_conv_backward(x, m, W, gy, stride=1, padding=None, dilation=1, normal
     if tuple(gy.shape) != (N, F) + o:
         raise ValueError(f"{fn}: gy must be (N, F, OH, OW) = {(N, F) + o}; "
                          f"got {tuple(gy.shape)}")
-    if normalize:
+    gu = np.empty((F, N) + o, dtype=x.dtype)  # channels-first, for whole-batch GEMMs
+    if normalize:  # the division and the move to (F, N, OH, OW) in one pass
         Z = _mask_sum(m)
-        gu = gy / Z[:, None]
+        np.divide(gy.transpose(1, 0, 2, 3), Z, out=gu)
     else:
-        gu = gy
-    gu = np.ascontiguousarray(gu.transpose(1, 0, 2, 3)).reshape(F, P)
+        np.copyto(gu, gy.transpose(1, 0, 2, 3))
+    gu = gu.reshape(F, P)
     gx = np.zeros_like(x) if need_x else None
     gm = np.zeros((N, K) + o, dtype=x.dtype) if need_m else None
     gW = np.zeros((K, F, C), dtype=x.dtype) if need_W else None
