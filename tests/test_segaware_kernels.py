@@ -291,3 +291,15 @@ def test_kernels_accept_non_contiguous_views():
     for a, b in zip(B.masked_conv_backward(x, m, Wt, gy, 2),
                     B.masked_conv_backward(xc, mc, Wc, np.ascontiguousarray(gy), 2)):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("N,C", [(0, 3), (2, 0)])
+def test_numpy_masked_conv_backward_of_an_empty_batch_or_no_channels(N, C):
+    from segnp.backends.numpy import segaware as ns
+    x = np.zeros((N, C, 5, 5), np.float32)
+    m = np.ones((N, 9, 5, 5), np.float32)
+    W = np.ones((4, C, 3, 3), np.float32)
+    gy = np.ones((N, 4, 5, 5), np.float32)
+    gx, gm, gW = ns.masked_conv_backward(x, m, W, gy, 1, 1, 1, True)
+    assert gx.shape == (N, C, 5, 5) and gm.shape == (N, 9, 5, 5) and gW.shape == (4, C, 3, 3)
+    assert not gm.any() and not gW.any()

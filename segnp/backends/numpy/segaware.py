@@ -289,8 +289,10 @@ def masked_conv_backward(x, m, W, gy, stride=1, padding=None, dilation=1, normal
         if ga is not None:
             np.matmul(Wt[kk].T, gu, out=ga)
             if need_m:
-                gm[:, kk] = np.einsum("cnp,cnp->np", ga.reshape(C, N, -1),
-                                      xk.reshape(C, N, -1)).reshape((N,) + o)
+                # explicit sizes: a -1 cannot be inferred when N or C is 0
+                HW = o[0] * o[1]
+                gm[:, kk] = np.einsum("cnp,cnp->np", ga.reshape(C, N, HW),
+                                      xk.reshape(C, N, HW)).reshape((N,) + o)
             if need_x:
                 ga_nc = ga.reshape((C, N) + o).transpose(1, 0, 2, 3)
                 ga_nc *= mk
