@@ -27,16 +27,14 @@ Any switch needs embeddings, which come from ``embedder`` (an
 :class:`~segnp.models.EmbeddingNet`, pre-trained with the embedding loss and fine-tuned
 end to end through this network), or are passed to ``forward`` directly.
 """
-import numbers
-
 from .. import functions as F
 from .. import nn
-from .checks import check_embeddings, check_images, check_positive, check_widths
+from .checks import (check_images, check_positive, check_switches, check_widths,
+                     resolve_embeddings)
 from .grids import subsample_point, upsample_point
 
 __all__ = ["SegNet"]
 
-SEGAWARE_CHOICES = ("none", "fc6", "all")
 OUTPUT_STRIDES = (8, 4)
 
 
@@ -71,15 +69,7 @@ class SegNet(nn.Module):
                  lam_init=0.0, bf_lam_init=1.0, dropout=0.5, in_channels=3, crf_kwargs=None,
                  output_stride=8):
         super().__init__()
-        if segaware not in SEGAWARE_CHOICES:
-            raise ValueError(f"SegNet: segaware must be one of {SEGAWARE_CHOICES}; "
-                             f"got {segaware!r}")
-        if bf is not None and not (
-                isinstance(bf, (tuple, list)) and len(bf) == 2
-                and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in bf)
-                and bf[0] >= 1):
-            raise ValueError(f"SegNet: bf must be None or (repeat >= 1, odd ksize); "
-                             f"got {bf!r}")
+        check_switches("SegNet", segaware, bf)
         if output_stride not in OUTPUT_STRIDES:
             raise ValueError(f"SegNet: output_stride must be one of {OUTPUT_STRIDES}; got "
                              f"{output_stride!r}")
@@ -145,13 +135,7 @@ class SegNet(nn.Module):
         fn = "SegNet"
         x = check_images(fn, x, self.in_channels, self.fc8.weight.dtype)
         H, W = x.shape[2:]
-        if e is not None:
-            e = check_embeddings(fn, e, x)
-        elif self.needs_embeddings:
-            if self.embedder is None:
-                raise ValueError("SegNet.forward: this configuration needs embeddings; pass "
-                                 "e or build the network with an embedder")
-            e, _ = self.embedder(x)
+        e = resolve_embeddings(fn, x, e, self.embedder, self.needs_embeddings)
         stride = 1
 
         def apply(layer, h):
