@@ -8,7 +8,7 @@ lr whatever the gradient's size, so lam takes steps of equal size both ways, and
 projection onto lam >= 0 stops every step down at 0: lam random-walks against a wall
 at 0.  In short fine-tunings it stays at 0 (FlyingShapes, 2 epochs: 0.00-0.04), and
 the layer never becomes segmentation-aware; over longer ones it drifts up unevenly
-(3 epochs at 10x lr: 0.00-0.33, some layers still at 0).  The authors' Caffe code
+(3 epochs at 10x lr: 0.00-0.41, some layers still at 0).  The authors' Caffe code
 starts lam at 0.05 and moves it by SGD at lr 1e-3, where it barely changes: in effect
 a fixed hyper-parameter.
 
