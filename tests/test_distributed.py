@@ -267,7 +267,7 @@ def test_segmentation_script_on_two_ranks_resumes_exactly(tmp_path):
     assert err.count("segmentation 1/2:   0%|          | 0/2 [00:00<?, ?it/s]") == 1
     assert serialization.read_checkpoint(os.path.join(part, "checkpoint.npz"))[
         "extra"]["epoch"] == 1
-    assert sorted(os.listdir(part)) == ["checkpoint.npz", "log.csv", "log.json"]
+    assert sorted(os.listdir(part)) == ["checkpoint.npz", "log.csv", "log.json", "options.json"]
     _run([os.path.join("examples", "train_segmentation.py")] + SCRIPT_ARGS +
          ["--epochs", "2", "--no-progress", "--resume", "--out", part], cache)
     a, b = _final(full), _final(part)

@@ -1,6 +1,7 @@
-"""examples/reproduce.py end to end on a tiny setting: it must train every run, write
-REPORT.md with the three tables, results.json and the four figures, print the table,
-and reuse its finished runs with --resume."""
+"""examples/reproduce.py end to end on a tiny setting: it must train every run (on two
+worker processes), write REPORT.md with the three tables, results.json and the four
+figures, print the tables, refuse to reuse an output folder silently, and reuse its
+finished runs with --resume."""
 import importlib.util
 import json
 import os
@@ -27,7 +28,7 @@ def test_reproduce_tiny_end_to_end(tmp_path, capsys):
     results = mod.main(args)
     printed = capsys.readouterr().out
     report = open(os.path.join(out, "REPORT.md")).read()
-    for row in mod.SEG_VARIANTS:
+    for row in mod.SEG_ROWS:
         assert f"| {row} |" in report and f"| {row} |" in printed
     assert "ROC AUC" in report and "EPE" in report and "±" in report
     for fig in ("fig3_embeddings.png", "fig4_bilateral.png", "fig7_trimap.png",
@@ -39,8 +40,14 @@ def test_reproduce_tiny_end_to_end(tmp_path, capsys):
     assert len(results) == 2
     for r in results:
         assert 0 <= r["masks"]["embedding_auc"] <= 1
-        assert set(r["segmentation"]) == set(mod.SEG_VARIANTS)
+        assert set(r["segmentation"]) == set(mod.SEG_ROWS)
         assert r["flow"]["baseline"]["epe"] > 0
+        assert r["flow"]["constant flow"]["epe"] > 0
+        # every row is paired with the same seed's control, on val and test
+        assert "val" in r["segmentation"]["baseline"]
+    # an existing output is refused without --resume
+    with pytest.raises(SystemExit, match="already holds runs"):
+        mod.main(args)
     # --resume reuses the finished runs: the same numbers again
     again = mod.main(args + ["--resume"])
     assert again[0]["segmentation"]["all + CRF"]["miou"] == \

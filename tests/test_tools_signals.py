@@ -163,8 +163,11 @@ def test_loader_workers_exit_when_the_parent_is_killed(tmp_path):
 
 def test_sigint_prints_one_line(tmp_path):
     code = textwrap.dedent("""
+        import signal
         import time
         from segnp.experiments.cli import run_script
+        # a shell's background job starts with SIGINT ignored; a terminal user's does not
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         def main(argv):
             print("ready", flush=True)
             time.sleep(60)

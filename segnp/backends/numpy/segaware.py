@@ -239,6 +239,8 @@ def _gemm_accumulate(c, a, b):
     c (M, P) and a (M, K), b (K, P) must be C-contiguous: BLAS, column-major, sees each
     of them transposed, so it computes ``c^T += b^T a^T``.
     """
+    if c.size == 0 or a.shape[1] == 0:   # BLAS refuses empty operands; nothing to add
+        return
     gemm = _blas.get_blas_funcs("gemm", (c,))
     out = gemm(1.0, b.T, a.T, beta=1.0, c=c.T, overwrite_c=True)
     if not np.shares_memory(out, c):  # a copy was made: a layout promise was broken
