@@ -102,18 +102,15 @@ def _task_network(task, model_cfg, train, embedder, init, vgg16=None):
     return net, config
 
 
-def _set_masks(net, lams, train_lams, gains=None):
-    """Set the lams (and weight gains) of ``net.segaware_layers()`` by name; freeze the
-    lams unless ``train_lams``."""
-    if not lams and not gains and train_lams:
+def _set_masks(net, lams, train_lams):
+    """Set the lams of ``net.segaware_layers()`` by name; freeze them unless
+    ``train_lams``."""
+    if not lams and train_lams:
         return
     layers = dict((name, layer) for name, layer, _ in net.segaware_layers())
     for name, lam in (lams or {}).items():
         if name in layers:
             layers[name].lam.data[...] = lam
-    for name, gain in (gains or {}).items():
-        if name in layers:
-            layers[name].weight.data[...] *= gain
     if not train_lams:
         for layer in layers.values():
             layer.lam.requires_grad = False
@@ -167,7 +164,7 @@ def run_segmentation(out_dir, train, test=None, variant=None, epochs=6, batch_si
                      lr=3e-3, seed=0, model=None, embedder=None, init=None,
                      lam_mult=10.0, embedder_mult=0.1, progress=True, resume=False,
                      optimizer="adam", lams=None, train_lams=True, oracle=False,
-                     gains=None, vgg16=None):
+                     vgg16=None):
     """Train a :class:`SegNet` with softmax cross-entropy (Sec. 5.1).
 
     variant: SegNet switches (a row of :data:`SEG_VARIANTS`).  embedder: (state, config)
@@ -179,8 +176,6 @@ def run_segmentation(out_dir, train, test=None, variant=None, epochs=6, batch_si
     :func:`segnp.nn.calibrate_lams`), set after ``init``; ``train_lams`` False freezes
     them (see :mod:`segnp.nn.calibrate` for why lam is not learned from 0).  The lams
     that train (those, and the bilateral filter's) do so at ``lam_mult`` times the lr.
-    gains: {layer name: factor} multiplying those layers' weights after ``init``, e.g.
-    1 / mean mask so that an unnormalised layer keeps its average output scale.
     oracle: the segmentation-aware layers see one-hot ground-truth labels as embeddings
     (:func:`~segnp.experiments.tasks.label_embeddings`), the "ground-truth masks" row.
     SGD with momentum 0.9 (or Adam) and a poly schedule, as DeepLab.
@@ -202,7 +197,7 @@ def run_segmentation(out_dir, train, test=None, variant=None, epochs=6, batch_si
     net, config = _task_network("segmentation", mcfg, train,
                                 embedder if needs and not oracle else None, init, vgg16)
     config["oracle"] = bool(oracle)
-    _set_masks(net, lams, train_lams, gains)
+    _set_masks(net, lams, train_lams)
     groups = _param_groups(net, lr, lam_mult, embedder_mult)
     opt = (SGD(groups, lr=lr, momentum=0.9, weight_decay=5e-4) if optimizer == "sgd"
            else Adam(groups, lr=lr))
