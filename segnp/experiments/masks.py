@@ -8,7 +8,7 @@ different-label pairs.  How well it separates the two is the ROC AUC of the scor
 """
 import numpy as np
 
-from ..nn.calibrate import offset_slices
+from ..nn.calibrate import offset_pairs
 
 __all__ = ["roc_auc", "pair_distances", "mask_quality"]
 
@@ -48,24 +48,8 @@ def pair_distances(feat, labels, distance, norm="l1", ignore_index=255):
     (dist (P,), same (P,) bool) over pairs where neither label is ``ignore_index``.
     ``norm``: 'l1' (sum |delta|) or 'l2' (Euclidean).
     """
-    feat = np.asarray(feat, np.float64)
-    labels = np.asarray(labels)
-    if feat.ndim != 4 or labels.shape != (feat.shape[0],) + feat.shape[2:]:
-        raise ValueError(f"pair_distances: feat must be (N, D, H, W) and labels (N, H, W) "
-                         f"with the same N, H, W; got {feat.shape} and {labels.shape}")
-    if norm not in ("l1", "l2"):
-        raise ValueError(f"pair_distances: norm must be 'l1' or 'l2'; got {norm!r}")
-    H, W = labels.shape[1:]
-    dists, sames = [], []
-    for dy, dx in _offsets(distance):
-        ya, yb, xa, xb = offset_slices(H, W, dy, dx)
-        la, lb = labels[:, ya, xa], labels[:, yb, xb]
-        delta = feat[:, :, ya, xa] - feat[:, :, yb, xb]
-        d = np.abs(delta).sum(1) if norm == "l1" else np.sqrt((delta * delta).sum(1))
-        keep = (la != ignore_index) & (lb != ignore_index)
-        dists.append(d[keep])
-        sames.append((la == lb)[keep])
-    return np.concatenate(dists), np.concatenate(sames)
+    return offset_pairs("pair_distances", feat, labels, _offsets(distance), norm,
+                        ignore_index, name="feat")
 
 
 def mask_quality(embeddings, images, labels, distance=4, embed_norm="l1",

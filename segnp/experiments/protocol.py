@@ -32,6 +32,8 @@ from ..metrics import angular_error, end_point_error
 from .data import load_split
 from .masks import mask_quality
 from ..models import FlowNetS
+from ..models.segnet import SEGAWARE_LAYERS as SEGNET_LAYERS
+from ..nn.calibrate import tap_distances
 from .runs import (CRF_KWARGS, load_state, network_lams, run_embedding, run_flow,
                    run_segmentation, segnet_lams, test_arrays)
 from .schedule import Job
@@ -109,7 +111,6 @@ def job_embedding(out, cfg, seed, labels, deps):
     lab = test.stack(key).astype(np.int64)
     e = embed(net, images)
     quality = mask_quality(e, images, lab)
-    from ..nn.calibrate import tap_distances
     d, same = tap_distances(e, lab, 3, 1)
     quality.update(same_median=float(np.median(d[same])),
                    diff_median=float(np.median(d[~same])),
@@ -132,21 +133,21 @@ def job_seg_row(out, cfg, seed, name, deps, curve=tuple(range(1, 21))):
     train = sets["train"]
     emb = load_state(deps["embedding"]["checkpoint"])
     init = load_state(deps["baseline"]["checkpoint"])[0]
+    oracle = masks == "oracle"
     lams, train_lams, stats = None, True, None
     if masks == "calibrated":
         keep = cfg["keep_fc6"] if variant.get("segaware") == "fc6" else cfg["keep_all"]
         lams, stats = segnet_lams(train, emb, keep, cfg["segnet"])
         train_lams = False
-    elif masks == "oracle":
-        lams = dict.fromkeys([f"body.{i}" for i in range(8)] + ["fc6"], ORACLE_LAM)
+    elif oracle:
+        lams = dict.fromkeys(SEGNET_LAYERS, ORACLE_LAM)
         train_lams = False
     net, _ = run_segmentation(
         out, train, variant=variant, epochs=cfg["ft_epochs"], lr=cfg["ft_lr"],
         batch_size=cfg["seg_batch_size"], seed=seed, model=cfg["segnet"], embedder=emb,
         init=init, lam_mult=cfg["lam_mult"], embedder_mult=0.0, progress=False,
-        resume=True, lams=lams, train_lams=train_lams, oracle=masks == "oracle")
+        resume=True, lams=lams, train_lams=train_lams, oracle=oracle)
     inp = emb[1]["input"]
-    oracle = masks == "oracle"
     res = {"val": _seg_metrics(net, sets["val"], inp, train.num_classes, oracle, None),
            "test": _seg_metrics(net, sets["test"], inp, train.num_classes, oracle, curve),
            "lams": {k: float(np.asarray(v)) for k, v in net.state_dict().items()

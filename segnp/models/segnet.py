@@ -36,6 +36,8 @@ from .grids import subsample_point, upsample_point
 __all__ = ["SegNet"]
 
 OUTPUT_STRIDES = (8, 4)
+# the layers that can be segmentation-aware, by the names lam_init and calibration use
+SEGAWARE_LAYERS = tuple(f"body.{i}" for i in range(8)) + ("fc6",)
 
 
 class SegNet(nn.Module):
@@ -73,7 +75,7 @@ class SegNet(nn.Module):
         if output_stride not in OUTPUT_STRIDES:
             raise ValueError(f"SegNet: output_stride must be one of {OUTPUT_STRIDES}; got "
                              f"{output_stride!r}")
-        names = [f"body.{i}" for i in range(8)] + ["fc6"]
+        names = list(SEGAWARE_LAYERS)
         if isinstance(lam_init, dict):
             unknown = sorted(set(lam_init) - set(names))
             if unknown:

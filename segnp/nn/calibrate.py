@@ -32,11 +32,39 @@ def _subsample(a, stride):
     return a[..., ::stride, ::stride]
 
 
-def offset_slices(H, W, dy, dx):
-    """(ya, yb, xa, xb): slices such that pixel ``[ya, xa]`` pairs with ``[yb, xb]``, its
-    neighbour at (y + dy, x + dx), over every pixel whose neighbour is in the image."""
-    return (slice(max(0, -dy), H - max(0, dy)), slice(max(0, dy), H - max(0, -dy)),
-            slice(max(0, -dx), W - max(0, dx)), slice(max(0, dx), W - max(0, -dx)))
+def offset_pairs(fn, feat, labels, offsets, norm="l1", ignore_index=255, name="e"):
+    """Distances and same-label flags of every pixel paired with its neighbour at each
+    (dy, dx) of ``offsets``, where both lie in the image and neither label is
+    ``ignore_index``.
+
+    feat (N, D, H, W), labels (N, H, W); ``norm`` 'l1' (sum |delta|) or 'l2'
+    (Euclidean).  Returns (d (P,), same (P,) bool).  ``fn`` and ``name`` name the
+    caller and its feature argument in errors.
+    """
+    feat = np.asarray(feat, np.float64)
+    labels = np.asarray(labels)
+    if feat.ndim != 4 or labels.shape != (feat.shape[0],) + feat.shape[2:]:
+        raise ValueError(f"{fn}: {name} must be (N, D, H, W) and labels (N, H, W) with "
+                         f"the same N, H, W; got {feat.shape} and {labels.shape}")
+    if norm not in ("l1", "l2"):
+        raise ValueError(f"{fn}: norm must be 'l1' or 'l2'; got {norm!r}")
+    H, W = labels.shape[1:]
+    ds, sames = [], []
+    for dy, dx in offsets:
+        if abs(dy) >= H or abs(dx) >= W:   # no pixel has that neighbour
+            continue
+        # pixel [ya, xa] and its neighbour [yb, xb]
+        ya, yb = slice(max(0, -dy), H - max(0, dy)), slice(max(0, dy), H - max(0, -dy))
+        xa, xb = slice(max(0, -dx), W - max(0, dx)), slice(max(0, dx), W - max(0, -dx))
+        delta = feat[:, :, ya, xa] - feat[:, :, yb, xb]
+        d = np.abs(delta).sum(1) if norm == "l1" else np.sqrt((delta * delta).sum(1))
+        la, lb = labels[:, ya, xa], labels[:, yb, xb]
+        keep = (la != ignore_index) & (lb != ignore_index)
+        ds.append(d[keep])
+        sames.append((la == lb)[keep])
+    if not ds:
+        return np.zeros(0), np.zeros(0, bool)
+    return np.concatenate(ds), np.concatenate(sames)
 
 
 def tap_distances(e, labels, ksize, dilation, norm="l1", ignore_index=255):
@@ -46,31 +74,10 @@ def tap_distances(e, labels, ksize, dilation, norm="l1", ignore_index=255):
     distance and the same-label flag of every (pixel, tap) pair whose tap lies inside
     the image, the centre tap excluded and ignored labels left out.
     """
-    e = np.asarray(e, np.float64)
-    labels = np.asarray(labels)
-    if e.ndim != 4 or labels.shape != (e.shape[0],) + e.shape[2:]:
-        raise ValueError(f"tap_distances: e must be (N, D, H, W) and labels (N, H, W) with "
-                         f"the same N, H, W; got {e.shape} and {labels.shape}")
-    if norm not in ("l1", "l2"):
-        raise ValueError(f"tap_distances: norm must be 'l1' or 'l2'; got {norm!r}")
-    H, W = labels.shape[1:]
     r = ksize // 2
-    ds, sames = [], []
-    for ky in range(-r, r + 1):
-        for kx in range(-r, r + 1):
-            dy, dx = ky * dilation, kx * dilation
-            if (dy, dx) == (0, 0) or abs(dy) >= H or abs(dx) >= W:
-                continue
-            ya, yb, xa, xb = offset_slices(H, W, dy, dx)
-            delta = e[:, :, ya, xa] - e[:, :, yb, xb]
-            d = np.abs(delta).sum(1) if norm == "l1" else np.sqrt((delta ** 2).sum(1))
-            la, lb = labels[:, ya, xa], labels[:, yb, xb]
-            keep = (la != ignore_index) & (lb != ignore_index)
-            ds.append(d[keep])
-            sames.append((la == lb)[keep])
-    if not ds:
-        return np.zeros(0), np.zeros(0, bool)
-    return np.concatenate(ds), np.concatenate(sames)
+    taps = [(ky * dilation, kx * dilation) for ky in range(-r, r + 1)
+            for kx in range(-r, r + 1) if (ky, kx) != (0, 0)]
+    return offset_pairs("tap_distances", e, labels, taps, norm, ignore_index)
 
 
 def calibrate_lams(layers, e, labels, keep=0.8, freeze=True):
