@@ -16,15 +16,14 @@ Python number of the same value), which is what makes the optimizer state round-
 exactly.  Anything else in ``extra`` (objects, functions) is refused: a checkpoint holds
 data, not code.
 
-Writing is atomic: the archive goes to a temporary file in the destination's folder,
-is flushed to disk, and is renamed over ``path`` with ``os.replace``.  A failure while
+Writing is atomic (:func:`segnp.io.atomic_path`): the archive goes to a temporary file
+in the destination's folder, is flushed to disk, and is renamed over ``path``.  A failure while
 writing removes the temporary file and leaves any previous checkpoint untouched.  (A
 process killed outright cannot remove its temporary file; it is a hidden
 ``.<name>.*.tmp`` beside the checkpoint, and the old checkpoint is still intact.)
 """
 import json
 import os
-import tempfile
 import zipfile
 import zlib
 from collections import OrderedDict
@@ -32,6 +31,7 @@ from collections import OrderedDict
 import numpy as np
 
 from .backends import get_backend
+from .io.atomic import atomic_path
 
 __all__ = ["save", "load", "read_checkpoint"]
 
@@ -110,49 +110,9 @@ def _hashable(key):
     return tuple(key) if isinstance(key, list) else key
 
 
-def _file_mode(path):
-    try:
-        return os.stat(path).st_mode & 0o777
-    except FileNotFoundError:
-        return 0o644
-
-
 def _write_npz(f, arrays):
     # Its own function so that tests can make it fail midway.
     np.savez(f, **arrays)
-
-
-def _atomic_write(path, arrays):
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
-                                   dir=folder)
-    except OSError as err:  # name the checkpoint, not the temporary file
-        raise OSError(err.errno, f"save: cannot write {path!r}: {err.strerror}") from err
-    try:
-        with os.fdopen(fd, "wb") as f:
-            _write_npz(f, arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, _file_mode(path))
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    try:  # make the rename itself durable; not every platform can open a folder
-        dfd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dfd)
-    except OSError:
-        pass
-    finally:
-        os.close(dfd)
 
 
 def save(path, module, optimizer=None, **extra):
@@ -181,7 +141,10 @@ def save(path, module, optimizer=None, **extra):
     text = json.dumps(header, allow_nan=True)
     arrays = OrderedDict([("__header__", np.frombuffer(text.encode("utf-8"), np.uint8))])
     arrays.update(enc.arrays)
-    _atomic_write(path, arrays)
+    # The temporary name ends in .tmp: np.savez writes to the open file whatever its name.
+    with atomic_path(path, keep_ext=False, durable=True) as tmp:
+        with open(tmp, "wb") as f:
+            _write_npz(f, arrays)
 
 
 def read_checkpoint(path):

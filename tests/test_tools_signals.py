@@ -49,11 +49,11 @@ def test_errors_name_the_final_path_not_the_temporary_one(tmp_path):
     target = tmp_path / "missing" / "x.png"
     with pytest.raises(OSError) as err:
         write_png(target, np.zeros((2, 2, 3), np.uint8))
-    assert ".tmp-" not in str(err.value)
+    assert ".tmp" not in str(err.value)
     target = tmp_path / "missing" / "f.flo"
     with pytest.raises(OSError) as err:
         write_flo(target, np.zeros((2, 2, 2), np.float32))
-    assert ".tmp-" not in str(err.value) and str(target) in str(err.value)
+    assert ".tmp" not in str(err.value) and str(target) in str(err.value)
 
 
 def _segmentation_file(path, count=3):

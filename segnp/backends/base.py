@@ -3,14 +3,13 @@ from collections import OrderedDict
 
 import numpy as np
 
-from .api import KERNEL_NAMES
 from .window import tap_valid
 
 
 class Backend:
     """Holds the array module ``xp`` and the array-level kernels.
 
-    Subclasses set ``name`` and ``xp`` and provide every name in ``KERNEL_NAMES``.
+    Subclasses set ``name`` and ``xp`` and provide every name in ``api.KERNEL_NAMES``.
     """
 
     name = "base"
@@ -52,9 +51,6 @@ class Backend:
         else:
             cache.move_to_end(key)
         return valid
-
-    def kernel_names(self):
-        return KERNEL_NAMES
 
     def __repr__(self):
         return f"<segnp backend {self.name!r}>"

@@ -73,11 +73,11 @@ class SegAwareMask(_Window, Function):
         k, s, p, dl, _ = segaware_geometry("segaware_mask", H, W, self.ksize, **self.window())
         valid = self.backend.tap_valid(H, W, k, s, p, dl, self.include_center, dtype=e.dtype)
         d = self.backend.im2dist(e, self.ksize, norm=self.norm, **self.window())
-        lam = lam.astype(e.dtype)
+        lam_dtype, lam = lam.dtype, lam.astype(e.dtype)
         m = xp.exp(-lam * d)
         m *= valid
         if any(self.needs_input_grad):
-            self.d, self.m, self.lam = d, m, lam
+            self.d, self.m, self.lam, self.lam_dtype = d, m, lam, lam_dtype
             self.e = e if self.needs_input_grad[0] else None
         return m
 
@@ -86,8 +86,7 @@ class SegAwareMask(_Window, Function):
         gmm = gm * self.m
         glam = None
         if need_lam:
-            lam_in = self.inputs[1]
-            glam = self.xp.asarray(-(gmm * self.d).sum(), dtype=lam_in.dtype).reshape(())
+            glam = self.xp.asarray(-(gmm * self.d).sum(), dtype=self.lam_dtype).reshape(())
         ge = None
         if need_e:
             gmm *= -self.lam

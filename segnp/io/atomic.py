@@ -43,20 +43,29 @@ def check_writable(fn, path):
 
 
 @contextlib.contextmanager
-def atomic_path(path):
+def atomic_path(path, keep_ext=True, durable=False):
     """Yield a temporary path next to ``path``; on success rename it to ``path``.
 
-    The temporary name keeps the extension of ``path`` (writers such as imageio pick the
-    format from it).  On an exception (or a SystemExit raised by a SIGTERM handler) the
-    temporary file is removed and the error propagates, an OSError naming ``path``
-    rather than the temporary name; an existing file at ``path`` is left untouched.
+    The temporary file is ``.<name>.<pid>-<random>.tmp``, followed by the extension of
+    ``path`` when ``keep_ext`` (writers such as imageio pick the format from it); a
+    process killed outright leaves it beside ``path``, recognisable and hidden.  A file
+    replacing an existing one keeps that file's permissions.  With ``durable`` the data
+    and then the rename are flushed to disk (``fsync``), for checkpoints that must
+    survive a power loss.  On an exception (or a SystemExit raised by a SIGTERM
+    handler) the temporary file is removed and the error propagates, an OSError naming
+    ``path`` rather than the temporary name; an existing file at ``path`` is left
+    untouched.
     """
     path = os.fspath(path)
     folder, name = os.path.split(os.path.abspath(path))
-    stem, ext = os.path.splitext(name)
-    tmp = os.path.join(folder, f".{stem}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}{ext}")
+    ext = os.path.splitext(name)[1] if keep_ext else ""
+    tmp = os.path.join(folder, f".{name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp{ext}")
     try:
         yield tmp
+        if durable:
+            _fsync(tmp, os.O_RDONLY)
+        if os.path.exists(path):
+            os.chmod(tmp, os.stat(path).st_mode & 0o777)
         os.replace(tmp, path)
     except OSError as err:
         if tmp not in str(err):
@@ -67,3 +76,23 @@ def atomic_path(path):
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+    if durable:
+        _fsync(folder, os.O_RDONLY, missing_ok=True)
+
+
+def _fsync(path, flags, missing_ok=False):
+    """Flush ``path`` (a file, or a folder: the record of a rename) to disk.  Not every
+    platform can open a folder; ``missing_ok`` lets that pass."""
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        if missing_ok:
+            return
+        raise
+    try:
+        os.fsync(fd)
+    except OSError:
+        if not missing_ok:
+            raise
+    finally:
+        os.close(fd)

@@ -19,9 +19,10 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 
 import numpy as np
+
+from ...io.atomic import atomic_path
 
 PRELUDE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "prelude.h")
 # Hidden visibility: g++ exports a template kernel's function-level statics (our
@@ -120,25 +121,15 @@ def build(text, sigs, filename="kernel.cu"):
         return path, symbols, False
     os.makedirs(folder, exist_ok=True)
     cpp = os.path.join(folder, key + ".cpp")
-    _write_atomic(cpp, unit)
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".so.tmp")
-    os.close(fd)
-    try:
+    # Temporary names end in .tmp; concurrent builders of one key write identical files.
+    with atomic_path(cpp, keep_ext=False) as tmp:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(unit)
+    with atomic_path(path, keep_ext=False) as tmp:
         out = subprocess.run([cxx, *flags, cpp, "-o", tmp], capture_output=True, text=True)
         if out.returncode != 0:
             raise RuntimeError(f"CUDA emulator: {cxx} failed on {cpp}:\n{out.stderr[-6000:]}")
-        os.replace(tmp, path)  # concurrent builders of one key write identical files
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path, symbols, True
-
-
-def _write_atomic(path, text):
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 class Library:
