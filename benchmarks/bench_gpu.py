@@ -75,7 +75,7 @@ def bench_masked_gemm(cupy, backend, repeat):
     from segnp import functions as F
     from segnp import Tensor
     from segnp.backends.launchers import masked_conv as mc
-    from segnp.backends.window import tap_valid
+    from segnp.window import tap_valid
     rt = backend.rt
     rng = cupy.random.default_rng(0)
     x = rng.standard_normal((N, C, H, W), dtype=cupy.float32)

@@ -40,6 +40,6 @@ def check_same_dtype(fn, names, arrays):
 
 
 def check_norm(fn, norm):
-    from .backends.api import NORMS
+    from .window import NORMS
     if norm not in NORMS:
         raise ValueError(f"{fn}: norm must be one of {NORMS}; got {norm!r}")

@@ -15,7 +15,7 @@ import pytest
 import segnp.functions as F
 from segnp import nn
 from segnp.autograd import Tensor
-from segnp.backends.api import NORM_EPS
+from segnp.window import NORM_EPS
 from segnp.gradcheck import check_grad
 from segnp.optim import SGD
 from naive_ops import norm_of

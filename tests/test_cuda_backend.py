@@ -323,7 +323,7 @@ def test_tap_valid_is_copied_to_the_device_once_per_shape(monkeypatch):
     """segaware_mask's validity mask is a constant of the window: a backend puts it on
     its device once per (shape, window, dtype) and reuses it, instead of a host-to-device
     copy (and its stall) on every forward."""
-    from segnp.backends import window as win
+    from segnp import window as win
     emu = EmulatorBackend()
     copies = []
     real = emu.asarray

@@ -12,11 +12,11 @@ import pytest
 import segnp.functions as F
 from segnp import check_grad
 from segnp.backends import get_backend, using_backend
-from segnp.backends.api import NORM_EPS
+from segnp.window import NORM_EPS
 from segnp.backends.emulator import EmulatorRuntime
 from segnp.backends.launchers import masked_conv as mc
 from segnp.backends.launchers import segaware as sa
-from segnp.backends.window import segaware_geometry, tap_valid
+from segnp.window import segaware_geometry, tap_valid
 
 # (ksize, stride, padding, dilation): default "same" windows, stride and dilation,
 # unequal pairs with a padding below the default (shifted centres), a 1x1 window.

@@ -7,7 +7,7 @@ from scipy import ndimage
 import segnp
 import segnp.functions as F
 from segnp import Tensor, check_grad
-from segnp.backends.api import NORM_EPS
+from segnp.window import NORM_EPS
 from naive_ops import norm_of
 
 NORMS = ["l1", "l2", "l2sq"]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from segnp.backends import get_backend
-from segnp.backends.api import NORM_EPS
+from segnp.window import NORM_EPS
 from naive_ops import norm_of
 
 B = get_backend("numpy")

@@ -3,7 +3,7 @@ import numpy as np
 from hypothesis import given, settings, strategies as st
 
 import segnp.functions as F
-from segnp.backends.window import segaware_geometry, tap_valid
+from segnp.window import segaware_geometry, tap_valid
 
 SETTINGS = settings(max_examples=40, deadline=None)
 

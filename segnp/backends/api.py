@@ -41,9 +41,3 @@ KERNEL_NAMES = (
     "embedding_pair_loss",
     "embedding_pair_loss_backward",
 )
-
-# Added to the mask sum in the denominators of Eqs. 4 and 7 so that a window whose
-# every tap is masked away gives 0 rather than 0/0.
-NORM_EPS = 1e-6
-
-NORMS = ("l1", "l2", "l2sq")

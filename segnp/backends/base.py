@@ -3,7 +3,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from .window import tap_valid
+from ..window import tap_valid
 
 
 class Backend:
@@ -32,7 +32,7 @@ class Backend:
 
     def tap_valid(self, H, W, ksize, stride, padding, dilation, include_center=True,
                   dtype=np.float32):
-        """:func:`segnp.backends.window.tap_valid` (1, K, OH, OW) on this backend's
+        """:func:`segnp.window.tap_valid` (1, K, OH, OW) on this backend's
         device, cached per arguments and device: a constant of the window, which a GPU
         would otherwise receive from the host (and wait for) on every forward.  Shared:
         never write to it (NumPy copies are read-only)."""

@@ -17,7 +17,7 @@ a copy, and it keeps every product a BLAS call on contiguous (or transposed) mat
 """
 from ..autograd import Function
 from .._validate import check_float, check_ndim, check_same_dtype
-from ..backends.window import conv_geometry
+from ..window import conv_geometry
 
 __all__ = ["conv2d"]
 

@@ -24,7 +24,7 @@ input sizes SH*k ... SH*k + SH - 1 all give the same output size, so it must be 
 """
 from ..autograd import Function
 from .._validate import check_float, check_ndim, check_same_dtype
-from ..backends.window import conv_geometry, pair
+from ..window import conv_geometry, pair
 
 __all__ = ["conv_transpose2d"]
 

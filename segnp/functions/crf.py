@@ -20,6 +20,7 @@ import numbers
 from ..autograd import Tensor, as_tensor
 from ..backends import get_backend
 from .._validate import check_float, check_ndim, check_norm, check_same_dtype
+from ..window import Window
 from . import activation
 from .segaware import Bilateral, segaware_mask
 
@@ -144,11 +145,13 @@ def segaware_crf(U, e, lam=1.0, w_b=1.0, w_s=1.0, spatial_sigma=1.0, compat=None
     lam_s = 0.5 / (sigma * sigma)
     m_s = segaware_mask(coords, lam_s, sk, dilation=sd, norm="l2sq",
                         include_center=False)
+    win_b = Window.segaware(fn, H, W, bk, 1, None, bd)
+    win_s = Window.segaware(fn, H, W, sk, 1, None, sd)
     logits = U
     for _ in range(int(iterations)):
         Q = activation.softmax(logits, axis=1)
-        msg = (w_b * Bilateral(bk, 1, None, bd)(Q, m_b)
-               + w_s * Bilateral(sk, 1, None, sd)(Q, m_s))
+        msg = (w_b * Bilateral(win_b)(Q, m_b)
+               + w_s * Bilateral(win_s)(Q, m_s))
         if compat is not None:
             # (L, L) @ (N, L, H*W): one batched GEMM applies compat at every pixel.
             msg = (compat @ msg.reshape(N, L, H * W)).reshape(N, L, H, W)

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..autograd import Function
 from .._validate import check_float, check_ndim
-from ..backends.window import pair
+from ..window import pair
 
 __all__ = ["max_pool2d", "avg_pool2d"]
 

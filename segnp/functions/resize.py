@@ -24,7 +24,7 @@ import numpy as np
 
 from ..autograd import Function
 from .._validate import check_float, check_ndim
-from ..backends.window import pair
+from ..window import pair
 
 __all__ = ["resize_bilinear"]
 

@@ -22,39 +22,33 @@ next to the features, and the bilateral filter reuses one mask for ``repeat`` pa
 import numbers
 
 from ..autograd import Function, Tensor, as_tensor
-from ..backends.window import segaware_geometry
+from ..window import Window
 from .._validate import check_float, check_ndim, check_norm, check_same_dtype
 
 __all__ = ["im2dist", "segaware_mask", "segaware_bilateral", "segaware_conv2d"]
 
 
-class _Window:
-    def __init__(self, ksize, stride=1, padding=None, dilation=1):
-        self.ksize, self.stride, self.padding, self.dilation = ksize, stride, padding, dilation
+class Im2Dist(Function):
+    """e (N, D, H, W) -> d (N, K, OH, OW), 0 at taps outside the image (Sec. 4.2).
 
-    def window(self):
-        return dict(stride=self.stride, padding=self.padding, dilation=self.dilation)
+    ``window`` is the :class:`segnp.window.Window` the public function built; every
+    kernel call of these Functions reads it instead of working the geometry out again."""
 
-
-class Im2Dist(_Window, Function):
-    """e (N, D, H, W) -> d (N, K, OH, OW), 0 at taps outside the image (Sec. 4.2)."""
-
-    def __init__(self, ksize, stride=1, padding=None, dilation=1, norm="l1"):
-        super().__init__(ksize, stride, padding, dilation)
-        self.norm = norm
+    def __init__(self, window, norm="l1"):
+        self.win, self.norm = window, norm
 
     def forward(self, e):
-        d = self.backend.im2dist(e, self.ksize, norm=self.norm, **self.window())
+        d = self.backend.im2dist(e, self.win.KS, norm=self.norm, window=self.win)
         if self.needs_input_grad[0]:
             self.e, self.d = e, d
         return d
 
     def backward(self, gd):
-        return (self.backend.im2dist_backward(self.e, self.d, gd, self.ksize, norm=self.norm,
-                                              **self.window()),)
+        return (self.backend.im2dist_backward(self.e, self.d, gd, self.win.KS, norm=self.norm,
+                                              window=self.win),)
 
 
-class SegAwareMask(_Window, Function):
+class SegAwareMask(Function):
     """(e (N, D, H, W), lam 0-d) -> m (N, K, OH, OW) = exp(-lam * d) * valid (Eq. 3).
 
     valid is 0 at taps outside the image and, without ``include_center``, at the centre.
@@ -62,17 +56,14 @@ class SegAwareMask(_Window, Function):
     does not vanish: a mask can switch itself on from lam = 0.
     """
 
-    def __init__(self, ksize, stride=1, padding=None, dilation=1, norm="l1",
-                 include_center=True):
-        super().__init__(ksize, stride, padding, dilation)
-        self.norm, self.include_center = norm, include_center
+    def __init__(self, window, norm="l1", include_center=True):
+        self.win, self.norm, self.include_center = window, norm, include_center
 
     def forward(self, e, lam):
-        xp = self.xp
-        H, W = e.shape[2:]
-        k, s, p, dl, _ = segaware_geometry("segaware_mask", H, W, self.ksize, **self.window())
-        valid = self.backend.tap_valid(H, W, k, s, p, dl, self.include_center, dtype=e.dtype)
-        d = self.backend.im2dist(e, self.ksize, norm=self.norm, **self.window())
+        xp, w = self.xp, self.win
+        valid = self.backend.tap_valid(w.H, w.W, w.ksize, w.stride, w.padding, w.dilation,
+                                       self.include_center, dtype=e.dtype)
+        d = self.backend.im2dist(e, w.KS, norm=self.norm, window=w)
         lam_dtype, lam = lam.dtype, lam.astype(e.dtype)
         m = xp.exp(-lam * d)
         m *= valid
@@ -90,21 +81,20 @@ class SegAwareMask(_Window, Function):
         ge = None
         if need_e:
             gmm *= -self.lam
-            ge = self.backend.im2dist_backward(self.e, self.d, gmm, self.ksize,
-                                               norm=self.norm, **self.window())
+            ge = self.backend.im2dist_backward(self.e, self.d, gmm, self.win.KS,
+                                               norm=self.norm, window=self.win)
         return ge, glam
 
 
-class MaskedConv2d(_Window, Function):
+class MaskedConv2d(Function):
     """(x (N, C, H, W), m (N, K, OH, OW), W (F, C, k, k), b (F,) or None) -> y
     (N, F, OH, OW): Eq. 7 with the mask given, plus the bias."""
 
-    def __init__(self, stride=1, padding=None, dilation=1, normalize=True):
-        super().__init__(None, stride, padding, dilation)
-        self.normalize = normalize
+    def __init__(self, window, normalize=True):
+        self.win, self.normalize = window, normalize
 
     def forward(self, x, m, W, b):
-        y = self.backend.masked_conv(x, m, W, normalize=self.normalize, **self.window())
+        y = self.backend.masked_conv(x, m, W, normalize=self.normalize, window=self.win)
         if b is not None:
             y += b.reshape(1, -1, 1, 1)
         if any(self.needs_input_grad[:3]):
@@ -117,23 +107,26 @@ class MaskedConv2d(_Window, Function):
         if need_x or need_m or need_W:
             gx, gm, gW = self.backend.masked_conv_backward(
                 self.x, self.m, self.W, gy, normalize=self.normalize,
-                need_x=need_x, need_m=need_m, need_W=need_W, **self.window())
+                need_x=need_x, need_m=need_m, need_W=need_W, window=self.win)
         gb = gy.sum(axis=(0, 2, 3)) if need_b else None
         return gx, gm, gW, gb
 
 
-class Bilateral(_Window, Function):
+class Bilateral(Function):
     """(x (N, C, H, W), m (N, K, OH, OW)) -> y (N, C, OH, OW): Eq. 4 with the mask given."""
+
+    def __init__(self, window):
+        self.win = window
 
     def forward(self, x, m):
         if any(self.needs_input_grad):
             self.x, self.m = x, m
-        return self.backend.bilateral(x, m, self.ksize, **self.window())
+        return self.backend.bilateral(x, m, self.win.KS, window=self.win)
 
     def backward(self, gy):
         need_x, need_m = self.needs_input_grad
-        return self.backend.bilateral_backward(self.x, self.m, gy, self.ksize,
-                                               need_x=need_x, need_m=need_m, **self.window())
+        return self.backend.bilateral_backward(self.x, self.m, gy, self.win.KS,
+                                               need_x=need_x, need_m=need_m, window=self.win)
 
 
 # ---- argument checks shared by the wrappers -----------------------------------------
@@ -174,25 +167,9 @@ def _lam(fn, lam, e):
     return lam
 
 
-def _check_window(fn, H, W, ksize, stride, padding, dilation):
-    """Checked before any kernel runs, so that a bad window is reported under the name
-    of the function the user called."""
-    k, _, p, d, _ = segaware_geometry(fn, H, W, ksize, stride, padding, dilation)
-    half = k[0] // 2
-    if p[0] > d[0] * half or p[1] > d[1] * half:
-        # The centre of a window must be an image pixel: it supplies the reference
-        # embedding of Eq. 3.
-        raise ValueError(
-            f"{fn}: padding must be at most dilation*(ksize//2) = "
-            f"({d[0] * half}, {d[1] * half}) so that the centre of every window lies in "
-            f"the image; got ({p[0]}, {p[1]})")
-
-
-def _mask(fn, e, lam, ksize, stride, padding, dilation, norm, include_center):
-    check_norm(fn, norm)
-    _check_window(fn, e.shape[2], e.shape[3], ksize, stride, padding, dilation)
+def _mask(fn, e, lam, win, norm, include_center):
     lam = _lam(fn, lam, e)
-    return SegAwareMask(ksize, stride, padding, dilation, norm, include_center)(e, lam)
+    return SegAwareMask(win, norm, include_center)(e, lam)
 
 
 # ---- public functions ---------------------------------------------------------------
@@ -207,8 +184,8 @@ def im2dist(e, ksize, stride=1, padding=None, dilation=1, norm="l1"):
     fn = "im2dist"
     e = _embeddings(fn, e)
     check_norm(fn, norm)
-    _check_window(fn, e.shape[2], e.shape[3], ksize, stride, padding, dilation)
-    return Im2Dist(ksize, stride, padding, dilation, norm)(e)
+    win = Window.segaware(fn, e.shape[2], e.shape[3], ksize, stride, padding, dilation)
+    return Im2Dist(win, norm)(e)
 
 
 def segaware_mask(e, lam, ksize, stride=1, padding=None, dilation=1, norm="l1",
@@ -222,7 +199,9 @@ def segaware_mask(e, lam, ksize, stride=1, padding=None, dilation=1, norm="l1",
     """
     fn = "segaware_mask"
     e = _embeddings(fn, e)
-    return _mask(fn, e, lam, ksize, stride, padding, dilation, norm, include_center)
+    check_norm(fn, norm)
+    win = Window.segaware(fn, e.shape[2], e.shape[3], ksize, stride, padding, dilation)
+    return _mask(fn, e, lam, win, norm, include_center)
 
 
 def segaware_bilateral(x, e, lam, ksize=9, dilation=1, norm="l1", repeat=1,
@@ -245,10 +224,12 @@ def segaware_bilateral(x, e, lam, ksize=9, dilation=1, norm="l1", repeat=1,
     e = _embeddings(fn, e, x)
     if isinstance(repeat, bool) or not isinstance(repeat, numbers.Integral) or repeat < 1:
         raise ValueError(f"{fn}: repeat must be an int >= 1; got {repeat!r}")
-    m = _mask(fn, e, lam, ksize, 1, None, dilation, norm, include_center)
+    check_norm(fn, norm)
+    win = Window.segaware(fn, x.shape[2], x.shape[3], ksize, 1, None, dilation)
+    m = _mask(fn, e, lam, win, norm, include_center)
     y = x
     for _ in range(int(repeat)):
-        y = Bilateral(ksize, 1, None, dilation)(y, m)
+        y = Bilateral(win)(y, m)
     return y
 
 
@@ -285,5 +266,9 @@ def segaware_conv2d(x, e, W, b=None, lam=0.0, stride=1, padding=None, dilation=1
             raise ValueError(f"{fn}: b must have shape ({F},); got {b.shape}")
         names, arrays = names + ("b",), arrays + [b]
     check_same_dtype(fn, names, [a.data for a in arrays])
-    m = _mask(fn, e, lam, KH, stride, padding, dilation, norm, True)
-    return MaskedConv2d(stride, padding, dilation, normalize)(x, m, W, b)
+    check_norm(fn, norm)
+    # The one place the window is worked out: the mask, the product and both backward
+    # passes read this object.
+    win = Window.segaware(fn, x.shape[2], x.shape[3], KH, stride, padding, dilation)
+    m = _mask(fn, e, lam, win, norm, True)
+    return MaskedConv2d(win, normalize)(x, m, W, b)

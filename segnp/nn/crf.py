@@ -5,7 +5,7 @@ import numpy as np
 
 from .. import functions as F
 from ..autograd import Parameter
-from ..backends.api import NORMS
+from ..window import NORMS
 from .module import Module
 from .segaware import clip_nonnegative
 

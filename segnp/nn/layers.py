@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import functions as F
 from ..autograd import Parameter
-from ..backends.window import pair
+from ..window import pair
 from . import init
 from .module import Module
 

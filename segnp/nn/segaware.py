@@ -15,8 +15,8 @@ import numpy as np
 
 from .. import functions as F
 from ..autograd import Parameter
-from ..backends.api import NORMS
-from ..backends.window import pair
+from ..window import NORMS
+from ..window import pair
 from . import init
 from .module import Module
 

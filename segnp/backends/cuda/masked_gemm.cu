@@ -147,7 +147,7 @@ __device__ inline void mg_load_rowmajor(T (*As)[MG_BM + MG_PAD], const T* A, int
 template <typename T>
 __global__ void __launch_bounds__(MG_THREADS, 1)
 masked_gemm_fwd(const T* x, const T* m, const T* wk, const T* inv, T* y,
-                int C, int H, int W, int F, int KS, int OH, int OW, int SH,
+                int C, int F, int H, int W, int KS, int OH, int OW, int SH,
                 int SW, int PH, int PW, int DH, int DW)
 {
     __shared__ T As[MG_BK][MG_BM + MG_PAD];
@@ -197,7 +197,7 @@ masked_gemm_fwd(const T* x, const T* m, const T* wk, const T* inv, T* y,
 template <typename T>
 __global__ void __launch_bounds__(MG_THREADS, 1)
 masked_gemm_bwd_x(const T* gy, const T* m, const T* wT, const T* inv, T* gx,
-                  int C, int H, int W, int F, int KS, int OH, int OW, int SH,
+                  int C, int F, int H, int W, int KS, int OH, int OW, int SH,
                   int SW, int PH, int PW, int DH, int DW)
 {
     __shared__ T As[MG_BK][MG_BM + MG_PAD];
@@ -256,7 +256,7 @@ masked_gemm_bwd_x(const T* gy, const T* m, const T* wT, const T* inv, T* gx,
 template <typename T>
 __global__ void __launch_bounds__(MG_THREADS, 1)
 masked_gemm_bwd_w(const T* x, const T* m, const T* gy, const T* inv, T* part,
-                  int N, int C, int H, int W, int F, int KS, int OH, int OW,
+                  int N, int C, int F, int H, int W, int KS, int OH, int OW,
                   int SH, int SW, int PH, int PW, int DH, int DW, int chunk)
 {
     __shared__ T As[MG_BK][MG_BM + MG_PAD];
@@ -327,8 +327,8 @@ masked_gemm_bwd_w(const T* x, const T* m, const T* gy, const T* inv, T* part,
 // C x K x P product is never stored.  Grid (N * ceil(P / MG_BN), K).
 template <typename T>
 __global__ void __launch_bounds__(MG_THREADS, 1)
-masked_gemm_bwd_m(const T* x, const T* gy, const T* wT, T* Q, int C, int H,
-                  int W, int F, int KS, int OH, int OW, int SH, int SW,
+masked_gemm_bwd_m(const T* x, const T* gy, const T* wT, T* Q, int C, int F,
+                  int H, int W, int KS, int OH, int OW, int SH, int SW,
                   int PH, int PW, int DH, int DW)
 {
     __shared__ T As[MG_BK][MG_BM + MG_PAD];

@@ -1,5 +1,5 @@
 // Window arithmetic and distance norms shared by im2col.cu, segaware.cu, masked_gemm.cu
-// and pairs.cu: the CUDA side of segnp/backends/window.py.  (load_source splices it
+// and pairs.cu: the CUDA side of segnp/window.py.  (load_source splices it
 // into each of them once, so it needs no include guard.)
 //
 // A window has KS x KS taps in row-major order (K = KS*KS, tap K/2 the centre).  Tap

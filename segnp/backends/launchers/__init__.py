@@ -10,7 +10,7 @@ numpy arrays (``rt`` is the emulator's), so it only ever uses ``rt.xp``.
 
 A launcher owns the kernel's contract:
 
-1. check dtypes and shapes (``segnp._validate``, ``backends.window``), raising
+1. check dtypes and shapes (``segnp._validate``, ``segnp.window``), raising
    TypeError/ValueError that name the function;
 2. make every input C-contiguous (``rt.xp.ascontiguousarray``): kernels ignore strides;
 3. allocate the outputs with ``rt.xp``;

@@ -2,8 +2,8 @@
 window checks, contiguous inputs, 1-D launches, and the mask denominator of Eqs. 4 and 7.
 """
 from . import _INT32_MAX, check_real, grid_1d, int32, real
-from ..api import NORM_EPS
-from ..window import segaware_geometry
+from ...window import NORM_EPS
+from ...window import segaware_window
 from ..._validate import check_ndim, check_same_dtype
 
 
@@ -12,34 +12,13 @@ def launch_flat(rt, filename, name, dtype, total, args):
     rt.kernel(filename, name, dtype)(grid_1d(rt, total), (rt.threads,), tuple(args))
 
 
-def window(fn, H, W, ksize, stride, padding, dilation):
-    """Normalised window of a segmentation-aware op.
-
-    Returns (KS, geometry ints) where the ints are (KS, OH, OW, SH, SW, PH, PW, DH, DW),
-    the order every kernel takes them in, and (OH, OW).
-    """
-    (KS, _), (SH, SW), (PH, PW), (DH, DW), (OH, OW) = segaware_geometry(
-        fn, H, W, ksize, stride, padding, dilation)
-    plane_limit(fn, "OH*OW", OH * OW)
-    # As in the NumPy backend: a larger padding would put window centres outside the
-    # image, where no embedding exists.
-    half = KS // 2
-    if PH > DH * half or PW > DW * half:
-        raise ValueError(
-            f"{fn}: padding must be at most dilation*(ksize//2) = ({DH * half}, {DW * half}) "
-            f"so that the centre of every window lies in the image; got ({PH}, {PW})")
-    return KS, (KS, OH, OW, SH, SW, PH, PW, DH, DW), (OH, OW)
-
-
-def centre_offsets(geo):
-    """(CH, CW): the centre of output (oh, ow) is input pixel (oh*SH + CH, ow*SW + CW).
-
-    The centre is tap K // 2; with the default padding ``dilation * (ksize // 2)``
-    this is pixel o * stride (issue 3's convention), and (CH, CW) = (0, 0).  A smaller
-    padding shifts it; :func:`window` rejects a larger one.
-    """
-    KS, _, _, _, _, PH, PW, DH, DW = geo
-    return DH * (KS // 2) - PH, DW * (KS // 2) - PW
+def checked_window(fn, H, W, ksize, stride, padding, dilation, given=None):
+    """The :class:`segnp.window.Window` of a segmentation-aware op (``given``, or built
+    from the loose arguments), checked against the kernels' 32-bit index limit.  Kernels
+    take its fields, ``*win.ints()``, in the order of the ``SegWindow`` struct."""
+    win = segaware_window(fn, H, W, ksize, stride, padding, dilation, given)
+    plane_limit(fn, "OH*OW", win.OH * win.OW)
+    return win
 
 
 def plane_limit(fn, what, value):

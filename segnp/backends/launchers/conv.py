@@ -3,7 +3,7 @@
 Same names, arguments and results as ``backends/numpy/conv.py``; float32/float64 only.
 """
 from ..._validate import check_ndim
-from ..window import conv_geometry
+from ...window import conv_geometry
 from . import check_real, grid_1d, int32
 
 __all__ = ["im2col", "col2im"]

@@ -16,8 +16,8 @@ W (F, C, KS, KS) with K = KS*KS, y and gy (N, F, OH, OW).
 """
 from . import check_real, int32
 from ..._validate import check_ndim
-from ._segaware_util import (finish_mask_grad, image, launch_flat, mask_inv, per_output,
-                             plane_limit, same_dtype, window)
+from ._segaware_util import (checked_window, finish_mask_grad, image, launch_flat, mask_inv,
+                             per_output, plane_limit, same_dtype)
 
 __all__ = ["masked_conv", "masked_conv_backward", "masked_conv_composed",
            "masked_conv_composed_backward", "tile_defines"]
@@ -72,7 +72,7 @@ def gemm_grid(fn, N, cols, rows, bm, bn, what):
 
 
 
-def _inputs(rt, fn, x, m, W, stride, padding, dilation):
+def _inputs(rt, fn, x, m, W, stride, padding, dilation, given):
     check_real(fn, "W", W)
     check_ndim(fn, "W", W, "(F, C, KS, KS)")
     check_ndim(fn, "x", x, "(N, C, H, W)")
@@ -80,7 +80,11 @@ def _inputs(rt, fn, x, m, W, stride, padding, dilation):
     if W.shape[1] != C or W.shape[2] != W.shape[3]:
         raise ValueError(f"{fn}: W must be (F, C, KS, KS) with C = {C} (x's channels) and "
                          f"a square window; got {tuple(W.shape)}")
-    KS, geo, (OH, OW) = window(fn, H, Wd, W.shape[2], stride, padding, dilation)
+    win = checked_window(fn, H, Wd, W.shape[2], stride, padding, dilation, given)
+    KS, OH, OW = win.KS, win.OH, win.OW
+    if KS != W.shape[2]:
+        raise ValueError(f"{fn}: W must have the window's {KS}x{KS} taps; got W of shape "
+                         f"{tuple(W.shape)}")
     # Besides H*W (image) and OH*OW (window), the GEMMs' reduction and column counts;
     # all before the copies, which could be huge.
     plane_limit(fn, "C*K", C * KS * KS)
@@ -89,17 +93,18 @@ def _inputs(rt, fn, x, m, W, stride, padding, dilation):
     m = per_output(rt, fn, "m", m, (N, KS * KS, OH, OW), "(N, K, OH, OW)")
     wt = rt.xp.ascontiguousarray(W)
     same_dtype(fn, x=x, m=m, W=wt)
-    return x, m, wt, geo
+    return x, m, wt, win
 
 
-def masked_conv(rt, x, m, W, stride=1, padding=None, dilation=1, normalize=True):
+def masked_conv(rt, x, m, W, stride=1, padding=None, dilation=1, normalize=True, *,
+                window=None):
     """Eq. 7 without bias, fused: x (N, C, H, W), m (N, K, OH, OW), W (F, C, KS, KS)
     -> y (N, F, OH, OW)."""
     fn = "masked_conv"
-    x, m, wt, geo = _inputs(rt, fn, x, m, W, stride, padding, dilation)
+    x, m, wt, win = _inputs(rt, fn, x, m, W, stride, padding, dilation, window)
     N, C, H, Wd = x.shape
     F = wt.shape[0]
-    _, OH, OW = geo[:3]
+    OH, OW = win.out
     y = rt.xp.empty((N, F, OH, OW), dtype=x.dtype)
     k, (bm, bn, _, threads) = _gemm(rt, "masked_gemm_fwd", x.dtype)
     grid = gemm_grid(fn, N, OH * OW, F, bm, bn, ("OH*OW", "F"))
@@ -107,7 +112,7 @@ def masked_conv(rt, x, m, W, stride=1, padding=None, dilation=1, normalize=True)
         return y
     inv = mask_inv(rt, m, normalize)
     wk = rt.xp.ascontiguousarray(wt.transpose(0, 2, 3, 1))  # (F, KH, KW, C): tap-major rows
-    k(grid, (threads,), (x, m, wk, inv, y, *int32(C, H, Wd, F, *geo)))
+    k(grid, (threads,), (x, m, wk, inv, y, *int32(C, F, *win.ints())))
     return y
 
 
@@ -121,7 +126,7 @@ def _split(NP, tiles, bk):
 
 
 def masked_conv_backward(rt, x, m, W, gy, stride=1, padding=None, dilation=1, normalize=True,
-                         need_x=True, need_m=True, need_W=True):
+                         need_x=True, need_m=True, need_W=True, *, window=None):
     """Gradients of :func:`masked_conv`: (gx (N, C, H, W), gm (N, K, OH, OW),
     gW (F, C, KS, KS)), None where not needed.
 
@@ -131,18 +136,18 @@ def masked_conv_backward(rt, x, m, W, gy, stride=1, padding=None, dilation=1, no
     denominator; with it, gm_k = inv (Q_k - inv sum_j m_j Q_j) (the quotient rule).
     """
     fn = "masked_conv_backward"
-    x, m, wt, geo = _inputs(rt, fn, x, m, W, stride, padding, dilation)
+    x, m, wt, win = _inputs(rt, fn, x, m, W, stride, padding, dilation, window)
     xp = rt.xp
     N, C, H, Wd = x.shape
     F = wt.shape[0]
-    KS, OH, OW = geo[:3]
+    KS, OH, OW = win.KS, win.OH, win.OW
     K, P = KS * KS, OH * OW
     gy = per_output(rt, fn, "gy", gy, (N, F, OH, OW), "(N, F, OH, OW)")
     same_dtype(fn, x=x, gy=gy)
     inv = mask_inv(rt, m, normalize)
     # W as (C, K, F): the A operand of both the gx and the gm GEMMs, row-major.
     wT = xp.ascontiguousarray(wt.reshape(F, C, K).transpose(1, 2, 0)) if need_x or need_m else None
-    sizes = int32(C, H, Wd, F, *geo)
+    sizes = int32(C, F, *win.ints())
     gx = gm = gW = None
     # Empty shapes: a grid of None launches nothing; its output is empty, or a sum of
     # nothing (0) where only the reduction is empty (gW when N = 0).
@@ -174,39 +179,40 @@ def masked_conv_backward(rt, x, m, W, gy, stride=1, padding=None, dilation=1, no
     return gx, gm, gW
 
 
-def _columns(rt, x, m, geo):
+def _columns(rt, x, m, win):
     """Masked columns (N, C*K, OH*OW): x[n, c, tap(o, k)] m[n, k, o]."""
-    N, C, H, Wd = x.shape
-    KS, OH, OW = geo[:3]
-    cols = rt.xp.empty((N, C * KS * KS, OH * OW), dtype=x.dtype)
+    N, C = x.shape[:2]
+    cols = rt.xp.empty((N, C * win.K, win.OH * win.OW), dtype=x.dtype)
     launch_flat(rt, "segaware.cu", "masked_im2col", x.dtype, cols.size,
-                (x, m, cols, *int32(N, C, H, Wd, *geo)))
+                (x, m, cols, *int32(N, C, *win.ints())))
     return cols
 
 
-def masked_conv_composed(rt, x, m, W, stride=1, padding=None, dilation=1, normalize=True):
+def masked_conv_composed(rt, x, m, W, stride=1, padding=None, dilation=1, normalize=True, *,
+                         window=None):
     """:func:`masked_conv` the way Sec. 4.2 describes it: materialised masked columns
     times W by one matmul.  Same shapes and result; about C*K*OH*OW*N more memory."""
     fn = "masked_conv_composed"
-    x, m, wt, geo = _inputs(rt, fn, x, m, W, stride, padding, dilation)
+    x, m, wt, win = _inputs(rt, fn, x, m, W, stride, padding, dilation, window)
     N, F = x.shape[0], wt.shape[0]
-    _, OH, OW = geo[:3]
-    cols = _columns(rt, x, m, geo)
+    OH, OW = win.out
+    cols = _columns(rt, x, m, win)
     y = rt.xp.matmul(wt.reshape(F, -1), cols)
     y *= mask_inv(rt, m, normalize).reshape(N, 1, OH * OW)
     return y.reshape(N, F, OH, OW)
 
 
 def masked_conv_composed_backward(rt, x, m, W, gy, stride=1, padding=None, dilation=1,
-                                  normalize=True, need_x=True, need_m=True, need_W=True):
+                                  normalize=True, need_x=True, need_m=True, need_W=True, *,
+                                  window=None):
     """Gradients of :func:`masked_conv_composed` by matmuls on materialised columns:
     (gx, gm, gW) as in :func:`masked_conv_backward`."""
     fn = "masked_conv_composed_backward"
-    x, m, wt, geo = _inputs(rt, fn, x, m, W, stride, padding, dilation)
+    x, m, wt, win = _inputs(rt, fn, x, m, W, stride, padding, dilation, window)
     xp = rt.xp
     N, C, H, Wd = x.shape
     F = wt.shape[0]
-    KS, OH, OW = geo[:3]
+    KS, OH, OW = win.KS, win.OH, win.OW
     K, P = KS * KS, OH * OW
     gy = per_output(rt, fn, "gy", gy, (N, F, OH, OW), "(N, F, OH, OW)")
     same_dtype(fn, x=x, gy=gy)
@@ -214,16 +220,16 @@ def masked_conv_composed_backward(rt, x, m, W, gy, stride=1, padding=None, dilat
     gyn = gy.reshape(N, F, P) * inv
     gx = gm = gW = None
     if need_W:
-        gW = xp.matmul(gyn, _columns(rt, x, m, geo).transpose(0, 2, 1)).sum(axis=0)
+        gW = xp.matmul(gyn, _columns(rt, x, m, win).transpose(0, 2, 1)).sum(axis=0)
         gW = gW.reshape(wt.shape)
     if need_x or need_m:
         gcols = xp.matmul(wt.reshape(F, C * K).T, gyn)  # gradient of the masked columns
     if need_x:
         gx = xp.empty_like(x)
         launch_flat(rt, "segaware.cu", "masked_col2im", x.dtype, gx.size,
-                    (xp.ascontiguousarray(gcols), m, gx, *int32(N, C, H, Wd, *geo)))
+                    (xp.ascontiguousarray(gcols), m, gx, *int32(N, C, *win.ints())))
     if need_m:
-        plain = _columns(rt, x, xp.ones_like(m), geo)
+        plain = _columns(rt, x, xp.ones_like(m), win)
         gm = (gcols * plain).reshape(N, C, K, P).sum(axis=1)  # inv * Q of the fused path
         if normalize:
             gm -= inv * (m.reshape(N, K, P) * gm).sum(axis=1, keepdims=True)

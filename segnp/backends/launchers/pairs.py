@@ -9,9 +9,9 @@ integer dtype, K = ksize**2.
 import numpy as np
 
 from . import grid_1d, int32, real
-from ..api import NORMS
+from ...window import NORMS
 from ..._validate import check_int, check_ndim, check_norm
-from ._segaware_util import image, launch_flat, plane_limit, window
+from ._segaware_util import checked_window, image, launch_flat, plane_limit
 
 __all__ = ["same_label_pairs", "embedding_pair_loss", "embedding_pair_loss_backward"]
 
@@ -22,11 +22,10 @@ def _labels(rt, fn, labels, ksize, dilation):
     check_ndim(fn, "labels", labels, "(N, H, W)")
     N, H, W = labels.shape
     plane_limit(fn, "H*W", H * W)
-    KS, geo, _ = window(fn, H, W, ksize, 1, None, dilation)
-    DH, DW = geo[7:9]
-    if DH != DW:
+    win = checked_window(fn, H, W, ksize, 1, None, dilation)
+    if win.DH != win.DW:
         raise ValueError(f"{fn}: dilation must be one int; got {dilation!r}")
-    return rt.xp.ascontiguousarray(labels, dtype=np.int32), KS, DH
+    return rt.xp.ascontiguousarray(labels, dtype=np.int32), win.KS, win.DH
 
 
 def _embeddings(rt, fn, e, labels):

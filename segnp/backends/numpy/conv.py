@@ -8,7 +8,7 @@ is needed.  Both return C-contiguous arrays.
 """
 import numpy as np
 
-from ..window import conv_geometry
+from ...window import conv_geometry
 from ..._validate import check_ndim
 
 __all__ = ["im2col", "col2im"]

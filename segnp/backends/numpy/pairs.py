@@ -22,7 +22,7 @@ it is).
 """
 import numpy as np
 
-from ..window import segaware_geometry
+from ...window import Window
 from ..._validate import check_float, check_int, check_ndim, check_norm
 
 __all__ = ["same_label_pairs", "embedding_pair_loss", "embedding_pair_loss_backward"]
@@ -30,10 +30,10 @@ __all__ = ["same_label_pairs", "embedding_pair_loss", "embedding_pair_loss_backw
 
 def _window(fn, H, W, ksize, dilation):
     """(ksize, dilation) as checked ints; the window is stride 1, default padding."""
-    k, _, _, d, _ = segaware_geometry(fn, H, W, ksize, 1, None, dilation)
-    if d[0] != d[1]:
+    win = Window.segaware(fn, H, W, ksize, 1, None, dilation)
+    if win.DH != win.DW:
         raise ValueError(f"{fn}: dilation must be one int; got {dilation!r}")
-    return k[0], d[0]
+    return win.KS, win.DH
 
 
 def _offset_slices(offset, size):

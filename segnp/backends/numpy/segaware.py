@@ -20,27 +20,14 @@ buffers, 1/K of an im2col buffer.
 import numpy as np
 from scipy.linalg import blas as _blas
 
-from ..api import NORM_EPS
-from ..window import segaware_geometry
+from ...window import NORM_EPS, segaware_window
 from ..._validate import check_ndim, check_norm, check_same_dtype
 
 __all__ = ["im2dist", "im2dist_backward", "masked_conv", "masked_conv_backward",
            "bilateral", "bilateral_backward"]
 
 
-# ---- window geometry --------------------------------------------------------------
-def _geometry(fn, H, W, ksize, stride, padding, dilation):
-    """Normalised window pairs and (OH, OW); the padding may not exceed the default."""
-    k, s, p, d, o = segaware_geometry(fn, H, W, ksize, stride, padding, dilation)
-    half = k[0] // 2
-    if p[0] > d[0] * half or p[1] > d[1] * half:
-        raise ValueError(
-            f"{fn}: padding must be at most dilation*(ksize//2) = "
-            f"({d[0] * half}, {d[1] * half}) so that the centre of every window lies in "
-            f"the image; got ({p[0]}, {p[1]})")
-    return k, s, p, d, o
-
-
+# ---- taps as rectangles --------------------------------------------------------------
 def _span(offset, S, size, O):
     """Outputs ``lo <= o < hi`` whose input index ``o*S + offset`` lies in [0, size)."""
     lo = max(0, -(offset // S))
@@ -48,7 +35,7 @@ def _span(offset, S, size, O):
     return lo, max(lo, hi)
 
 
-def _taps(size, ksize, stride, padding, dilation, out):
+def _taps(win):
     """Yield ``(k, rect, tap, centre)`` for each of the K taps.
 
     ``rect`` is the (rows, cols) slice pair of the outputs whose tap pixel is inside the
@@ -56,9 +43,9 @@ def _taps(size, ksize, stride, padding, dilation, out):
     read at this tap and at their centre.  ``rect`` is None for a tap that lies wholly
     in the padding (its mask is 0 everywhere, so it contributes nothing).
     """
-    (H, W), (KH, KW), (SH, SW), (PH, PW), (DH, DW), (OH, OW) = (
-        size, ksize, stride, padding, dilation, out)
-    ch, cw = DH * (KH // 2) - PH, DW * (KW // 2) - PW
+    H, W, KH, KW, OH, OW = win.H, win.W, win.KS, win.KS, win.OH, win.OW
+    SH, SW, PH, PW, DH, DW = win.SH, win.SW, win.PH, win.PW, win.DH, win.DW
+    ch, cw = win.centre
 
     def rows_of(lo, hi, S, off):
         return slice(lo * S + off, (hi - 1) * S + off + 1, S)
@@ -115,21 +102,23 @@ def _norm_grad(delta, dist, norm):
 
 
 # ---- im2dist (Sec. 4.2, the distances of Eq. 3) ----------------------------------------
-def im2dist(e, ksize, stride=1, padding=None, dilation=1, norm="l1"):
+def im2dist(e, ksize, stride=1, padding=None, dilation=1, norm="l1", *, window=None):
     """Distances between each window's centre embedding and each tap's (Sec. 4.2).
 
     e (N, D, H, W) -> d (N, K, OH, OW), ``d[n, k, o] = ||e[n, :, centre(o)] -
     e[n, :, tap_k(o)]||`` with norm 'l1' (sum |delta|), 'l2' (sqrt(sum delta**2)) or
     'l2sq' (sum delta**2).  d is 0 at taps outside the image; the mask of Eq. 3 is
-    ``exp(-lam * d)`` times the tap validity.
+    ``exp(-lam * d)`` times the tap validity.  ``window`` (a :class:`segnp.window.Window`
+    the caller built) replaces ksize, stride, padding and dilation, as in every kernel
+    of this module.
     """
     fn = "im2dist"
     check_ndim(fn, "e", e, "(N, D, H, W)")
     check_norm(fn, norm)
     N, D, H, W = e.shape
-    k, s, p, dl, o = _geometry(fn, H, W, ksize, stride, padding, dilation)
-    d = np.zeros((N, k[0] * k[1]) + o, dtype=e.dtype)
-    for kk, rect, tap, centre in _taps((H, W), k, s, p, dl, o):
+    win = segaware_window(fn, H, W, ksize, stride, padding, dilation, window)
+    d = np.zeros((N, win.K) + win.out, dtype=e.dtype)
+    for kk, rect, tap, centre in _taps(win):
         if rect is None:
             continue
         delta = e[:, :, centre[0], centre[1]] - e[:, :, tap[0], tap[1]]
@@ -144,7 +133,8 @@ def im2dist(e, ksize, stride=1, padding=None, dilation=1, norm="l1"):
     return d
 
 
-def im2dist_backward(e, d, gd, ksize, stride=1, padding=None, dilation=1, norm="l1"):
+def im2dist_backward(e, d, gd, ksize, stride=1, padding=None, dilation=1, norm="l1", *,
+                     window=None):
     """Gradient of :func:`im2dist`: gd (N, K, OH, OW) -> ge (N, D, H, W).
 
     Each pair contributes ``gd * dnorm/ddelta`` to its centre pixel and the negative to
@@ -155,11 +145,11 @@ def im2dist_backward(e, d, gd, ksize, stride=1, padding=None, dilation=1, norm="
     check_ndim(fn, "e", e, "(N, D, H, W)")
     check_norm(fn, norm)
     N, D, H, W = e.shape
-    k, s, p, dl, o = _geometry(fn, H, W, ksize, stride, padding, dilation)
-    K = k[0] * k[1]
-    _check_mask(fn, gd, N, K, o)
+    win = segaware_window(fn, H, W, ksize, stride, padding, dilation, window)
+    K = win.K
+    _check_mask(fn, gd, N, K, win.out)
     ge = np.zeros_like(e)
-    for kk, rect, tap, centre in _taps((H, W), k, s, p, dl, o):
+    for kk, rect, tap, centre in _taps(win):
         if rect is None or kk == K // 2:  # the centre tap's delta is identically 0
             continue
         delta = e[:, :, centre[0], centre[1]] - e[:, :, tap[0], tap[1]]
@@ -172,7 +162,7 @@ def im2dist_backward(e, d, gd, ksize, stride=1, padding=None, dilation=1, norm="
 
 
 # ---- the masked convolution (Eq. 7, Sec. 4.2's masked GEMM) -------------------------
-def _conv_setup(fn, x, m, W, stride, padding, dilation):
+def _conv_setup(fn, x, m, W, stride, padding, dilation, window):
     check_ndim(fn, "x", x, "(N, C, H, W)")
     check_ndim(fn, "W", W, "(F, C, KH, KW)")
     check_same_dtype(fn, ("x", "m", "W"), (x, m, W))
@@ -184,11 +174,14 @@ def _conv_setup(fn, x, m, W, stride, padding, dilation):
     if KH != KW:
         raise ValueError(f"{fn}: W must have a square odd window (F, C, k, k); got shape "
                          f"{tuple(W.shape)}")
-    k, s, p, dl, o = _geometry(fn, H, Wd, KH, stride, padding, dilation)
-    _check_mask(fn, m, N, KH * KW, o)
+    win = segaware_window(fn, H, Wd, KH, stride, padding, dilation, window)
+    if win.KS != KH:
+        raise ValueError(f"{fn}: W must have the window's {win.KS}x{win.KS} taps; got W of "
+                         f"shape {tuple(W.shape)}")
+    _check_mask(fn, m, N, KH * KW, win.out)
     # (KH, KW, F, C): each tap's filter matrix is contiguous for BLAS.
     Wt = np.ascontiguousarray(W.transpose(2, 3, 0, 1)).reshape(KH * KW, F, C)
-    return (H, Wd), k, s, p, dl, o, Wt
+    return win, Wt
 
 
 def _mask_sum(m):
@@ -198,7 +191,8 @@ def _mask_sum(m):
     return s
 
 
-def masked_conv(x, m, W, stride=1, padding=None, dilation=1, normalize=True):
+def masked_conv(x, m, W, stride=1, padding=None, dilation=1, normalize=True, *,
+                window=None):
     """Segmentation-aware convolution without bias (Eq. 7).
 
     x (N, C, H, W), m (N, K, OH, OW), W (F, C, k, k) -> y (N, F, OH, OW)::
@@ -214,13 +208,14 @@ def masked_conv(x, m, W, stride=1, padding=None, dilation=1, normalize=True):
     cost N times per tap.
     """
     fn = "masked_conv"
-    size, k, s, p, dl, o, Wt = _conv_setup(fn, x, m, W, stride, padding, dilation)
+    win, Wt = _conv_setup(fn, x, m, W, stride, padding, dilation, window)
+    o = win.out
     N, C = x.shape[:2]
     F, P = W.shape[0], N * o[0] * o[1]
     a = np.empty((C, N) + o, dtype=x.dtype)
     a_nc = a.transpose(1, 0, 2, 3)  # the same buffer seen as (N, C, OH, OW)
     y = np.zeros((F, P), dtype=x.dtype)
-    for kk, rect, tap, _ in _taps(size, k, s, p, dl, o):
+    for kk, rect, tap, _ in _taps(win):
         if rect is None:
             continue
         _shifted(x, rect, tap, a_nc, m[:, kk, None])
@@ -248,7 +243,7 @@ def _gemm_accumulate(c, a, b):
 
 
 def masked_conv_backward(x, m, W, gy, stride=1, padding=None, dilation=1, normalize=True,
-                         need_x=True, need_m=True, need_W=True):
+                         need_x=True, need_m=True, need_W=True, *, window=None):
     """Gradients of :func:`masked_conv`: gy (N, F, OH, OW) -> (gx, gm, gW).
 
     gx (N, C, H, W), gm (N, K, OH, OW), gW (F, C, k, k); None where not needed.  The
@@ -264,9 +259,10 @@ def masked_conv_backward(x, m, W, gy, stride=1, padding=None, dilation=1, normal
     OH, OW): two GEMMs per tap over the whole batch.
     """
     fn = "masked_conv_backward"
-    size, k, s, p, dl, o, Wt = _conv_setup(fn, x, m, W, stride, padding, dilation)
+    win, Wt = _conv_setup(fn, x, m, W, stride, padding, dilation, window)
+    o = win.out
     N, C = x.shape[:2]
-    F, K, P = W.shape[0], k[0] * k[1], N * o[0] * o[1]
+    F, K, P = W.shape[0], win.K, N * o[0] * o[1]
     if tuple(gy.shape) != (N, F) + o:
         raise ValueError(f"{fn}: gy must be (N, F, OH, OW) = {(N, F) + o}; "
                          f"got {tuple(gy.shape)}")
@@ -282,7 +278,7 @@ def masked_conv_backward(x, m, W, gy, stride=1, padding=None, dilation=1, normal
     gW = np.zeros((K, F, C), dtype=x.dtype) if need_W else None
     xk = np.empty((C, N) + o, dtype=x.dtype) if (need_m or need_W) else None
     ga = np.empty((C, P), dtype=x.dtype) if (need_x or need_m) else None
-    for kk, rect, tap, _ in _taps(size, k, s, p, dl, o):
+    for kk, rect, tap, _ in _taps(win):
         if rect is None:
             continue
         mk = m[:, kk, None]
@@ -306,21 +302,21 @@ def masked_conv_backward(x, m, W, gy, stride=1, padding=None, dilation=1, normal
     if need_m and normalize:
         gm -= (np.einsum("nkhw,nkhw->nhw", gm, m) / Z)[:, None]
     if need_W:
-        gW = np.ascontiguousarray(gW.reshape(k + (F, C)).transpose(2, 3, 0, 1))
+        gW = np.ascontiguousarray(gW.reshape(win.ksize + (F, C)).transpose(2, 3, 0, 1))
     return gx, gm, gW
 
 
 # ---- the bilateral filter (Eq. 4) --------------------------------------------------
-def _bilateral_setup(fn, x, m, ksize, stride, padding, dilation):
+def _bilateral_setup(fn, x, m, ksize, stride, padding, dilation, window):
     check_ndim(fn, "x", x, "(N, C, H, W)")
     check_same_dtype(fn, ("x", "m"), (x, m))
     N, C, H, W = x.shape
-    k, s, p, dl, o = _geometry(fn, H, W, ksize, stride, padding, dilation)
-    _check_mask(fn, m, N, k[0] * k[1], o)
-    return (H, W), k, s, p, dl, o
+    win = segaware_window(fn, H, W, ksize, stride, padding, dilation, window)
+    _check_mask(fn, m, N, win.K, win.out)
+    return win
 
 
-def bilateral(x, m, ksize, stride=1, padding=None, dilation=1):
+def bilateral(x, m, ksize, stride=1, padding=None, dilation=1, *, window=None):
     """Segmentation-aware bilateral filter (Eq. 4), every channel with the same mask.
 
     x (N, C, H, W), m (N, K, OH, OW) -> y (N, C, OH, OW)::
@@ -330,10 +326,10 @@ def bilateral(x, m, ksize, stride=1, padding=None, dilation=1):
     m must already be 0 at taps outside the image.
     """
     fn = "bilateral"
-    size, k, s, p, dl, o = _bilateral_setup(fn, x, m, ksize, stride, padding, dilation)
+    win = _bilateral_setup(fn, x, m, ksize, stride, padding, dilation, window)
     N, C = x.shape[:2]
-    y = np.zeros((N, C) + o, dtype=x.dtype)
-    for kk, rect, tap, _ in _taps(size, k, s, p, dl, o):
+    y = np.zeros((N, C) + win.out, dtype=x.dtype)
+    for kk, rect, tap, _ in _taps(win):
         if rect is None:
             continue
         y[(slice(None), slice(None)) + rect] += (
@@ -343,13 +339,14 @@ def bilateral(x, m, ksize, stride=1, padding=None, dilation=1):
 
 
 def bilateral_backward(x, m, gy, ksize, stride=1, padding=None, dilation=1,
-                       need_x=True, need_m=True):
+                       need_x=True, need_m=True, *, window=None):
     """Gradients of :func:`bilateral`: gy (N, C, OH, OW) -> (gx, gm), None where not
     needed.  With gu = gy / Z: gx gathers ``gu * m_k`` back to each tap's pixels;
     ``gm_k = sum_c gu x_k - sum_k' gm_k' m_k' / Z`` (the second term, through Z, reaches
     outside taps too), which avoids needing y."""
     fn = "bilateral_backward"
-    size, k, s, p, dl, o = _bilateral_setup(fn, x, m, ksize, stride, padding, dilation)
+    win = _bilateral_setup(fn, x, m, ksize, stride, padding, dilation, window)
+    o = win.out
     N, C = x.shape[:2]
     if tuple(gy.shape) != (N, C) + o:
         raise ValueError(f"{fn}: gy must be (N, C, OH, OW) = {(N, C) + o}; "
@@ -357,8 +354,8 @@ def bilateral_backward(x, m, gy, ksize, stride=1, padding=None, dilation=1,
     Z = _mask_sum(m)
     gu = gy / Z[:, None]
     gx = np.zeros_like(x) if need_x else None
-    gm = np.zeros((N, k[0] * k[1]) + o, dtype=x.dtype) if need_m else None
-    for kk, rect, tap, _ in _taps(size, k, s, p, dl, o):
+    gm = np.zeros((N, win.K) + o, dtype=x.dtype) if need_m else None
+    for kk, rect, tap, _ in _taps(win):
         if rect is None:
             continue
         out = (slice(None), slice(None)) + rect

@@ -1,0 +1,191 @@
+"""Window arithmetic, below every layer: pairs, output sizes, valid taps, the
+:class:`Window` of a segmentation-aware op, and the distance norms of Eq. 3.
+
+Conventions (issue 3): K = KH*KW taps in row-major order; for an odd window tap K//2
+is the centre; the default padding of the segmentation-aware ops is
+``dilation * (ksize // 2)``; the centre of output position o is input pixel o*stride.
+``backends/cuda/window.cuh`` is the CUDA side of this module.
+"""
+import numbers
+from dataclasses import astuple, dataclass
+
+import numpy as np
+
+# The distances of Eq. 3, in the order the CUDA kernels number them (SEG_NORM_*).
+NORMS = ("l1", "l2", "l2sq")
+
+# Added to the mask sum in the denominators of Eqs. 4 and 7 so that a window whose
+# every tap is masked away gives 0 rather than 0/0.
+NORM_EPS = 1e-6
+
+
+def pair(value, fn, name, minimum=None):
+    """Return ``value`` as a pair of Python ints, checking it is >= ``minimum``."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ValueError(f"{fn}: {name} must be an int or a pair of ints; got {value!r}")
+        a, b = value
+    else:
+        a = b = value
+    for v in (a, b):
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+            raise TypeError(f"{fn}: {name} must be an int or a pair of ints; got {value!r}")
+    a, b = int(a), int(b)
+    if minimum is not None and (a < minimum or b < minimum):
+        raise ValueError(f"{fn}: {name} must be >= {minimum}; got {value!r}")
+    return a, b
+
+
+def out_size(size, k, s, p, d):
+    """Output length of a window of k taps, stride s, padding p, dilation d."""
+    return (size + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+def conv_geometry(fn, H, W, ksize, stride, padding, dilation):
+    """Normalise conv-style window arguments and return them with (OH, OW).
+
+    Raises ValueError when the window does not fit the padded input.
+    """
+    KH, KW = pair(ksize, fn, "ksize", 1)
+    SH, SW = pair(stride, fn, "stride", 1)
+    PH, PW = pair(padding, fn, "padding", 0)
+    DH, DW = pair(dilation, fn, "dilation", 1)
+    OH, OW = out_size(H, KH, SH, PH, DH), out_size(W, KW, SW, PW, DW)
+    if OH < 1 or OW < 1:
+        raise ValueError(
+            f"{fn}: a {KH}x{KW} window with dilation ({DH}, {DW}) and padding ({PH}, {PW}) "
+            f"does not fit an input of size ({H}, {W})")
+    return (KH, KW), (SH, SW), (PH, PW), (DH, DW), (OH, OW)
+
+
+def segaware_geometry(fn, H, W, ksize, stride=1, padding=None, dilation=1):
+    """Like :func:`conv_geometry` for the segmentation-aware ops: ``ksize`` is one odd
+    int (K = ksize**2) and ``padding=None`` means ``dilation * (ksize // 2)``."""
+    if isinstance(ksize, bool) or not isinstance(ksize, numbers.Integral):
+        raise TypeError(f"{fn}: ksize must be an odd int; got {ksize!r}")
+    if ksize < 1 or ksize % 2 == 0:
+        raise ValueError(f"{fn}: ksize must be odd and positive, so that the window has "
+                         f"a centre tap; got {ksize}")
+    DH, DW = pair(dilation, fn, "dilation", 1)
+    if padding is None:
+        padding = (DH * (ksize // 2), DW * (ksize // 2))
+    return conv_geometry(fn, H, W, int(ksize), stride, padding, (DH, DW))
+
+
+@dataclass(frozen=True)
+class Window:
+    """The window of a segmentation-aware op on an H x W input, worked out once.
+
+    The public functions (``segnp.functions.segaware``) build it with
+    :meth:`segaware` and hand it to every kernel and launcher, which read its fields
+    instead of working the arithmetic out again.  Its fields are those of the
+    ``SegWindow`` struct of ``backends/cuda/window.cuh``, in the same order, so
+    ``*window.ints()`` is the argument list the CUDA kernels build that struct from.
+
+    KS x KS taps (KS odd, K = KS**2 in row-major order, tap K//2 the centre), stride
+    (SH, SW), padding (PH, PW) <= dilation * (KS // 2), dilation (DH, DW), output
+    OH x OW.  The centre of output (oh, ow) is input pixel (oh*SH + CH, ow*SW + CW).
+    """
+    H: int
+    W: int
+    KS: int
+    OH: int
+    OW: int
+    SH: int
+    SW: int
+    PH: int
+    PW: int
+    DH: int
+    DW: int
+
+    @classmethod
+    def segaware(cls, fn, H, W, ksize, stride=1, padding=None, dilation=1):
+        """Check the arguments of a segmentation-aware op (errors name ``fn``) and build
+        its window: ``ksize`` one odd int, ``padding=None`` meaning ``dilation *
+        (ksize // 2)``, and no padding above that, since it would put window centres,
+        the reference embeddings of Eq. 3, outside the image."""
+        (KS, _), (SH, SW), (PH, PW), (DH, DW), (OH, OW) = segaware_geometry(
+            fn, H, W, ksize, stride, padding, dilation)
+        half = KS // 2
+        if PH > DH * half or PW > DW * half:
+            raise ValueError(
+                f"{fn}: padding must be at most dilation*(ksize//2) = "
+                f"({DH * half}, {DW * half}) so that the centre of every window lies in "
+                f"the image; got ({PH}, {PW})")
+        return cls(int(H), int(W), KS, OH, OW, SH, SW, PH, PW, DH, DW)
+
+    @property
+    def K(self):
+        return self.KS * self.KS
+
+    @property
+    def centre(self):
+        """(CH, CW): the centre tap's offset; (0, 0) with the default padding."""
+        return self.DH * (self.KS // 2) - self.PH, self.DW * (self.KS // 2) - self.PW
+
+    @property
+    def ksize(self):
+        return self.KS, self.KS
+
+    @property
+    def stride(self):
+        return self.SH, self.SW
+
+    @property
+    def padding(self):
+        return self.PH, self.PW
+
+    @property
+    def dilation(self):
+        return self.DH, self.DW
+
+    @property
+    def out(self):
+        return self.OH, self.OW
+
+    def pairs(self):
+        """(ksize, stride, padding, dilation, out) as pairs, like :func:`conv_geometry`."""
+        return self.ksize, self.stride, self.padding, self.dilation, self.out
+
+    def ints(self):
+        """The fields in ``SegWindow`` order: H, W, KS, OH, OW, SH, SW, PH, PW, DH, DW."""
+        return astuple(self)
+
+    def of(self, fn, H, W):
+        """This window, after checking that it was built for an H x W input."""
+        if (self.H, self.W) != (H, W):
+            raise ValueError(f"{fn}: the window was built for a ({self.H}, {self.W}) "
+                             f"input; got ({H}, {W})")
+        return self
+
+
+def segaware_window(fn, H, W, ksize, stride=1, padding=None, dilation=1, window=None):
+    """``window`` (checked against H x W) when given, else :meth:`Window.segaware` of
+    the loose arguments: how every segmentation-aware kernel starts, so that callers
+    holding a Window (the public functions) skip the arithmetic."""
+    if window is not None:
+        if not isinstance(window, Window):
+            raise TypeError(f"{fn}: window must be a segnp.window.Window; "
+                            f"got {type(window).__name__}")
+        return window.of(fn, H, W)
+    return Window.segaware(fn, H, W, ksize, stride, padding, dilation)
+
+
+def tap_valid(H, W, ksize, stride, padding, dilation, include_center=True, dtype=np.float32):
+    """(1, K, OH, OW) array: 1 where tap k of output o falls inside the H x W image.
+
+    With ``include_center=False`` the centre tap (K//2, odd windows only) is 0 too.
+    Arguments must already be normalised pairs (see :func:`conv_geometry`).
+    """
+    (KH, KW), (SH, SW), (PH, PW), (DH, DW) = ksize, stride, padding, dilation
+    OH, OW = out_size(H, KH, SH, PH, DH), out_size(W, KW, SW, PW, DW)
+    # Input row of tap (i, .) at output row o is o*SH - PH + i*DH.
+    rows = np.arange(OH)[None, :] * SH - PH + np.arange(KH)[:, None] * DH  # (KH, OH)
+    cols = np.arange(OW)[None, :] * SW - PW + np.arange(KW)[:, None] * DW  # (KW, OW)
+    rv = (rows >= 0) & (rows < H)
+    cv = (cols >= 0) & (cols < W)
+    valid = rv[:, None, :, None] & cv[None, :, None, :]  # (KH, KW, OH, OW)
+    valid = valid.reshape(1, KH * KW, OH, OW).astype(dtype)
+    if not include_center:
+        valid[:, (KH * KW) // 2] = 0
+    return valid
