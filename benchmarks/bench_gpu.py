@@ -2,7 +2,7 @@
 
 1. The masked GEMM of Eq. 7, forward + backward (gx, gm, gW), at N=8, C=F=64,
    128x128, 3x3, float32, with a fixed mask:
-   - fused: segnp/backends/cuda/masked_gemm.cu (the mask applied while tiles load);
+   - fused: segnp/backends/cuda/masked_conv.cu (the mask applied while tiles load);
    - composed: masked columns materialised, then cuBLAS matmuls (Sec. 4.2 literally);
    - conv2d of the same shape, forward + backward through autograd (im2col + matmul).
    Target: fused faster than composed, and within 2x of conv2d.
@@ -74,7 +74,7 @@ def peak_bandwidth_gbs(cupy):
 def bench_masked_gemm(cupy, backend, repeat):
     from segnp import functions as F
     from segnp import Tensor
-    from segnp.backends.launchers import masked_conv as mc
+    from segnp.backends.cuda import masked_conv as mc
     from segnp.window import tap_valid
     rt = backend.rt
     rng = cupy.random.default_rng(0)

@@ -30,8 +30,8 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from segnp.backends import get_backend  # noqa: E402
-from segnp.backends.emulator_backend import EmulatorBackend  # noqa: E402
-from segnp.backends.launchers import masked_conv as mc  # noqa: E402
+from segnp.backends.emulator import EmulatorBackend  # noqa: E402
+from segnp.backends.cuda import masked_conv as mc  # noqa: E402
 
 NUMPY = get_backend("numpy")
 FAILURES = []
@@ -54,7 +54,7 @@ class Device:
         if emulator:
             self.backend = EmulatorBackend(threads=threads, max_blocks=max_blocks)
         else:
-            from segnp.backends.cupy_backend import CupyBackend
+            from segnp.backends.cuda.cupy import CupyBackend
             self.backend = CupyBackend(threads=threads, max_blocks=max_blocks)
         self.xp = self.backend.xp
 

@@ -62,3 +62,12 @@ def test_importing_segnp_does_not_import_cupy():
                          env=env, cwd=os.path.dirname(os.path.dirname(__file__)))
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+def test_kernels_are_bound_statically_as_class_attributes():
+    """Each backend class names every kernel in its own body (an editor's "go to
+    definition" follows them), rather than attaching them at run time."""
+    from segnp.backends.cuda import CudaBackend
+    from segnp.backends.numpy import NumpyBackend
+    for cls in (NumpyBackend, CudaBackend):
+        assert [n for n in KERNEL_NAMES if n not in vars(cls)] == [], cls.__name__

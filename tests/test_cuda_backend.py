@@ -20,9 +20,9 @@ from segnp import Tensor, nn, optim
 from segnp.backends import KERNEL_NAMES, get_backend, using_backend
 from segnp.backends import emulator as emulator_pkg
 from segnp.backends.emulator import EmulatorRuntime
-from segnp.backends.emulator_backend import EmulatorBackend
-from segnp.backends.launchers import masked_conv as mc
-from segnp.backends.runtime import CUDA_DIR, load_source, parse_kernels
+from segnp.backends.emulator import EmulatorBackend
+from segnp.backends.cuda import masked_conv as mc
+from segnp.backends.cuda.source import CUDA_DIR, load_source, parse_kernels
 
 NUMPY = get_backend("numpy")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -35,7 +35,7 @@ def _signature(fn):
 # ---- names and signatures -------------------------------------------------------------
 def test_cupy_backend_matches_numpy_signatures_without_a_device():
     pytest.importorskip("cupy", reason="cupy (the 'test' extra) is not installed")
-    from segnp.backends.cupy_backend import CupyBackend
+    from segnp.backends.cuda.cupy import CupyBackend
     gpu = CupyBackend()
     for name in KERNEL_NAMES:
         assert callable(getattr(gpu, name, None)), f"cupy backend lacks {name}"
@@ -99,8 +99,6 @@ def test_every_kernel_name_runs_cuda_kernels_and_matches_numpy():
     fallback), and its result equals the NumPy backend's."""
     emu = EmulatorBackend()
     emu.rt = RecordingRuntime()
-    from segnp.backends.launchers import bind_launchers
-    bind_launchers(emu, emu.rt)
     calls = _sample_calls(np.random.default_rng(0))
     assert sorted(c[0] for c in calls) == sorted(KERNEL_NAMES)
     defined = {f"{src}:{k}" for src in os.listdir(CUDA_DIR) if src.endswith(".cu")
@@ -231,7 +229,7 @@ def test_launch_checks_accept_cupy_array_flags():
     """check_args on arrays that carry cupy's own flags object (which has no
     ``writeable``), as every launch on a GPU does; no device needed."""
     flags_mod = pytest.importorskip("cupy._core.flags")
-    from segnp.backends.runtime import check_args
+    from segnp.backends.cuda.runtime import check_args
 
     class DeviceArray:  # what check_args reads of a cupy.ndarray
         def __init__(self, dtype, contiguous=True):
@@ -259,11 +257,10 @@ def dry_cupy(monkeypatch):
     pytest.importorskip("cupy", reason="cupy (the 'test' extra) is not installed")
     import re
     import types
-    from segnp.backends import runtime_cupy
-    from segnp.backends.cupy_backend import CupyBackend
+    from segnp.backends.cuda import cupy as runtime_cupy
+    from segnp.backends.cuda.cupy import CupyBackend
     from segnp.backends.emulator import EmulatorKernel, build
-    from segnp.backends.launchers import bind_launchers
-    from segnp.backends.runtime import COMPILE_OPTIONS
+    from segnp.backends.cuda.source import COMPILE_OPTIONS
 
     modules = []
 
@@ -289,7 +286,6 @@ def dry_cupy(monkeypatch):
     monkeypatch.setattr(runtime_cupy, "_MODULES", {})
     gpu = CupyBackend(threads=64)
     gpu.rt.xp = np
-    bind_launchers(gpu, gpu.rt)
     return gpu, modules
 
 
@@ -349,7 +345,7 @@ def test_tap_valid_is_copied_to_the_device_once_per_shape(monkeypatch):
 def test_tap_valid_cache_is_per_device(monkeypatch):
     pytest.importorskip("cupy", reason="cupy (the 'test' extra) is not installed")
     import types
-    from segnp.backends import cupy_backend
+    from segnp.backends.cuda import cupy as cupy_backend
     device = [0]
     fake = types.SimpleNamespace(
         asarray=lambda a, dtype=None: np.array(a, dtype=dtype),

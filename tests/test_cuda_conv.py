@@ -1,4 +1,4 @@
-"""im2col / col2im of cuda/im2col.cu, run by the CPU emulator (and on a GPU when one is
+"""im2col / col2im of cuda/conv.cu, run by the CPU emulator (and on a GPU when one is
 present), against the NumPy backend and against loops written from the definition
 
     cols[n, c, i, j, oh, ow] = x[n, c, oh*SH - PH + i*DH, ow*SW - PW + j*DW]  (0 outside)
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from segnp.backends import get_backend
-from segnp.backends.emulator_backend import EmulatorBackend
+from segnp.backends.emulator import EmulatorBackend
 
 NP = get_backend("numpy")
 
@@ -138,7 +138,7 @@ def _cupy_or_skip():
 @pytest.mark.parametrize("threads,blocks", [(256, 65535), (32, 3)])
 def test_gpu_matches_numpy_and_emulator(dtype, shape, k, s, p, d, threads, blocks):
     cupy = _cupy_or_skip()
-    from segnp.backends.cupy_backend import CupyBackend
+    from segnp.backends.cuda.cupy import CupyBackend
     gpu = CupyBackend(threads=threads, max_blocks=blocks)
     emu = EmulatorBackend(threads=threads, max_blocks=blocks)
     rng = np.random.default_rng(3)
@@ -159,9 +159,9 @@ def test_gpu_matches_numpy_and_emulator(dtype, shape, k, s, p, d, threads, block
 @pytest.mark.gpu
 def test_gpu_rejects_python_ints():
     cupy = _cupy_or_skip()
-    from segnp.backends.cupy_backend import CupyBackend
+    from segnp.backends.cuda.cupy import CupyBackend
     rt = CupyBackend().rt
-    k = rt.kernel("im2col.cu", "im2col_kernel", np.float32)
+    k = rt.kernel("conv.cu", "im2col_kernel", np.float32)
     x = cupy.zeros((1, 1, 3, 3), np.float32)
     cols = cupy.zeros((1, 1, 1, 1, 3, 3), np.float32)
     with pytest.raises(TypeError, match="N is a C int and must be passed as numpy.int32"):
@@ -170,7 +170,7 @@ def test_gpu_rejects_python_ints():
 
 # ------------------------------------------------------- launch helpers, cupy runtime
 def test_launch_helpers():
-    from segnp.backends.launchers import grid_1d, int32, real
+    from segnp.backends.cuda._common import grid_1d, int32, real
     emu = EmulatorBackend(threads=32, max_blocks=4)
     assert grid_1d(emu.rt, 1) == (1,) and grid_1d(emu.rt, 65) == (3,)
     assert grid_1d(emu.rt, 10 ** 6) == (4,)
@@ -185,9 +185,9 @@ def test_cupy_backend_binds_the_same_launchers_without_a_device(monkeypatch):
     device through cupy.RawModule with the run-time options and every name expression."""
     import inspect
     pytest.importorskip("cupy")
-    from segnp.backends import runtime_cupy
-    from segnp.backends.cupy_backend import CupyBackend
-    from segnp.backends.runtime import COMPILE_OPTIONS
+    from segnp.backends.cuda import cupy as runtime_cupy
+    from segnp.backends.cuda.cupy import CupyBackend
+    from segnp.backends.cuda.source import COMPILE_OPTIONS
     gpu = CupyBackend()
     for name in ("im2col", "col2im"):
         assert inspect.signature(getattr(gpu, name)) == inspect.signature(getattr(NP, name))
@@ -209,10 +209,10 @@ def test_cupy_backend_binds_the_same_launchers_without_a_device(monkeypatch):
     monkeypatch.setattr(runtime_cupy.cupy, "RawModule", FakeModule)
     monkeypatch.setattr(runtime_cupy.cupy.cuda, "Device", FakeDevice)
     monkeypatch.setattr(runtime_cupy, "_MODULES", {})
-    k = gpu.rt.kernel("im2col.cu", "col2im_kernel", np.float64)
+    k = gpu.rt.kernel("conv.cu", "col2im_kernel", np.float64)
     assert built == []  # nothing compiles before the first launch
     assert k.function() == "col2im_kernel<double>"
-    assert gpu.rt.kernel("im2col.cu", "im2col_kernel", np.float64).function() == \
+    assert gpu.rt.kernel("conv.cu", "im2col_kernel", np.float64).function() == \
         "im2col_kernel<double>"
     assert built == [(COMPILE_OPTIONS, ("col2im_kernel<double>", "im2col_kernel<double>"))]
     device[0] = 1

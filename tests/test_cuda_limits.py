@@ -1,7 +1,7 @@
 """The CUDA launchers and kernels at the edges of their index ranges, on the emulator:
 
-- 64-bit offsets where one image passes 2^31 elements (masked_gemm.cu's weight
-  gradient, im2col.cu's column planes), on arrays that are mostly untouched virtual
+- 64-bit offsets where one image passes 2^31 elements (masked_conv.cu's weight
+  gradient, conv.cu's column planes), on arrays that are mostly untouched virtual
   memory, so no test needs the RAM the shapes suggest;
 - the refusals, naming the limit, where a 32-bit limit remains;
 - a batch larger than CUDA's 65535 blocks on gridDim.y and z;
@@ -16,9 +16,9 @@ import pytest
 
 from segnp.backends import KERNEL_NAMES, get_backend
 from segnp.backends.emulator import EmulatorRuntime
-from segnp.backends.emulator_backend import EmulatorBackend
-from segnp.backends.launchers import conv as lc
-from segnp.backends.launchers import masked_conv as mc
+from segnp.backends.emulator import EmulatorBackend
+from segnp.backends.cuda import conv as lc
+from segnp.backends.cuda import masked_conv as mc
 
 NUMPY = get_backend("numpy")
 EMU = get_backend("cuda-emulator")

@@ -9,7 +9,7 @@ import segnp.functions as F
 from segnp import Tensor, check_grad
 from segnp.backends import get_backend, using_backend
 from segnp.backends.emulator import EmulatorRuntime
-from segnp.backends.launchers import pairs as lp
+from segnp.backends.cuda import pairs as lp
 
 NORMS = ["l1", "l2", "l2sq"]
 DTYPES = [np.float64, np.float32]

@@ -1,4 +1,4 @@
-"""The CUDA segmentation-aware kernels (segaware.cu, masked_gemm.cu) on the CPU emulator.
+"""The CUDA segmentation-aware kernels (segaware.cu, masked_conv.cu) on the CPU emulator.
 
 Each kernel is checked three ways: against a per-pixel loop written here from its
 equation (Eq. 4, Eq. 7, the distances of Sec. 4.2), against the NumPy backend, and,
@@ -14,8 +14,8 @@ from segnp import check_grad
 from segnp.backends import get_backend, using_backend
 from segnp.window import NORM_EPS
 from segnp.backends.emulator import EmulatorRuntime
-from segnp.backends.launchers import masked_conv as mc
-from segnp.backends.launchers import segaware as sa
+from segnp.backends.cuda import masked_conv as mc
+from segnp.backends.cuda import segaware as sa
 from segnp.window import segaware_geometry, tap_valid
 
 # (ksize, stride, padding, dilation): default "same" windows, stride and dilation,

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from segnp.backends.emulator import EmulatorRuntime, build
-from segnp.backends.runtime import CUDA_DIR, load_source, parse_kernels
+from segnp.backends.cuda.source import CUDA_DIR, load_source, parse_kernels
 
 pytestmark = pytest.mark.skipif(shutil.which(os.environ.get("CXX") or "g++") is None,
                                 reason="the CUDA emulator needs a C++ compiler (g++)")
@@ -344,7 +344,7 @@ __global__ void swap_shared(const T* x, T* y)
 
 
 def test_builds_with_other_defines_keep_their_own_shared_memory(tmp_path):
-    """Two builds of one template kernel (as with masked_gemm.cu's tile shapes) loaded in
+    """Two builds of one template kernel (as with masked_conv.cu's tile shapes) loaded in
     one process: g++'s default would bind both to one process-wide copy of the static
     array, so the second build would read the first one's value (or overflow its
     smaller array)."""

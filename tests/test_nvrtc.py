@@ -1,7 +1,7 @@
 """Every .cu file of segnp/backends/cuda compiles with NVRTC for sm_75, sm_80 and sm_90,
 with warnings as errors, for every kernel instantiated in float and double.
 
-masked_gemm.cu is compiled once per tile shape of the launchers, with their #defines.
+masked_conv.cu is compiled once per tile shape of the launchers, with their #defines.
 Each kernel must also fit the largest block it may be launched with (registers x
 threads within the 64K registers of a block, static shared memory within 48 KiB).
 
@@ -27,18 +27,18 @@ import warnings
 import numpy as np
 import pytest
 
-from segnp.backends.launchers import masked_conv as mc
-from segnp.backends.runtime import COMPILE_OPTIONS, CUDA_DIR, load_source, parse_kernels
+from segnp.backends.cuda import masked_conv as mc
+from segnp.backends.cuda.source import COMPILE_OPTIONS, CUDA_DIR, load_source, parse_kernels
 
 ARCHS = (75, 80, 90)
 SOURCES = sorted(f for f in os.listdir(CUDA_DIR) if f.endswith(".cu"))
 # The most threads per block a launch may use: ``Runtime`` allows 1024 for the
-# grid-stride kernels, and masked_gemm.cu runs with its tile's thread count.
+# grid-stride kernels, and masked_conv.cu runs with its tile's thread count.
 MAX_THREADS = 1024
-# (source, label, #defines, most threads per block): masked_gemm.cu once per tile shape
+# (source, label, #defines, most threads per block): masked_conv.cu once per tile shape
 # of the launchers, built with the #defines they pass at run time.
-BUILDS = [(src, src, None, MAX_THREADS) for src in SOURCES if src != "masked_gemm.cu"]
-BUILDS += [("masked_gemm.cu", f"masked_gemm.cu[{tile}]") + mc.tile_defines(tile)
+BUILDS = [(src, src, None, MAX_THREADS) for src in SOURCES if src != "masked_conv.cu"]
+BUILDS += [("masked_conv.cu", f"masked_conv.cu[{tile}]") + mc.tile_defines(tile)
            for tile in sorted(mc.TILES)]
 REGS_PER_SM = 64 * 1024  # sm_75 to sm_90: also the most one block may hold
 # Added by cupy.RawModule at run time (cupy/cuda/compiler.py).

@@ -295,7 +295,7 @@ def test_kernels_accept_non_contiguous_views():
 
 @pytest.mark.parametrize("N,C", [(0, 3), (2, 0)])
 def test_numpy_masked_conv_backward_of_an_empty_batch_or_no_channels(N, C):
-    from segnp.backends.numpy import segaware as ns
+    from segnp.backends.numpy import masked_conv as ns
     x = np.zeros((N, C, 5, 5), np.float32)
     m = np.ones((N, 9, 5, 5), np.float32)
     W = np.ones((4, C, 3, 3), np.float32)

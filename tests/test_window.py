@@ -9,7 +9,7 @@ import pytest
 import segnp.functions as F
 from segnp.autograd import Tensor
 from segnp import window as window_module
-from segnp.backends.runtime import CUDA_DIR
+from segnp.backends.cuda.source import CUDA_DIR
 from segnp.window import Window
 
 

@@ -22,9 +22,9 @@ __all__ = ["get_backend", "set_backend", "using_backend", "available_backends",
 # name -> "module:class"; modules import lazily so that numpy-only users never import
 # cupy and the emulator never runs a compiler unless asked for.
 _REGISTRY = {
-    "numpy": "segnp.backends.numpy_backend:NumpyBackend",
-    "cupy": "segnp.backends.cupy_backend:CupyBackend",
-    "cuda-emulator": "segnp.backends.emulator_backend:EmulatorBackend",
+    "numpy": "segnp.backends.numpy:NumpyBackend",
+    "cupy": "segnp.backends.cuda.cupy:CupyBackend",
+    "cuda-emulator": "segnp.backends.emulator:EmulatorBackend",
 }
 _instances = {}
 _active = None

@@ -1,4 +1,4 @@
-// Window arithmetic and distance norms shared by im2col.cu, segaware.cu, masked_gemm.cu
+// Window arithmetic and distance norms shared by conv.cu, segaware.cu, masked_conv.cu
 // and pairs.cu: the CUDA side of segnp/window.py.  (load_source splices it
 // into each of them once, so it needs no include guard.)
 //

@@ -1,6 +1,6 @@
 """The emulator runtime: ``rt.kernel(...)`` runs a .cu kernel on NumPy arrays.
 
-See ``segnp/backends/runtime.py`` for the interface and ``prelude.h`` for the model.
+See ``segnp/backends/cuda/runtime.py`` for the interface and ``prelude.h`` for the model.
 
 Two settings the GPU runtime does not have, both for tests:
 
@@ -18,7 +18,7 @@ import threading
 
 import numpy as np
 
-from ..runtime import Runtime, check_args, dim3
+from ..cuda.runtime import Runtime, check_args, dim3
 from . import build
 
 ORDERS = ("ascending", "descending")

@@ -1,10 +1,10 @@
-"""Launchers of ``cuda/im2col.cu``: im2col and col2im on a GPU or the emulator.
+"""Launchers of ``conv.cu``: im2col and col2im on a GPU or the emulator.
 
 Same names, arguments and results as ``backends/numpy/conv.py``; float32/float64 only.
 """
 from ..._validate import check_ndim
 from ...window import conv_geometry
-from . import check_real, grid_1d, int32
+from ._common import check_real, grid_1d, int32
 
 __all__ = ["im2col", "col2im"]
 
@@ -18,7 +18,7 @@ def im2col(rt, x, ksize, stride=1, padding=0, dilation=1):
     xp = rt.xp
     cols = xp.empty((N, C) + k + o, dtype=x.dtype)
     if cols.size:
-        kern = rt.kernel("im2col.cu", "im2col_kernel", x.dtype)
+        kern = rt.kernel("conv.cu", "im2col_kernel", x.dtype)
         kern(grid_1d(rt, cols.size), (rt.threads,),
              (xp.ascontiguousarray(x), cols, *int32(N, C, H, W, *k, *o, *s, *p, *d)))
     return cols
@@ -42,7 +42,7 @@ def col2im(rt, cols, size, stride=1, padding=0, dilation=1):
     xp = rt.xp
     x = xp.empty((N, C, H, W), dtype=cols.dtype)
     if x.size:
-        kern = rt.kernel("im2col.cu", "col2im_kernel", cols.dtype)
+        kern = rt.kernel("conv.cu", "col2im_kernel", cols.dtype)
         kern(grid_1d(rt, x.size), (rt.threads,),
              (xp.ascontiguousarray(cols), x, *int32(N, C, H, W, *k, *o, *s, *p, *d)))
     return x

@@ -1,10 +1,62 @@
-"""What the segmentation-aware launchers (segaware, masked_conv, pairs) share: the
-window checks, contiguous inputs, 1-D launches, and the mask denominator of Eqs. 4 and 7.
+"""What the launchers (``conv.py``, ``segaware.py``, ``masked_conv.py``, ``pairs.py``)
+share: scalar widths, grids, and the checks of the segmentation-aware windows.
+
+A launcher is a plain function ``def im2col(rt, x, ksize, stride=1, padding=0,
+dilation=1)`` whose parameters after ``rt`` are exactly those of the NumPy kernel of
+the same name (``backends/api.py``); ``CudaBackend`` binds ``rt``.  The same code runs
+on cupy arrays (``rt`` is a CuPy runtime) and on numpy arrays (``rt`` is the
+emulator's), so it only ever uses ``rt.xp``.
+
+A launcher owns the kernel's contract:
+
+1. check dtypes and shapes (``segnp._validate``, ``segnp.window``), raising
+   TypeError/ValueError that name the function;
+2. make every input C-contiguous (``rt.xp.ascontiguousarray``): kernels ignore strides;
+3. allocate the outputs with ``rt.xp``;
+4. compute the grid (:func:`grid_1d` for grid-stride kernels, which use ``rt.threads``
+   threads per block and at most ``rt.max_blocks`` blocks);
+5. pass sizes as ``numpy.int32`` (:func:`int32`) and floats at the kernel's width
+   (:func:`real`), since a Python int or float has no C width.
+
+``rt.kernel(source, name, dtype, defines=None)`` returns the kernel ``name<float>`` or
+``name<double>`` of ``backends/cuda/<source>``; calling it as ``k(grid, block, args,
+shared_mem=0)`` checks ``args`` against the kernel's C parameter list (see
+``runtime.py``) and raises TypeError on a mismatch.
 """
-from . import _INT32_MAX, check_real, grid_1d, int32, real
-from ...window import NORM_EPS
-from ...window import segaware_window
+import numpy as np
+
+from ...window import NORM_EPS, segaware_window
 from ..._validate import check_ndim, check_same_dtype
+
+_INT32_MAX = np.iinfo(np.int32).max
+
+
+def int32(*values):
+    """``values`` as numpy.int32 scalars; ValueError if one does not fit."""
+    out = []
+    for v in values:
+        if not -_INT32_MAX - 1 <= int(v) <= _INT32_MAX:
+            raise ValueError(f"CUDA kernels take sizes as 32-bit ints; got {v}")
+        out.append(np.int32(v))
+    return tuple(out)
+
+
+def real(dtype, *values):
+    """``values`` as scalars of the floating ``dtype`` (the width of the kernel's T)."""
+    t = np.dtype(dtype).type
+    return tuple(t(v) for v in values)
+
+
+def grid_1d(rt, total):
+    """Blocks for a grid-stride loop over ``total`` items: enough to cover them, at most
+    ``rt.max_blocks`` (the loop covers the rest)."""
+    return (max(1, min(rt.max_blocks, -(-int(total) // rt.threads))),)
+
+
+def check_real(fn, name, a):
+    """TypeError unless ``a`` is float32 or float64, the two types kernels exist for."""
+    if a.dtype not in (np.float32, np.float64):
+        raise TypeError(f"{fn}: {name} must be float32 or float64; got dtype {a.dtype}")
 
 
 def launch_flat(rt, filename, name, dtype, total, args):

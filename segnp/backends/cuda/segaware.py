@@ -6,11 +6,10 @@ after the runtime ``rt`` (which the backend binds).  Kernels are in
 ``segnp/backends/cuda/segaware.cu``.  Shape letters: N batch, C channels, D embedding
 channels, H W input, K = ksize**2 taps (row-major, tap K//2 the centre), OH OW output.
 """
-from . import int32, real
 from ...window import NORM_EPS, NORMS
 from ..._validate import check_norm
-from ._segaware_util import (checked_window, finish_mask_grad, image, launch_flat, mask_inv,
-                             per_output, same_dtype)
+from ._common import (checked_window, finish_mask_grad, image, int32, launch_flat, mask_inv,
+                      per_output, real, same_dtype)
 
 __all__ = ["im2dist", "im2dist_backward", "bilateral", "bilateral_backward"]
 

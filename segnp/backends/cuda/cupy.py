@@ -1,5 +1,8 @@
-"""The GPU runtime: ``rt.kernel(...)`` compiles a .cu source with NVRTC through
-``cupy.RawModule`` and launches it on cupy arrays.
+"""The CuPy backend: the kernels of ``backends/cuda/*.cu`` on a CUDA device.
+
+:class:`CupyBackend` launches each kernel name through a :class:`CupyRuntime`, whose
+``rt.kernel(...)`` compiles a .cu source with NVRTC through ``cupy.RawModule`` and
+launches it on cupy arrays.
 
 Compilation is lazy and cached per device, source text and dtype: the first launch of
 any kernel of a file on a device compiles every kernel of that file for that dtype in
@@ -10,7 +13,9 @@ import hashlib
 
 import cupy
 
-from .runtime import COMPILE_OPTIONS, Runtime, check_args, dim3
+from . import CudaBackend
+from .runtime import Runtime, check_args, dim3
+from .source import COMPILE_OPTIONS
 
 # (device id, sha256 of the source text, dtype or "plain") -> cupy.RawModule
 _MODULES = {}
@@ -61,3 +66,20 @@ class CupyRuntime(Runtime):
 
     def _build(self, source, text, sigs, sig, dtype):
         return CupyKernel(text, sigs, sig, dtype)
+
+
+class CupyBackend(CudaBackend):
+    name = "cupy"
+    xp = cupy
+
+    def __init__(self, threads=256, max_blocks=65535):
+        self.rt = CupyRuntime(threads=threads, max_blocks=max_blocks)
+
+    def device_id(self):
+        return cupy.cuda.Device().id
+
+    def asarray(self, a, dtype=None):
+        return cupy.asarray(a, dtype=dtype)
+
+    def to_numpy(self, a):
+        return cupy.asnumpy(a)

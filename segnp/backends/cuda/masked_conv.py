@@ -5,7 +5,7 @@
 (the denominator only when ``normalize``).  Two implementations with one contract:
 
 - :func:`masked_conv` / :func:`masked_conv_backward`: the fused tiled kernels of
-  ``segnp/backends/cuda/masked_gemm.cu``, which mask the column tile in shared memory
+  ``masked_conv.cu``, which mask the column tile in shared memory
   and never store the masked column matrix;
 - :func:`masked_conv_composed` / :func:`masked_conv_composed_backward`: Sec. 4.2 taken
   literally: build the masked columns (C*K x OH*OW per image), then one matmul
@@ -14,15 +14,14 @@
 Shapes: x (N, C, H, W), m (N, K, OH, OW) (already 0 at taps outside the image),
 W (F, C, KS, KS) with K = KS*KS, y and gy (N, F, OH, OW).
 """
-from . import check_real, int32
 from ..._validate import check_ndim
-from ._segaware_util import (checked_window, finish_mask_grad, image, launch_flat, mask_inv,
-                             per_output, plane_limit, same_dtype)
+from ._common import (check_real, checked_window, finish_mask_grad, image, int32, launch_flat,
+                      mask_inv, per_output, plane_limit, same_dtype)
 
 __all__ = ["masked_conv", "masked_conv_backward", "masked_conv_composed",
            "masked_conv_composed_backward", "tile_defines"]
 
-# Tile shapes (MG_BM, MG_BN, MG_BK, MG_TM, MG_TN) of masked_gemm.cu; see its header.
+# Tile shapes (MG_BM, MG_BN, MG_BK, MG_TM, MG_TN) of masked_conv.cu; see its header.
 # 'large' suits F, C >= 64; 'small' wastes less on tiny layers.  Results are the same
 # up to rounding; tests run both.
 TILES = {"large": (64, 128, 16, 4, 8), "small": (32, 32, 8, 2, 2)}
@@ -30,7 +29,7 @@ TILE = "large"
 
 
 def tile_defines(tile=None):
-    """The ``#define``s that build masked_gemm.cu with tile shape ``tile`` (default: the
+    """The ``#define``s that build masked_conv.cu with tile shape ``tile`` (default: the
     current ``TILE``), and the threads per block it needs.  tests/test_nvrtc.py compiles
     each shape with exactly these."""
     bm, bn, bk, tm, tn = TILES[TILE if tile is None else tile]
@@ -42,7 +41,7 @@ def _gemm(rt, name, dtype):
     """The kernel ``name<T>`` built with the current tile shape, and that shape."""
     defines, threads = tile_defines()
     bm, bn, bk = defines["MG_BM"], defines["MG_BN"], defines["MG_BK"]
-    return rt.kernel("masked_gemm.cu", name, dtype, defines=defines), (bm, bn, bk, threads)
+    return rt.kernel("masked_conv.cu", name, dtype, defines=defines), (bm, bn, bk, threads)
 
 
 def _cdiv(a, b):

@@ -1,5 +1,5 @@
 """Launchers of the embedding-loss kernels (Eqs. 1-2, Sec. 3.1), one dilation per call;
-kernels in ``segnp/backends/cuda/pairs.cu``.
+kernels in ``pairs.cu``.
 
 Pairs are (centre pixel, tap) of a ksize x ksize window at stride 1 with "same"
 padding; a pair is not counted when the tap is the centre, falls outside the image,
@@ -8,10 +8,9 @@ integer dtype, K = ksize**2.
 """
 import numpy as np
 
-from . import grid_1d, int32, real
 from ...window import NORMS
 from ..._validate import check_int, check_ndim, check_norm
-from ._segaware_util import checked_window, image, launch_flat, plane_limit
+from ._common import checked_window, grid_1d, image, int32, launch_flat, plane_limit, real
 
 __all__ = ["same_label_pairs", "embedding_pair_loss", "embedding_pair_loss_backward"]
 

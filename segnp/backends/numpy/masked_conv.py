@@ -1,0 +1,158 @@
+"""The masked convolution of Eq. 7 on NumPy (Sec. 4.2's masked GEMM).
+
+Notation as in ``segaware.py``: x (N, C, H, W) features, W (F, C, KH, KW) filters with
+KH = KW = ksize odd, K = ksize**2 taps in row-major order, m (N, K, OH, OW) the mask
+of Eq. 3, y (N, F, OH, OW).  Tap k of output o reads input pixel ``tap_k(o)``; for one
+tap the outputs whose tap lies inside the image form a rectangle (``segaware._taps``).
+
+Sec. 4.2 multiplies W by a masked image-to-column matrix of C*K rows.  Here the
+convolution accumulates ``y += W_k @ (x_k * m_k)`` with one BLAS call per tap over the
+whole batch instead, which keeps its temporaries at a few (N, C, OH, OW)-sized buffers,
+1/K of an im2col buffer.
+"""
+import numpy as np
+from scipy.linalg import blas as _blas
+
+from ...window import segaware_window
+from ..._validate import check_ndim, check_same_dtype
+from .segaware import _check_mask, _mask_sum, _shifted, _taps
+
+__all__ = ["masked_conv", "masked_conv_backward"]
+
+
+# ---- the masked convolution (Eq. 7, Sec. 4.2's masked GEMM) -------------------------
+def _conv_setup(fn, x, m, W, stride, padding, dilation, window):
+    check_ndim(fn, "x", x, "(N, C, H, W)")
+    check_ndim(fn, "W", W, "(F, C, KH, KW)")
+    check_same_dtype(fn, ("x", "m", "W"), (x, m, W))
+    N, C, H, Wd = x.shape
+    F, CW, KH, KW = W.shape
+    if CW != C:
+        raise ValueError(f"{fn}: W must have x's {C} input channels; got W of shape "
+                         f"{tuple(W.shape)}")
+    if KH != KW:
+        raise ValueError(f"{fn}: W must have a square odd window (F, C, k, k); got shape "
+                         f"{tuple(W.shape)}")
+    win = segaware_window(fn, H, Wd, KH, stride, padding, dilation, window)
+    if win.KS != KH:
+        raise ValueError(f"{fn}: W must have the window's {win.KS}x{win.KS} taps; got W of "
+                         f"shape {tuple(W.shape)}")
+    _check_mask(fn, m, N, KH * KW, win.out)
+    # (KH, KW, F, C): each tap's filter matrix is contiguous for BLAS.
+    Wt = np.ascontiguousarray(W.transpose(2, 3, 0, 1)).reshape(KH * KW, F, C)
+    return win, Wt
+
+
+def masked_conv(x, m, W, stride=1, padding=None, dilation=1, normalize=True, *,
+                window=None):
+    """Segmentation-aware convolution without bias (Eq. 7).
+
+    x (N, C, H, W), m (N, K, OH, OW), W (F, C, k, k) -> y (N, F, OH, OW)::
+
+        y[n, f, o] = sum_{c,k} W[f, c, k] x[n, c, tap_k(o)] m[n, k, o] / Z[n, o]
+
+    with ``Z = sum_k m[n, k, o] + NORM_EPS`` when ``normalize`` and 1 otherwise.  m must
+    already be 0 at taps outside the image (the mask functions multiply by the tap
+    validity), so outside taps count in neither the sum nor Z.  One GEMM per tap:
+    ``y += W_k @ (x_k * m_k)`` over (F, C) x (C, N*OH*OW).  The products live
+    channels-first, (C, N, OH, OW), so that the whole batch is one matrix: K BLAS calls
+    in all rather than N*K, which keeps a multi-threaded BLAS from paying its start-up
+    cost N times per tap.
+    """
+    fn = "masked_conv"
+    win, Wt = _conv_setup(fn, x, m, W, stride, padding, dilation, window)
+    o = win.out
+    N, C = x.shape[:2]
+    F, P = W.shape[0], N * o[0] * o[1]
+    a = np.empty((C, N) + o, dtype=x.dtype)
+    a_nc = a.transpose(1, 0, 2, 3)  # the same buffer seen as (N, C, OH, OW)
+    y = np.zeros((F, P), dtype=x.dtype)
+    for kk, rect, tap, _ in _taps(win):
+        if rect is None:
+            continue
+        _shifted(x, rect, tap, a_nc, m[:, kk, None])
+        _gemm_accumulate(y, Wt[kk], a.reshape(C, P))
+    y = y.reshape((F, N) + o).transpose(1, 0, 2, 3)
+    out = np.empty((N, F) + o, dtype=x.dtype)
+    if normalize:  # the division and the move to (N, F, OH, OW) in one pass
+        return np.divide(y, _mask_sum(m)[:, None], out=out)
+    np.copyto(out, y)
+    return out
+
+
+def _gemm_accumulate(c, a, b):
+    """``c += a @ b`` in place by one BLAS call with beta = 1, no temporary product.
+
+    c (M, P) and a (M, K), b (K, P) must be C-contiguous: BLAS, column-major, sees each
+    of them transposed, so it computes ``c^T += b^T a^T``.
+    """
+    if c.size == 0 or a.shape[1] == 0:   # BLAS refuses empty operands; nothing to add
+        return
+    gemm = _blas.get_blas_funcs("gemm", (c,))
+    out = gemm(1.0, b.T, a.T, beta=1.0, c=c.T, overwrite_c=True)
+    if not np.shares_memory(out, c):  # a copy was made: a layout promise was broken
+        raise RuntimeError("masked_conv: the BLAS product did not accumulate in place")
+
+
+def masked_conv_backward(x, m, W, gy, stride=1, padding=None, dilation=1, normalize=True,
+                         need_x=True, need_m=True, need_W=True, *, window=None):
+    """Gradients of :func:`masked_conv`: gy (N, F, OH, OW) -> (gx, gm, gW).
+
+    gx (N, C, H, W), gm (N, K, OH, OW), gW (F, C, k, k); None where not needed.  The
+    forward products are recomputed tap by tap rather than cached.  With gu = gy / Z:
+
+    - ``gW_k = sum_{n,o} gu[n, :, o] (x_k m_k)[n, :, o]^T``;
+    - ``gx`` gathers ``(W_k^T gu) * m_k`` back to each tap's pixels;
+    - ``gm_k = sum_c (W_k^T gu) x_k``, and with ``normalize`` every k also gets
+      ``-sum_f gu y`` (the derivative through Z), computed as ``-sum_k gm_k m_k / Z``
+      so that y is not needed.  gm is therefore nonzero at outside taps too (through Z).
+
+    As in the forward pass, gu and the per-tap buffers are channels-first (F or C, N,
+    OH, OW): two GEMMs per tap over the whole batch.
+    """
+    fn = "masked_conv_backward"
+    win, Wt = _conv_setup(fn, x, m, W, stride, padding, dilation, window)
+    o = win.out
+    N, C = x.shape[:2]
+    F, K, P = W.shape[0], win.K, N * o[0] * o[1]
+    if tuple(gy.shape) != (N, F) + o:
+        raise ValueError(f"{fn}: gy must be (N, F, OH, OW) = {(N, F) + o}; "
+                         f"got {tuple(gy.shape)}")
+    gu = np.empty((F, N) + o, dtype=x.dtype)  # channels-first, for whole-batch GEMMs
+    if normalize:  # the division and the move to (F, N, OH, OW) in one pass
+        Z = _mask_sum(m)
+        np.divide(gy.transpose(1, 0, 2, 3), Z, out=gu)
+    else:
+        np.copyto(gu, gy.transpose(1, 0, 2, 3))
+    gu = gu.reshape(F, P)
+    gx = np.zeros_like(x) if need_x else None
+    gm = np.zeros((N, K) + o, dtype=x.dtype) if need_m else None
+    gW = np.zeros((K, F, C), dtype=x.dtype) if need_W else None
+    xk = np.empty((C, N) + o, dtype=x.dtype) if (need_m or need_W) else None
+    ga = np.empty((C, P), dtype=x.dtype) if (need_x or need_m) else None
+    for kk, rect, tap, _ in _taps(win):
+        if rect is None:
+            continue
+        mk = m[:, kk, None]
+        if xk is not None:
+            _shifted(x, rect, tap, xk.transpose(1, 0, 2, 3))
+        if ga is not None:
+            np.matmul(Wt[kk].T, gu, out=ga)
+            if need_m:
+                # explicit sizes: a -1 cannot be inferred when N or C is 0
+                HW = o[0] * o[1]
+                gm[:, kk] = np.einsum("cnp,cnp->np", ga.reshape(C, N, HW),
+                                      xk.reshape(C, N, HW)).reshape((N,) + o)
+            if need_x:
+                ga_nc = ga.reshape((C, N) + o).transpose(1, 0, 2, 3)
+                ga_nc *= mk
+                gx[:, :, tap[0], tap[1]] += ga_nc[(slice(None), slice(None)) + rect]
+        if need_W:
+            xk_nc = xk.transpose(1, 0, 2, 3)
+            xk_nc *= mk
+            gW[kk] = np.matmul(gu, xk.reshape(C, P).T)
+    if need_m and normalize:
+        gm -= (np.einsum("nkhw,nkhw->nhw", gm, m) / Z)[:, None]
+    if need_W:
+        gW = np.ascontiguousarray(gW.reshape(win.ksize + (F, C)).transpose(2, 3, 0, 1))
+    return gx, gm, gW
