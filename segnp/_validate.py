@@ -1,5 +1,15 @@
-"""Input checks that raise errors naming the function, what was expected and what was given."""
+"""Argument checks, one function per kind of argument, used by every layer (the public
+wrappers, the modules and the kernels): errors name the function, the argument, what was
+expected and what was given.  Window arguments (pairs, odd sizes, paddings) are checked
+where they are worked out, in :mod:`segnp.window`.
+"""
+import numbers
+
 import numpy as np
+
+# The distances of Eq. 3, in the order the CUDA kernels number them (SEG_NORM_* in
+# backends/cuda/window.cuh).
+NORMS = ("l1", "l2", "l2sq")
 
 
 def _dtype_of(a):
@@ -40,6 +50,37 @@ def check_same_dtype(fn, names, arrays):
 
 
 def check_norm(fn, norm):
-    from .window import NORMS
+    """ValueError unless ``norm`` names a distance of Eq. 3 (:data:`NORMS`);
+    returns it."""
     if norm not in NORMS:
         raise ValueError(f"{fn}: norm must be one of {NORMS}; got {norm!r}")
+    return norm
+
+
+# ---- plain arguments: ints and window sizes ---------------------------------------------
+def is_int(value):
+    """True for a Python or NumPy integer; False for a bool, which Python counts as one."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def positive_int(fn, name, value):
+    """``value`` as an int; ValueError unless it is an int >= 1 (a count: channels, classes)."""
+    if not is_int(value) or value < 1:
+        raise ValueError(f"{fn}: {name} must be a positive int; got {value!r}")
+    return int(value)
+
+
+def int_at_least(fn, name, value, minimum):
+    """``value`` as an int; ValueError unless it is an int >= ``minimum``."""
+    if not is_int(value) or value < minimum:
+        raise ValueError(f"{fn}: {name} must be an int >= {minimum}; got {value!r}")
+    return int(value)
+
+
+def odd_size(fn, name, value):
+    """``value`` as an int; ValueError unless it is odd and positive (a window size: the
+    segmentation-aware ops need a centre tap)."""
+    if not is_int(value) or value < 1 or value % 2 == 0:
+        raise ValueError(f"{fn}: {name} must be an odd positive int (the window needs a "
+                         f"centre tap); got {value!r}")
+    return int(value)

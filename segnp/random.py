@@ -7,9 +7,10 @@ move the values to the active backend, so a NumPy run is reproducible from one
 Until ``manual_seed`` is called the generator is seeded from the operating system's
 entropy (like ``numpy.random.default_rng()``), so unseeded runs differ.
 """
-import numbers
 
 import numpy as np
+
+from ._validate import is_int
 
 __all__ = ["manual_seed", "get_rng"]
 
@@ -22,7 +23,7 @@ def manual_seed(seed):
     The generator object stays the same (only its state changes), so code holding the
     result of an earlier ``get_rng()`` sees the new seed too.
     """
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+    if not is_int(seed) or seed < 0:
         raise ValueError(f"manual_seed: seed must be a non-negative integer; got {seed!r}")
     _rng.bit_generator.state = type(_rng.bit_generator)(int(seed)).state
     return _rng

@@ -1,18 +1,16 @@
 """Window arithmetic, below every layer: pairs, output sizes, valid taps, the
-:class:`Window` of a segmentation-aware op, and the distance norms of Eq. 3.
+:class:`Window` of a segmentation-aware op, and the eps of Eqs. 4 and 7.
 
 Conventions (issue 3): K = KH*KW taps in row-major order; for an odd window tap K//2
 is the centre; the default padding of the segmentation-aware ops is
 ``dilation * (ksize // 2)``; the centre of output position o is input pixel o*stride.
 ``backends/cuda/window.cuh`` is the CUDA side of this module.
 """
-import numbers
 from dataclasses import astuple, dataclass
 
 import numpy as np
 
-# The distances of Eq. 3, in the order the CUDA kernels number them (SEG_NORM_*).
-NORMS = ("l1", "l2", "l2sq")
+from ._validate import is_int
 
 # Added to the mask sum in the denominators of Eqs. 4 and 7 so that a window whose
 # every tap is masked away gives 0 rather than 0/0.
@@ -28,7 +26,7 @@ def pair(value, fn, name, minimum=None):
     else:
         a = b = value
     for v in (a, b):
-        if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+        if not is_int(v):
             raise TypeError(f"{fn}: {name} must be an int or a pair of ints; got {value!r}")
     a, b = int(a), int(b)
     if minimum is not None and (a < minimum or b < minimum):
@@ -61,7 +59,7 @@ def conv_geometry(fn, H, W, ksize, stride, padding, dilation):
 def segaware_geometry(fn, H, W, ksize, stride=1, padding=None, dilation=1):
     """Like :func:`conv_geometry` for the segmentation-aware ops: ``ksize`` is one odd
     int (K = ksize**2) and ``padding=None`` means ``dilation * (ksize // 2)``."""
-    if isinstance(ksize, bool) or not isinstance(ksize, numbers.Integral):
+    if not is_int(ksize):
         raise TypeError(f"{fn}: ksize must be an odd int; got {ksize!r}")
     if ksize < 1 or ksize % 2 == 0:
         raise ValueError(f"{fn}: ksize must be odd and positive, so that the window has "

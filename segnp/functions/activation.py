@@ -3,16 +3,15 @@
 Each is one ``Function``; backward reuses the forward output where the derivative is a
 function of it (sigmoid, tanh, softmax), so only one array is kept per op.
 """
-import numbers
 
 from ..autograd import Function
-from .._validate import check_float
+from .._validate import check_float, is_int
 
 __all__ = ["relu", "leaky_relu", "sigmoid", "tanh", "softmax", "log_softmax"]
 
 
 def _check_axis(fn, axis, ndim):
-    if isinstance(axis, bool) or not isinstance(axis, numbers.Integral) or not -ndim <= axis < ndim:
+    if not is_int(axis) or not -ndim <= axis < ndim:
         raise ValueError(f"{fn}: axis must be an integer in [{-ndim}, {ndim}); got {axis!r}")
     return int(axis) % ndim
 

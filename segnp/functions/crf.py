@@ -19,7 +19,8 @@ import numbers
 
 from ..autograd import Tensor, as_tensor
 from ..backends import get_backend
-from .._validate import check_float, check_ndim, check_norm, check_same_dtype
+from .._validate import (check_float, check_ndim, check_norm, check_same_dtype, int_at_least,
+                         odd_size)
 from ..window import Window
 from . import activation
 from .segaware import Bilateral, segaware_mask
@@ -64,20 +65,6 @@ _MEANING = {"spatial_sigma": " (the Gaussian bandwidth in pixels)",
             "lam": " (the mask hardness of Eq. 3)"}
 
 
-def _dilation(fn, name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{fn}: {name} must be an int >= 1; got {value!r}")
-    return int(value)
-
-
-def _odd(fn, name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) \
-            or value < 1 or value % 2 == 0:
-        raise ValueError(f"{fn}: {name} must be an odd positive int (the window needs a "
-                         f"centre tap); got {value!r}")
-    return int(value)
-
-
 def segaware_crf(U, e, lam=1.0, w_b=1.0, w_s=1.0, spatial_sigma=1.0, compat=None,
                  bilateral_ksize=13, bilateral_dilation=9, spatial_ksize=5,
                  spatial_dilation=1, iterations=2, norm="l1"):
@@ -117,13 +104,11 @@ def segaware_crf(U, e, lam=1.0, w_b=1.0, w_s=1.0, spatial_sigma=1.0, compat=None
                          f"{U.shape}; got e of shape {e.shape}")
     check_same_dtype(fn, ("U", "e"), (U.data, e.data))
     check_norm(fn, norm)
-    bk, sk = _odd(fn, "bilateral_ksize", bilateral_ksize), _odd(fn, "spatial_ksize",
+    bk, sk = odd_size(fn, "bilateral_ksize", bilateral_ksize), odd_size(fn, "spatial_ksize",
                                                                 spatial_ksize)
-    bd = _dilation(fn, "bilateral_dilation", bilateral_dilation)
-    sd = _dilation(fn, "spatial_dilation", spatial_dilation)
-    if isinstance(iterations, bool) or not isinstance(iterations, numbers.Integral) \
-            or iterations < 0:
-        raise ValueError(f"{fn}: iterations must be an int >= 0; got {iterations!r}")
+    bd = int_at_least(fn, "bilateral_dilation", bilateral_dilation, 1)
+    sd = int_at_least(fn, "spatial_dilation", spatial_dilation, 1)
+    int_at_least(fn, "iterations", iterations, 0)
     dtype = U.dtype
     lam = _scalar(fn, "lam", lam, dtype, positive=False)
     w_b, w_s = _scalar(fn, "w_b", w_b, dtype), _scalar(fn, "w_s", w_s, dtype, positive=False)

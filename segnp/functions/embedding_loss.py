@@ -9,7 +9,7 @@ uses three overlapping 3x3 neighbourhoods at dilations 1, 2 and 5; Eq. 2).  The 
 import numbers
 
 from ..autograd import Function, as_tensor
-from .._validate import check_float, check_int, check_ndim, check_norm
+from .._validate import check_float, check_int, check_ndim, check_norm, is_int
 
 __all__ = ["embedding_loss"]
 
@@ -83,20 +83,18 @@ def embedding_loss(e, labels, ksize=3, dilations=(1, 2, 5), alpha=0.5, beta=2.0,
         raise ValueError(f"{fn}: labels must be (N, H, W) = {want} to match e of shape "
                          f"{e.shape}; got {labels.shape}")
     check_norm(fn, norm)
-    if isinstance(ksize, bool) or not isinstance(ksize, numbers.Integral) \
-            or ksize < 1 or ksize % 2 == 0:
+    if not is_int(ksize) or ksize < 1 or ksize % 2 == 0:
         raise ValueError(f"{fn}: ksize must be an odd int >= 1 (the window needs a centre "
                          f"tap); got {ksize!r}")
     if isinstance(dilations, numbers.Integral):
         dilations = (dilations,)
     dilations = tuple(dilations)
-    if not dilations or any(isinstance(d, bool) or not isinstance(d, numbers.Integral)
-                            or d < 1 for d in dilations):
+    if not dilations or any(not is_int(d) or d < 1 for d in dilations):
         raise ValueError(f"{fn}: dilations must be a non-empty sequence of ints >= 1; "
                          f"got {dilations!r}")
     alpha = _check_number(fn, "alpha", alpha)
     beta = _check_number(fn, "beta", beta, alpha, "alpha")
-    if isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral):
+    if not is_int(ignore_index):
         raise TypeError(f"{fn}: ignore_index must be an int; got {ignore_index!r}")
     lab = labels.data
     bad = (lab < 0) & (lab != ignore_index)

@@ -2,12 +2,11 @@
 
 All reduce to the mean, as PyTorch's default ``reduction='mean'``.
 """
-import numbers
 
 import numpy as np
 
 from ..autograd import Function, Tensor, as_tensor
-from .._validate import check_float, check_int
+from .._validate import check_float, check_int, is_int
 from . import arith, reduce
 
 __all__ = ["softmax_cross_entropy", "l1_loss", "mse_loss", "epe_loss"]
@@ -119,7 +118,7 @@ def softmax_cross_entropy(logits, labels, ignore_index=255, class_weight=None):
     0 with a zero gradient, so a crop made of ignore labels cannot poison training.
     Labels outside [0, L) that are not ``ignore_index`` raise ValueError.
     """
-    if isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral):
+    if not is_int(ignore_index):
         raise TypeError(f"softmax_cross_entropy: ignore_index must be an integer; "
                         f"got {ignore_index!r}")
     if isinstance(class_weight, Tensor):

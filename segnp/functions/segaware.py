@@ -21,9 +21,9 @@ next to the features, and the bilateral filter reuses one mask for ``repeat`` pa
 """
 import numbers
 
+from .._validate import check_float, check_ndim, check_norm, check_same_dtype, int_at_least
 from ..autograd import Function, Tensor, as_tensor
 from ..window import Window
-from .._validate import check_float, check_ndim, check_norm, check_same_dtype
 
 __all__ = ["im2dist", "segaware_mask", "segaware_bilateral", "segaware_conv2d"]
 
@@ -222,8 +222,7 @@ def segaware_bilateral(x, e, lam, ksize=9, dilation=1, norm="l1", repeat=1,
     check_float(fn, "x", x.data)
     check_ndim(fn, "x", x, "(N, C, H, W)")
     e = _embeddings(fn, e, x)
-    if isinstance(repeat, bool) or not isinstance(repeat, numbers.Integral) or repeat < 1:
-        raise ValueError(f"{fn}: repeat must be an int >= 1; got {repeat!r}")
+    int_at_least(fn, "repeat", repeat, 1)
     check_norm(fn, norm)
     win = Window.segaware(fn, x.shape[2], x.shape[3], ksize, 1, None, dilation)
     m = _mask(fn, e, lam, win, norm, include_center)

@@ -9,6 +9,7 @@ import numbers
 
 import numpy as np
 
+from .._validate import is_int
 from ..autograd import Function, Tensor, as_tensor
 
 __all__ = ["reshape", "transpose", "getitem", "concat", "stack", "pad"]
@@ -16,7 +17,7 @@ __all__ = ["reshape", "transpose", "getitem", "concat", "stack", "pad"]
 
 def _axis(fn, axis, ndim):
     """Normalise one axis index for an array of ``ndim`` dims (negative counts from the end)."""
-    if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
+    if not is_int(axis):
         raise TypeError(f"{fn}: axis must be an int; got {axis!r}")
     if not -ndim <= axis < ndim:
         raise ValueError(f"{fn}: axis must be in [{-ndim}, {ndim - 1}] for {ndim} dims; "

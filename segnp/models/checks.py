@@ -1,8 +1,7 @@
 """Input checks shared by the models: errors name the model, what it expected and what
 it was given, before any layer sees the input."""
-import numbers
 
-from .._validate import check_float, check_ndim
+from .._validate import check_float, check_ndim, is_int, positive_int
 from ..autograd import as_tensor
 
 __all__ = ["check_images", "check_embeddings", "check_widths", "check_positive",
@@ -46,7 +45,7 @@ def check_embeddings(fn, e, x):
 def check_widths(fn, widths, count):
     """``widths`` as a tuple of ``count`` positive ints."""
     ok = isinstance(widths, (tuple, list)) and len(widths) == count and all(
-        isinstance(w, numbers.Integral) and not isinstance(w, bool) and w >= 1
+        is_int(w) and w >= 1
         for w in widths)
     if not ok:
         raise ValueError(f"{fn}: widths must be {count} positive ints; got {widths!r}")
@@ -55,9 +54,7 @@ def check_widths(fn, widths, count):
 
 def check_positive(fn, name, value):
     """``value`` as an int, after checking it is a positive int."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{fn}: {name} must be a positive int; got {value!r}")
-    return int(value)
+    return positive_int(fn, name, value)
 
 
 def check_switches(fn, segaware, bf):
@@ -67,7 +64,7 @@ def check_switches(fn, segaware, bf):
         raise ValueError(f"{fn}: segaware must be one of {SEGAWARE_CHOICES}; got {segaware!r}")
     ok = bf is None or (
         isinstance(bf, (tuple, list)) and len(bf) == 2
-        and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in bf)
+        and all(is_int(v) for v in bf)
         and bf[0] >= 1)
     if not ok:
         raise ValueError(f"{fn}: bf must be None or (repeat >= 1, odd ksize); got {bf!r}")

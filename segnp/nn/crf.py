@@ -5,7 +5,7 @@ import numpy as np
 
 from .. import functions as F
 from ..autograd import Parameter
-from ..window import NORMS
+from .._validate import check_norm, int_at_least, odd_size, positive_int
 from .module import Module
 from .segaware import clip_nonnegative
 
@@ -50,22 +50,13 @@ class SegAwareCRF(Module):
                  dtype=np.float32):
         super().__init__()
         fn = "SegAwareCRF"
-        if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) \
-                or num_classes < 1:
-            raise ValueError(f"{fn}: num_classes must be a positive int; got {num_classes!r}")
-        for name, v in (("bilateral_ksize", bilateral_ksize), ("spatial_ksize", spatial_ksize)):
-            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1 or v % 2 == 0:
-                raise ValueError(f"{fn}: {name} must be an odd positive int (the window "
-                                 f"needs a centre tap); got {v!r}")
-        for name, v in (("bilateral_dilation", bilateral_dilation),
-                        ("spatial_dilation", spatial_dilation)):
-            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
-                raise ValueError(f"{fn}: {name} must be an int >= 1; got {v!r}")
-        if isinstance(iterations, bool) or not isinstance(iterations, numbers.Integral) \
-                or iterations < 0:
-            raise ValueError(f"{fn}: iterations must be an int >= 0; got {iterations!r}")
-        if norm not in NORMS:
-            raise ValueError(f"{fn}: norm must be one of {NORMS}; got {norm!r}")
+        self.num_classes = positive_int(fn, "num_classes", num_classes)
+        self.bilateral_ksize = odd_size(fn, "bilateral_ksize", bilateral_ksize)
+        self.spatial_ksize = odd_size(fn, "spatial_ksize", spatial_ksize)
+        self.bilateral_dilation = int_at_least(fn, "bilateral_dilation", bilateral_dilation, 1)
+        self.spatial_dilation = int_at_least(fn, "spatial_dilation", spatial_dilation, 1)
+        self.iterations = int_at_least(fn, "iterations", iterations, 0)
+        self.norm = check_norm(fn, norm)
         for name, v, lo in (("lam_init", lam_init, 0.0), ("w_b_init", w_b_init, None),
                             ("w_s_init", w_s_init, None),
                             ("spatial_sigma_init", spatial_sigma_init, SIGMA_MIN)):
@@ -76,11 +67,6 @@ class SegAwareCRF(Module):
         dtype = np.dtype(dtype)
         if dtype.kind != "f":
             raise TypeError(f"{fn}: dtype must be floating (float32 or float64); got {dtype}")
-        self.num_classes = int(num_classes)
-        self.bilateral_ksize = int(bilateral_ksize)
-        self.bilateral_dilation = int(bilateral_dilation)
-        self.spatial_ksize, self.spatial_dilation = int(spatial_ksize), int(spatial_dilation)
-        self.iterations, self.norm = int(iterations), norm
         self.lam = Parameter(np.asarray(lam_init, dtype), constraint=clip_nonnegative)
         self.w_b = Parameter(np.asarray(w_b_init, dtype))
         self.w_s = Parameter(np.asarray(w_s_init, dtype))

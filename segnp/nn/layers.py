@@ -7,6 +7,7 @@ import numbers
 import numpy as np
 
 from .. import functions as F
+from .._validate import positive_int
 from ..autograd import Parameter
 from ..window import pair
 from . import init
@@ -14,12 +15,6 @@ from .module import Module
 
 __all__ = ["Conv2d", "ConvTranspose2d", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Identity", "MaxPool2d",
            "AvgPool2d", "Dropout", "Upsample"]
-
-
-def _positive_int(fn, name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{fn}: {name} must be a positive int; got {value!r}")
-    return int(value)
 
 
 def _float_dtype(fn, dtype):
@@ -41,8 +36,8 @@ class Conv2d(Module):
                  dilation=1, bias=True, dtype=np.float32, rng=None):
         super().__init__()
         fn = "Conv2d"
-        self.in_channels = _positive_int(fn, "in_channels", in_channels)
-        self.out_channels = _positive_int(fn, "out_channels", out_channels)
+        self.in_channels = positive_int(fn, "in_channels", in_channels)
+        self.out_channels = positive_int(fn, "out_channels", out_channels)
         self.kernel_size = pair(kernel_size, fn, "kernel_size", 1)
         self.stride = pair(stride, fn, "stride", 1)
         self.padding = pair(padding, fn, "padding", 0)
@@ -76,8 +71,8 @@ class ConvTranspose2d(Module):
                  output_padding=0, dilation=1, bias=True, dtype=np.float32, rng=None):
         super().__init__()
         fn = "ConvTranspose2d"
-        self.in_channels = _positive_int(fn, "in_channels", in_channels)
-        self.out_channels = _positive_int(fn, "out_channels", out_channels)
+        self.in_channels = positive_int(fn, "in_channels", in_channels)
+        self.out_channels = positive_int(fn, "out_channels", out_channels)
         self.kernel_size = pair(kernel_size, fn, "kernel_size", 1)
         self.stride = pair(stride, fn, "stride", 1)
         self.padding = pair(padding, fn, "padding", 0)

@@ -15,7 +15,7 @@ import numpy as np
 
 from .. import functions as F
 from ..autograd import Parameter
-from ..window import NORMS
+from .._validate import check_norm, int_at_least, odd_size, positive_int
 from ..window import pair
 from . import init
 from .module import Module
@@ -41,17 +41,7 @@ def _odd_ksize(fn, name, value):
         if a != b:
             raise ValueError(f"{fn}: {name} must be square (one odd int); got {value!r}")
         value = a
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) \
-            or value < 1 or value % 2 == 0:
-        raise ValueError(f"{fn}: {name} must be an odd positive int (the window needs a "
-                         f"centre tap); got {value!r}")
-    return int(value)
-
-
-def _check_norm(fn, norm):
-    if norm not in NORMS:
-        raise ValueError(f"{fn}: norm must be one of {NORMS}; got {norm!r}")
-    return norm
+    return odd_size(fn, name, value)
 
 
 class SegAwareConv2d(Module):
@@ -74,15 +64,13 @@ class SegAwareConv2d(Module):
                  dtype=np.float32, rng=None):
         super().__init__()
         fn = "SegAwareConv2d"
-        for name, v in (("in_channels", in_channels), ("out_channels", out_channels)):
-            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
-                raise ValueError(f"{fn}: {name} must be a positive int; got {v!r}")
-        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
+        self.in_channels = positive_int(fn, "in_channels", in_channels)
+        self.out_channels = positive_int(fn, "out_channels", out_channels)
         self.kernel_size = _odd_ksize(fn, "kernel_size", kernel_size)
         self.stride = pair(stride, fn, "stride", 1)
         self.padding = None if padding is None else pair(padding, fn, "padding", 0)
         self.dilation = pair(dilation, fn, "dilation", 1)
-        self.norm = _check_norm(fn, norm)
+        self.norm = check_norm(fn, norm)
         self.normalize = bool(normalize)
         dtype = np.dtype(dtype)
         if dtype.kind != "f":
@@ -121,10 +109,8 @@ class BilateralFilter(Module):
         fn = "BilateralFilter"
         self.ksize = _odd_ksize(fn, "ksize", ksize)
         self.dilation = pair(dilation, fn, "dilation", 1)
-        self.norm = _check_norm(fn, norm)
-        if isinstance(repeat, bool) or not isinstance(repeat, numbers.Integral) or repeat < 1:
-            raise ValueError(f"{fn}: repeat must be an int >= 1; got {repeat!r}")
-        self.repeat = int(repeat)
+        self.norm = check_norm(fn, norm)
+        self.repeat = int_at_least(fn, "repeat", repeat, 1)
         self.include_center = bool(include_center)
         self.lam = _lam_parameter(fn, lam_init, np.dtype(dtype))
 

@@ -8,8 +8,7 @@ integer dtype, K = ksize**2.
 """
 import numpy as np
 
-from ...window import NORMS
-from ..._validate import check_int, check_ndim, check_norm
+from ..._validate import NORMS, check_int, check_ndim, check_norm
 from ._common import checked_window, grid_1d, image, int32, launch_flat, plane_limit, real
 
 __all__ = ["same_label_pairs", "embedding_pair_loss", "embedding_pair_loss_backward"]

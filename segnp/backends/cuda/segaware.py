@@ -6,8 +6,8 @@ after the runtime ``rt`` (which the backend binds).  Kernels are in
 ``segnp/backends/cuda/segaware.cu``.  Shape letters: N batch, C channels, D embedding
 channels, H W input, K = ksize**2 taps (row-major, tap K//2 the centre), OH OW output.
 """
-from ...window import NORM_EPS, NORMS
-from ..._validate import check_norm
+from ...window import NORM_EPS
+from ..._validate import NORMS, check_norm
 from ._common import (checked_window, finish_mask_grad, image, int32, launch_flat, mask_inv,
                       per_output, real, same_dtype)
 
