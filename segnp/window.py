@@ -112,38 +112,17 @@ class Window:
                 f"the image; got ({PH}, {PW})")
         return cls(int(H), int(W), KS, OH, OW, SH, SW, PH, PW, DH, DW)
 
-    @property
-    def K(self):
-        return self.KS * self.KS
+    K = property(lambda self: self.KS * self.KS, doc="The number of taps, KS**2.")
+    ksize = property(lambda self: (self.KS, self.KS), doc="(KH, KW) = (KS, KS).")
+    stride = property(lambda self: (self.SH, self.SW), doc="(SH, SW).")
+    padding = property(lambda self: (self.PH, self.PW), doc="(PH, PW).")
+    dilation = property(lambda self: (self.DH, self.DW), doc="(DH, DW).")
+    out = property(lambda self: (self.OH, self.OW), doc="(OH, OW).")
 
     @property
     def centre(self):
         """(CH, CW): the centre tap's offset; (0, 0) with the default padding."""
         return self.DH * (self.KS // 2) - self.PH, self.DW * (self.KS // 2) - self.PW
-
-    @property
-    def ksize(self):
-        return self.KS, self.KS
-
-    @property
-    def stride(self):
-        return self.SH, self.SW
-
-    @property
-    def padding(self):
-        return self.PH, self.PW
-
-    @property
-    def dilation(self):
-        return self.DH, self.DW
-
-    @property
-    def out(self):
-        return self.OH, self.OW
-
-    def pairs(self):
-        """(ksize, stride, padding, dilation, out) as pairs, like :func:`conv_geometry`."""
-        return self.ksize, self.stride, self.padding, self.dilation, self.out
 
     def ints(self):
         """The fields in ``SegWindow`` order: H, W, KS, OH, OW, SH, SW, PH, PW, DH, DW."""

@@ -99,3 +99,24 @@ def test_bad_input_names_the_function_expected_and_given():
         F.resize_bilinear(x[0], 8)
     with pytest.raises(TypeError, match=r"resize_bilinear: align_corners must be a bool; got 'yes'"):
         F.resize_bilinear(x, 8, align_corners="yes")
+
+
+def test_interpolation_matrices_go_to_the_device_once_per_shape(monkeypatch):
+    """The matrices are constants of (size, output size, dtype): a backend copies them
+    to its device once and reuses them, like the window masks."""
+    from segnp.backends.numpy import NumpyBackend
+    b = NumpyBackend()
+    copies = []
+    real = b.asarray
+    monkeypatch.setattr(b, "asarray", lambda a, dtype=None: (
+        copies.append(np.shape(a)) if np.ndim(a) == 2 else None) or real(a, dtype))
+    monkeypatch.setitem(segnp.backends._instances, "numpy-test", b)
+    monkeypatch.setitem(segnp.backends._REGISTRY, "numpy-test", "unused:unused")
+    x = np.random.default_rng(0).standard_normal((2, 3, 5, 7))
+    with segnp.using_backend("numpy-test"):
+        ys = [F.resize_bilinear(x, (4, 9)).numpy() for _ in range(3)]
+        F.resize_bilinear(x, (4, 8))  # another width: one more copy
+    assert copies == [(4, 5), (9, 7), (8, 7)]
+    for y in ys:
+        np.testing.assert_array_equal(y, ys[0])
+    np.testing.assert_allclose(ys[0], naive_resize(x, (4, 9), False), rtol=1e-12)

@@ -23,34 +23,40 @@ class Backend:
         """Bring an array of this backend back to host NumPy."""
         return np.asarray(a)
 
-    # Window masks kept per backend (device): a few per network, more with varying sizes.
-    _TAP_VALID_CACHE = 64
+    # Constants kept per backend (device): a few per network, more with varying sizes.
+    _CONSTANT_CACHE = 128
 
     def device_id(self):
         """What tells this backend's devices apart (None: there is one)."""
         return None
 
-    def tap_valid(self, H, W, ksize, stride, padding, dilation, include_center=True,
-                  dtype=np.float32):
-        """:func:`segnp.window.tap_valid` (1, K, OH, OW) on this backend's
-        device, cached per arguments and device: a constant of the window, which a GPU
-        would otherwise receive from the host (and wait for) on every forward.  Shared:
-        never write to it (NumPy copies are read-only)."""
-        key = (self.device_id(), H, W, ksize, stride, padding, dilation,
-               bool(include_center), np.dtype(dtype).str)
-        cache = self.__dict__.setdefault("_tap_valid", OrderedDict())
-        valid = cache.get(key)
-        if valid is None:
-            valid = self.asarray(tap_valid(H, W, ksize, stride, padding, dilation,
-                                           include_center, dtype))
-            if isinstance(valid, np.ndarray):
-                valid.flags.writeable = False
-            cache[key] = valid
-            if len(cache) > self._TAP_VALID_CACHE:
+    def constant(self, key, make):
+        """The array ``make()`` (built on the host) on this backend's device, cached per
+        ``key`` and device: for constants of a shape (window masks, interpolation
+        matrices), which a GPU would otherwise receive from the host, and wait for, on
+        every call.  Shared: never write to it (NumPy copies are read-only)."""
+        key = (self.device_id(),) + tuple(key)
+        cache = self.__dict__.setdefault("_constants", OrderedDict())
+        value = cache.get(key)
+        if value is None:
+            value = self.asarray(make())
+            if isinstance(value, np.ndarray):
+                value.flags.writeable = False
+            cache[key] = value
+            if len(cache) > self._CONSTANT_CACHE:
                 cache.popitem(last=False)
         else:
             cache.move_to_end(key)
-        return valid
+        return value
+
+    def tap_valid(self, H, W, ksize, stride, padding, dilation, include_center=True,
+                  dtype=np.float32):
+        """:func:`segnp.window.tap_valid` (1, K, OH, OW) on this backend's device, a
+        :meth:`constant` of the window."""
+        key = ("tap_valid", H, W, ksize, stride, padding, dilation, bool(include_center),
+               np.dtype(dtype).str)
+        return self.constant(key, lambda: tap_valid(H, W, ksize, stride, padding, dilation,
+                                                    include_center, dtype))
 
     def __repr__(self):
         return f"<segnp backend {self.name!r}>"

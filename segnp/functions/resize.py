@@ -55,14 +55,20 @@ class ResizeBilinear(Function):
                             f"{align_corners!r}")
         self.align_corners = bool(align_corners)
 
+    def _matrix(self, in_size, out_size, dtype):
+        """interp_matrix on the backend's device, made and copied there once per shape."""
+        align, dtype = self.align_corners, np.dtype(dtype)
+        return self.backend.constant(
+            ("interp_matrix", in_size, out_size, align, dtype.str),
+            lambda: interp_matrix(in_size, out_size, align).astype(dtype))
+
     def forward(self, x):
         check_ndim("resize_bilinear", "x", x, "(N, C, H, W)")
         check_float("resize_bilinear", "x", x)
         N, C, H, W = x.shape
         OH, OW = self.size
-        to = self.backend.asarray
-        self.Ah = to(interp_matrix(H, OH, self.align_corners).astype(x.dtype))
-        self.Aw = to(interp_matrix(W, OW, self.align_corners).astype(x.dtype))
+        self.Ah = self._matrix(H, OH, x.dtype)
+        self.Aw = self._matrix(W, OW, x.dtype)
         self.x_shape = x.shape
         xp = self.xp
         t = xp.matmul(xp.ascontiguousarray(x).reshape(N * C * H, W), self.Aw.T)
