@@ -8,6 +8,8 @@
   order between barriers (``SEGNP_EMULATOR_ORDER``), which exposes a missing
   ``__syncthreads`` whichever thread's store it would have waited for.  Tests marked
   ``gpu`` run once: the order is the emulator's, not the device's.
+- ``backend``: tests that take it run once per backend, with that backend active:
+  ``numpy``, ``cuda-emulator``, and ``cupy`` (marked ``gpu``; skipped without a device).
 """
 import os
 
@@ -38,6 +40,17 @@ def emulator_order(request, monkeypatch):
     if order is not None:
         monkeypatch.setenv("SEGNP_EMULATOR_ORDER", order)
     return order
+
+
+@pytest.fixture(params=["numpy", "cuda-emulator", pytest.param("cupy", marks=pytest.mark.gpu)])
+def backend(request):
+    from segnp.backends import using_backend
+    if request.param == "cupy":
+        cupy = pytest.importorskip("cupy", reason="cupy (the 'test' extra) is not installed")
+        if not cupy.is_available():
+            pytest.skip("the cupy backend needs a CUDA device")
+    with using_backend(request.param) as b:
+        yield b
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -11,3 +11,98 @@ def norm_of(delta, norm):
     if norm == "l2":
         return np.sqrt((delta ** 2).sum())
     return (delta ** 2).sum()
+
+
+def _pair(v):
+    return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+
+
+def _out_len(size, k, s, p, d):
+    return (size + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+def naive_im2col(x, ksize, stride, padding, dilation):
+    """Sec. 4.2's image-to-column matrix: cols[n, c, i, j, oh, ow] = x[n, c, oh*SH - PH +
+    i*DH, ow*SW - PW + j*DW], 0 in the padding.  Arguments are ints or pairs."""
+    (KH, KW), (SH, SW), (PH, PW), (DH, DW) = map(_pair, (ksize, stride, padding, dilation))
+    N, C, H, W = x.shape
+    OH, OW = _out_len(H, KH, SH, PH, DH), _out_len(W, KW, SW, PW, DW)
+    cols = np.zeros((N, C, KH, KW, OH, OW), dtype=x.dtype)
+    for n in range(N):
+        for c in range(C):
+            for i in range(KH):
+                for j in range(KW):
+                    for oh in range(OH):
+                        for ow in range(OW):
+                            r = oh * SH - PH + i * DH
+                            q = ow * SW - PW + j * DW
+                            if 0 <= r < H and 0 <= q < W:
+                                cols[n, c, i, j, oh, ow] = x[n, c, r, q]
+    return cols
+
+
+def naive_col2im(cols, size, stride, padding, dilation):
+    """The adjoint of :func:`naive_im2col`: every entry added back to its pixel."""
+    (SH, SW), (PH, PW), (DH, DW) = map(_pair, (stride, padding, dilation))
+    N, C, KH, KW, OH, OW = cols.shape
+    H, W = size
+    x = np.zeros((N, C, H, W), dtype=cols.dtype)
+    for n in range(N):
+        for c in range(C):
+            for i in range(KH):
+                for j in range(KW):
+                    for oh in range(OH):
+                        for ow in range(OW):
+                            r = oh * SH - PH + i * DH
+                            q = ow * SW - PW + j * DW
+                            if 0 <= r < H and 0 <= q < W:
+                                x[n, c, r, q] += cols[n, c, i, j, oh, ow]
+    return x
+
+
+def naive_masked_conv(x, m, Wt, stride, padding, dilation, normalize, gy=None):
+    """Eq. 7 per output pixel, with the mask m (N, K, OH, OW) given:
+
+        y[n, f, o] = sum_{c,k} W[f, c, k] x[n, c, tap_k(o)] m[n, k, o] / Z[n, o]
+
+    with Z = sum_k m[n, k, o] + NORM_EPS when ``normalize``, else 1; taps outside the
+    image add nothing.  stride, padding, dilation are ints or pairs; padding None is
+    dilation * (ksize // 2).  Returns y (float64); with an upstream ``gy`` also its
+    gradients (gx, gm, gW).  The bilateral filter of Eq. 4 is the case W = identity
+    over channels."""
+    from segnp.window import NORM_EPS  # a constant of the definition, not code
+    N, C, H, W = x.shape
+    F_, KS = Wt.shape[0], Wt.shape[2]
+    (SH, SW), (DH, DW) = _pair(stride), _pair(dilation)
+    PH, PW = (DH * (KS // 2), DW * (KS // 2)) if padding is None else _pair(padding)
+    OH, OW = _out_len(H, KS, SH, PH, DH), _out_len(W, KS, SW, PW, DW)
+    Wf = Wt.reshape(F_, C, KS * KS)
+    y = np.zeros((N, F_, OH, OW))
+    gx, gm, gW = np.zeros(x.shape), np.zeros(m.shape), np.zeros(Wf.shape)
+
+    def taps(oh, ow):
+        for k in range(KS * KS):
+            th, tw = oh * SH - PH + (k // KS) * DH, ow * SW - PW + (k % KS) * DW
+            if 0 <= th < H and 0 <= tw < W:
+                yield k, th, tw
+    for n in range(N):
+        for oh in range(OH):
+            for ow in range(OW):
+                cols = np.zeros((C, KS * KS))
+                for k, th, tw in taps(oh, ow):
+                    cols[:, k] = x[n, :, th, tw]
+                mk = m[n, :, oh, ow]
+                Z = mk.sum() + NORM_EPS if normalize else 1.0
+                yo = np.einsum("fck,ck,k->f", Wf, cols, mk) / Z
+                y[n, :, oh, ow] = yo
+                if gy is None:
+                    continue
+                g = gy[n, :, oh, ow]
+                gW += np.einsum("f,ck,k->fck", g, cols, mk) / Z
+                gcols = np.einsum("f,fck,k->ck", g, Wf, mk) / Z
+                for k, th, tw in taps(oh, ow):
+                    gx[n, :, th, tw] += gcols[:, k]
+                gm[n, :, oh, ow] = np.einsum("f,fck,ck->k", g, Wf, cols) / Z
+                if normalize:  # through the denominator: dZ/dm_k = 1 for every k
+                    gm[n, :, oh, ow] -= (g * yo).sum() / Z
+    return y if gy is None else (y, (gx, gm, gW.reshape(Wt.shape)))

@@ -65,30 +65,24 @@ def _inputs(shape, Fn, k, seed=0, dtype=np.float64):
     return x, W, b
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("shape,Fn,k,s,p,op,d", CASES)
 def test_forward_matches_naive_loop(backend, shape, Fn, k, s, p, op, d):
     x, W, b = _inputs(shape, Fn, k)
     ref = naive_conv_transpose2d(x, W, b, s, p, op, d)
-    with using_backend(backend):
-        y = F.conv_transpose2d(x, W, b, stride=s, padding=p, output_padding=op, dilation=d)
-        y0 = F.conv_transpose2d(x, W, None, s, p, op, d)
-        np.testing.assert_allclose(y.numpy(), ref, rtol=1e-10, atol=1e-12)
-        np.testing.assert_allclose(y0.numpy(), ref - b[:, None, None], rtol=1e-10,
-                                   atol=1e-12)
+    y = F.conv_transpose2d(x, W, b, stride=s, padding=p, output_padding=op, dilation=d)
+    y0 = F.conv_transpose2d(x, W, None, s, p, op, d)
+    np.testing.assert_allclose(y.numpy(), ref, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(y0.numpy(), ref - b[:, None, None], rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("shape,Fn,k,s,p,op,d", CASES)
 def test_adjoint_of_conv2d(backend, shape, Fn, k, s, p, op, d):
     x, W, _ = _inputs(shape, Fn, k, seed=1)
-    with using_backend(backend):
-        y = F.conv_transpose2d(x, W, stride=s, padding=p, output_padding=op,
-                               dilation=d).numpy()
-        z = np.random.default_rng(2).standard_normal(y.shape)
-        # the same W (C, F, KH, KW), read by conv2d as (out, in, KH, KW), maps y's size
-        # back to x's
-        cz = F.conv2d(z, W, stride=s, padding=p, dilation=d).numpy()
+    y = F.conv_transpose2d(x, W, stride=s, padding=p, output_padding=op, dilation=d).numpy()
+    z = np.random.default_rng(2).standard_normal(y.shape)
+    # the same W (C, F, KH, KW), read by conv2d as (out, in, KH, KW), maps y's size
+    # back to x's
+    cz = F.conv2d(z, W, stride=s, padding=p, dilation=d).numpy()
     assert cz.shape == x.shape
     np.testing.assert_allclose(np.vdot(cz, x), np.vdot(z, y), rtol=1e-10)
 

@@ -11,6 +11,7 @@ import pytest
 
 from segnp.backends import get_backend
 from segnp.backends.emulator import EmulatorBackend
+from naive_ops import naive_im2col
 
 NP = get_backend("numpy")
 
@@ -30,26 +31,6 @@ CASES = [
 ]
 # (threads per block, most blocks): 7 and 3 blocks make each thread visit many items.
 LAUNCH = [(256, 65535), (32, 3), (7, 2), (1024, 1)]
-
-
-def _pair(v):
-    return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
-
-
-def naive_im2col(x, ksize, stride, padding, dilation):
-    (KH, KW), (SH, SW), (PH, PW), (DH, DW) = map(_pair, (ksize, stride, padding, dilation))
-    N, C, H, W = x.shape
-    OH = (H + 2 * PH - DH * (KH - 1) - 1) // SH + 1
-    OW = (W + 2 * PW - DW * (KW - 1) - 1) // SW + 1
-    cols = np.zeros((N, C, KH, KW, OH, OW), dtype=x.dtype)
-    for i in range(KH):
-        for j in range(KW):
-            for oh in range(OH):
-                for ow in range(OW):
-                    r, q = oh * SH - PH + i * DH, ow * SW - PW + j * DW
-                    if 0 <= r < H and 0 <= q < W:
-                        cols[:, :, i, j, oh, ow] = x[:, :, r, q]
-    return cols
 
 
 @pytest.fixture(scope="module", params=LAUNCH, ids=lambda p: f"t{p[0]}b{p[1]}")

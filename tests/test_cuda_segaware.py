@@ -16,6 +16,7 @@ from segnp.window import NORM_EPS
 from segnp.backends.emulator import EmulatorRuntime
 from segnp.backends.cuda import masked_conv as mc
 from segnp.backends.cuda import segaware as sa
+from naive_ops import naive_masked_conv
 from segnp.window import segaware_geometry, tap_valid
 
 # (ksize, stride, padding, dilation): default "same" windows, stride and dilation,
@@ -101,41 +102,6 @@ def naive_im2dist_backward(e, gd, ksize, stride, padding, dilation, norm):
                     ge[n, :, th, tw] += gd[n, k, oh, ow] * g
                     ge[n, :, ch, cw] -= gd[n, k, oh, ow] * g
     return ge
-
-
-def naive_masked_conv(x, m, Wt, stride, padding, dilation, normalize, gy):
-    """Eq. 7 per output pixel, and its gradients (gx, gm, gW) for upstream ``gy``.
-
-    The bilateral filter of Eq. 4 is the case W = identity over channels, all taps."""
-    N, C, H, W = x.shape
-    F_, KS = Wt.shape[0], Wt.shape[2]
-    _, s, p, d, (OH, OW) = geometry(H, W, KS, stride, padding, dilation)
-    Wf = Wt.reshape(F_, C, KS * KS)
-    y = np.zeros((N, F_, OH, OW))
-    gx, gm, gW = np.zeros(x.shape), np.zeros(m.shape), np.zeros(Wf.shape)
-    for n in range(N):
-        for oh in range(OH):
-            for ow in range(OW):
-                cols = np.zeros((C, KS * KS))
-                for k in range(KS * KS):
-                    th, tw = tap(oh, ow, k, KS, s, p, d)
-                    if inside(th, tw, H, W):
-                        cols[:, k] = x[n, :, th, tw]
-                mk = m[n, :, oh, ow]
-                Z = mk.sum() + NORM_EPS if normalize else 1.0
-                yo = np.einsum("fck,ck,k->f", Wf, cols, mk) / Z
-                y[n, :, oh, ow] = yo
-                g = gy[n, :, oh, ow]
-                gW += np.einsum("f,ck,k->fck", g, cols, mk) / Z
-                gcols = np.einsum("f,fck,k->ck", g, Wf, mk) / Z
-                for k in range(KS * KS):
-                    th, tw = tap(oh, ow, k, KS, s, p, d)
-                    if inside(th, tw, H, W):
-                        gx[n, :, th, tw] += gcols[:, k]
-                gm[n, :, oh, ow] = np.einsum("f,fck,ck->k", g, Wf, cols) / Z
-                if normalize:  # through the denominator: dZ/dm_k = 1 for every k
-                    gm[n, :, oh, ow] -= (g * yo).sum() / Z
-    return y, (gx, gm, gW.reshape(Wt.shape))
 
 
 def close(a, b, dtype, scale=None):

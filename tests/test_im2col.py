@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from segnp.backends import get_backend
+from naive_ops import naive_col2im, naive_im2col
 
 im2col = get_backend("numpy").im2col
 col2im = get_backend("numpy").col2im
@@ -31,41 +32,7 @@ def _pair(v):
     return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
 
 
-def naive_im2col(x, ksize, stride, padding, dilation):
-    (KH, KW), (SH, SW), (PH, PW), (DH, DW) = map(_pair, (ksize, stride, padding, dilation))
-    N, C, H, W = x.shape
-    OH = (H + 2 * PH - DH * (KH - 1) - 1) // SH + 1
-    OW = (W + 2 * PW - DW * (KW - 1) - 1) // SW + 1
-    cols = np.zeros((N, C, KH, KW, OH, OW), dtype=x.dtype)
-    for n in range(N):
-        for c in range(C):
-            for i in range(KH):
-                for j in range(KW):
-                    for oh in range(OH):
-                        for ow in range(OW):
-                            r = oh * SH - PH + i * DH
-                            q = ow * SW - PW + j * DW
-                            if 0 <= r < H and 0 <= q < W:
-                                cols[n, c, i, j, oh, ow] = x[n, c, r, q]
-    return cols
 
-
-def naive_col2im(cols, size, stride, padding, dilation):
-    (SH, SW), (PH, PW), (DH, DW) = map(_pair, (stride, padding, dilation))
-    N, C, KH, KW, OH, OW = cols.shape
-    H, W = size
-    x = np.zeros((N, C, H, W), dtype=cols.dtype)
-    for n in range(N):
-        for c in range(C):
-            for i in range(KH):
-                for j in range(KW):
-                    for oh in range(OH):
-                        for ow in range(OW):
-                            r = oh * SH - PH + i * DH
-                            q = ow * SW - PW + j * DW
-                            if 0 <= r < H and 0 <= q < W:
-                                x[n, c, r, q] += cols[n, c, i, j, oh, ow]
-    return x
 
 
 @pytest.mark.parametrize("shape,k,s,p,d", CASES)

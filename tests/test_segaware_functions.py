@@ -8,7 +8,7 @@ import segnp
 import segnp.functions as F
 from segnp import Tensor, check_grad
 from segnp.window import NORM_EPS
-from naive_ops import norm_of
+from naive_ops import naive_masked_conv, norm_of
 
 NORMS = ["l1", "l2", "l2sq"]
 
@@ -48,23 +48,8 @@ def loop_mask(e, lam, ks, s, p, d, norm, include_center=True):
 
 def loop_conv(x, e, Wt, b, lam, s, p, d, norm, normalize):
     """Eq. 7 pixel by pixel: sum_{c,k} W x m / (sum_k m + eps) + b."""
-    N, C, H, W = x.shape
-    F_, _, ks, _ = Wt.shape
-    m = loop_mask(e, lam, ks, s, p, d, norm)
-    p = d * (ks // 2) if p is None else p
-    y = np.zeros((N, F_) + m.shape[2:])
-    for n in range(N):
-        for oh in range(m.shape[2]):
-            for ow in range(m.shape[3]):
-                acc = np.zeros(F_)
-                for i in range(ks):
-                    for j in range(ks):
-                        r, c = oh * s - p + i * d, ow * s - p + j * d
-                        if 0 <= r < H and 0 <= c < W:
-                            acc += Wt[:, :, i, j] @ x[n, :, r, c] * m[n, i * ks + j, oh, ow]
-                z = m[n, :, oh, ow].sum() + NORM_EPS if normalize else 1.0
-                y[n, :, oh, ow] = acc / z + b
-    return y
+    m = loop_mask(e, lam, Wt.shape[2], s, p, d, norm)
+    return naive_masked_conv(x, m, Wt, s, p, d, normalize) + b.reshape(1, -1, 1, 1)
 
 
 def loop_bilateral(x, e, lam, ks, d, norm, include_center, repeat):

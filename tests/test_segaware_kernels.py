@@ -10,7 +10,7 @@ import pytest
 
 from segnp.backends import get_backend
 from segnp.window import NORM_EPS
-from naive_ops import norm_of
+from naive_ops import naive_masked_conv, norm_of
 
 B = get_backend("numpy")
 
@@ -61,22 +61,6 @@ def loop_im2dist(e, ks, s, p, d, norm):
                 if inside:
                     out[n, k, oh, ow] = norm_of(e[n, :, cr, cc] - e[n, :, r, c], norm)
     return out
-
-
-def loop_masked_conv(x, m, Wt, s, p, d, normalize):
-    """Eq. 7: y_f(o) = sum_{c,k} W_{f,c,k} x_c(tap_k(o)) m_k(o) / (sum_k m_k(o) + eps)."""
-    N, C, H, W = x.shape
-    F, _, ks, _ = Wt.shape
-    y = np.zeros((N, F) + shape_out(H, W, ks, s, p, d))
-    for n in range(N):
-        for oh, ow, _, taps in window_of(H, W, ks, s, p, d):
-            acc = np.zeros(F)
-            for k, r, c, inside in taps:
-                if inside:
-                    acc += Wt[:, :, k // ks, k % ks] @ x[n, :, r, c] * m[n, k, oh, ow]
-            z = m[n, :, oh, ow].sum() + NORM_EPS if normalize else 1.0
-            y[n, :, oh, ow] = acc / z
-    return y
 
 
 def loop_bilateral(x, m, ks, s, p, d):
@@ -167,7 +151,7 @@ def test_masked_conv_matches_loop(ks, s, p, d, normalize):
     Wt = rng.standard_normal((5, C, ks, ks))
     m = mask_for(rng, N, H, W, ks, s, p, d)
     got = B.masked_conv(x, m, Wt, s, p, d, normalize)
-    np.testing.assert_allclose(got, loop_masked_conv(x, m, Wt, s, p, d, normalize),
+    np.testing.assert_allclose(got, naive_masked_conv(x, m, Wt, s, p, d, normalize),
                                rtol=1e-10, atol=1e-12)
 
 
@@ -185,7 +169,7 @@ def test_masked_conv_backward_matches_loop_derivative(ks, s, p, d, normalize):
     assert (gx.shape, gm.shape, gW.shape) == (x.shape, m.shape, Wt.shape)
 
     def f(x_, m_, W_):
-        return loop_masked_conv(x_, m_, W_, s, p, d, normalize)
+        return naive_masked_conv(x_, m_, W_, s, p, d, normalize)
 
     for i, g in enumerate((gx, gm, gW)):
         directional(f, [x, m, Wt], i, g, gy, rng)
