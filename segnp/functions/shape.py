@@ -75,6 +75,13 @@ class GetItem(Function):
 
     def forward(self, x):
         self.x_meta = (x.shape, x.dtype)
+        items = self.index if isinstance(self.index, tuple) else (self.index,)
+        axis = _one_array_axis(items, x.ndim)
+        if axis is not None:
+            # x[:, :, idx] would come out with the picked axis outermost in memory, and
+            # every later op on it would stride through memory (5x slower reductions in
+            # the loss after SegNet's clamped resize); take keeps it C-contiguous.
+            return self.xp.take(x, items[axis], axis=axis)
         return x[self.index]
 
     def backward(self, gy):
