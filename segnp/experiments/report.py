@@ -84,7 +84,7 @@ def summary_lines(results):
     lines += ["", "### (b) Table 1 analogue: semantic segmentation, test (%)", ""]
     lines += _seg_table(results, "test")
     filters = _filter_table(results)
-    if len(filters) > 2:
+    if len(filters) > 3:   # two filter rows or more (one would repeat table (b))
         lines += ["", "### (b2) What each filter adds to the row it is added to, test (%)",
                   ""] + filters
     if "flow" not in results[0]:
