@@ -127,7 +127,8 @@ class MaxPool2d(_Pool2d):
         idx = xp.broadcast_to(self._first_inside(), y.shape).astype(_index_dtype(KH * KW))
         # NaN wins, the last one: only then does the comparison need an isnan per tap.
         # A NaN anywhere in x makes its sum NaN (inf - inf only adds a needless check).
-        nan = bool(xp.isnan(x.sum()))
+        with np.errstate(invalid="ignore", over="ignore"):  # inf - inf is expected here
+            nan = bool(xp.isnan(x.sum()))
         take = xp.empty(y.shape, dtype=bool)
         tap = xp.empty(y.shape, dtype=idx.dtype)
         for k, v in taps:
