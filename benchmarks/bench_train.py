@@ -27,6 +27,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import segnp  # noqa: E402
 from segnp import functions as F  # noqa: E402
+from segnp.allocator import keep_freed_memory  # noqa: E402
 from segnp.models import SegNet  # noqa: E402
 from segnp.optim import Adam  # noqa: E402
 
@@ -95,11 +96,15 @@ def main():
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--parts", action="store_true", help="profile 10 steps of each")
+    parser.add_argument("--malloc-default", action="store_true",
+                        help="leave glibc's malloc thresholds alone (see segnp.allocator)")
     args = parser.parse_args()
     segnp.backends.set_backend("numpy")
+    kept = not args.malloc_default and keep_freed_memory()
     print(f"SegNet training step, N={N} 3x{H}x{W}, widths {MODEL['widths']}, fc "
           f"{MODEL['fc_width']}, fc6 dilation {MODEL['fc6_dilation']}, Adam, float32; numpy "
-          f"{np.__version__}, {os.cpu_count()} cpus; min over {args.repeat} x {args.steps} steps")
+          f"{np.__version__}, {os.cpu_count()} cpus; min over {args.repeat} x {args.steps} steps; "
+          f"freed memory kept (segnp.allocator): {kept}")
     for name, segaware in (("plain", False), ("segaware (all 3x3)", True)):
         step = make_step(segaware)
         sps = steps_per_second(step, args.steps, args.repeat)

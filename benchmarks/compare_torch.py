@@ -33,6 +33,7 @@ sys.path.insert(0, HERE)
 import segnp  # noqa: E402
 from segnp import functions as SF  # noqa: E402
 from segnp import nn as snn  # noqa: E402
+from segnp.allocator import keep_freed_memory  # noqa: E402
 import bench_train  # noqa: E402
 
 try:
@@ -211,11 +212,16 @@ def main():
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--only", choices=("train", "conv", "segaware"))
     parser.add_argument("--peak-child", choices=("segnp", "torch"), help=argparse.SUPPRESS)
+    parser.add_argument("--malloc-default", action="store_true",
+                        help="leave glibc's malloc thresholds alone (see segnp.allocator)")
     args = parser.parse_args()
     segnp.backends.set_backend("numpy")
     if args.peak_child:
         print(peak_child(args.peak_child))
         return
+    # as segnp's Trainer does; torch allocates through the same malloc in this process
+    kept = not args.malloc_default and keep_freed_memory()
+    print(f"freed memory kept (segnp.allocator): {kept}")
     if torch is None:
         print("torch is not installed: printing segnp's figures only")
     else:

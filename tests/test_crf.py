@@ -45,9 +45,13 @@ def naive_filter(Q, weight, ksize, dilation):
     return out
 
 
-def naive_crf(U, e, lam, w_b, w_s, sigma, compat, bk, bd, sk, sd, iterations, norm):
+def naive_crf(U, e, lam, w_b, w_s, sigma, compat, bk, bd, sk, sd, iterations, norm,
+              sigma_b=None):
     def bil(n, i, j, ti, tj):
-        return np.exp(-lam * norm_of(e[n, :, i, j] - e[n, :, ti, tj], norm))
+        w = np.exp(-lam * norm_of(e[n, :, i, j] - e[n, :, ti, tj], norm))
+        if sigma_b is not None:   # Eq. 6's position term of the appearance kernel
+            w *= np.exp(-((i - ti) ** 2 + (j - tj) ** 2) / (2 * sigma_b ** 2))
+        return w
 
     def gauss(n, i, j, ti, tj):
         return np.exp(-((i - ti) ** 2 + (j - tj) ** 2) / (2 * sigma ** 2))
@@ -101,6 +105,36 @@ def test_module_matches_function_and_loop():
     np.testing.assert_allclose(out.numpy(), ref, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("norm,sigma_b", [("l1", 1.7), ("l2", 0.6)])
+def test_bilateral_position_term_matches_naive(norm, sigma_b):
+    rng = np.random.default_rng(11)
+    U, e, compat = inputs(rng, 2, 3, 2, 6, 7)
+    kw = dict(bilateral_ksize=5, bilateral_dilation=1, spatial_ksize=3, spatial_dilation=1,
+              iterations=2, norm=norm)
+    got = F.segaware_crf(U, e, 0.8, 1.3, 0.7, 1.4, compat, bilateral_sigma=sigma_b, **kw)
+    ref = naive_crf(U, e, 0.8, 1.3, 0.7, 1.4, compat, 5, 1, 3, 1, 2, norm, sigma_b)
+    np.testing.assert_allclose(got.numpy(), ref, rtol=1e-10, atol=1e-12)
+    # the position term changes the result (the check can fail)
+    plain = F.segaware_crf(U, e, 0.8, 1.3, 0.7, 1.4, compat, **kw).numpy()
+    assert np.abs(plain - ref).max() > 1e-3
+
+
+def test_module_bilateral_sigma_parameter():
+    rng = np.random.default_rng(12)
+    U, e, _ = inputs(rng, 1, 3, 2, 6, 5)
+    crf = nn.SegAwareCRF(3, bilateral_ksize=3, bilateral_dilation=2, spatial_ksize=3,
+                         bilateral_sigma_init=2.5).double()
+    assert [n for n, _ in crf.named_parameters()][-1] == "bilateral_sigma"
+    ref = naive_crf(U, e, 1.0, 1.0, 1.0, 1.0, np.eye(3), 3, 2, 3, 1, 2, "l1", 2.5)
+    np.testing.assert_allclose(crf(Tensor(U), Tensor(e)).numpy(), ref, rtol=1e-10,
+                               atol=1e-12)
+    crf.bilateral_sigma.data[...] = -1.0
+    crf.bilateral_sigma.apply_constraint()
+    assert float(crf.bilateral_sigma.data) == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="bilateral_sigma_init"):
+        nn.SegAwareCRF(3, bilateral_sigma_init=0.0)
+
+
 def test_iterations_zero_returns_unaries():
     rng = np.random.default_rng(4)
     U, e, _ = inputs(rng)
@@ -119,6 +153,19 @@ def test_gradcheck_all_inputs(norm):
 
     grads = check_grad(crf, [U, e, 0.7, 1.2, 0.8, 1.3, compat], atol=1e-7, rtol=1e-5)
     assert all(np.any(g) for g in grads)  # every input really reaches the output
+
+
+def test_gradcheck_bilateral_sigma():
+    rng = np.random.default_rng(13)
+    U, e, compat = inputs(rng)
+
+    def crf(U, e, lam, sigma_b):
+        return F.segaware_crf(U, e, lam, 1.2, 0.8, 1.3, compat, bilateral_ksize=3,
+                              bilateral_dilation=2, spatial_ksize=3, iterations=2,
+                              bilateral_sigma=sigma_b)
+
+    grads = check_grad(crf, [U, e, 0.7, 1.9], atol=1e-7, rtol=1e-5)
+    assert all(np.any(g) for g in grads)
 
 
 def test_gradcheck_constant_embeddings_and_wide_window():

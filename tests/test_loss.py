@@ -60,6 +60,21 @@ def test_cross_entropy_matches_the_naive_loop_and_gradients(case):
                [z], name=f"softmax_cross_entropy {case}")
 
 
+def test_cross_entropy_of_permuted_logits_matches_contiguous_ones():
+    # the flat picks must follow the logical (N, L, H, W) order whatever the memory layout
+    z, y = _problem((2, 4, 3, 5), seed=3, ignore=255, frac_ignored=0.3)
+    zp = np.ascontiguousarray(z.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    grads, losses = [], []
+    for logits in (z, zp):
+        t = Tensor(logits, requires_grad=True)
+        loss = F.softmax_cross_entropy(t, y)
+        loss.backward()
+        grads.append(t.grad)
+        losses.append(loss.item())
+    assert losses[0] == losses[1]
+    np.testing.assert_array_equal(grads[0], grads[1])
+
+
 def test_cross_entropy_gradient_is_weighted_softmax_minus_onehot():
     z, y = _problem((2, 3, 2, 4), seed=3)
     cw = np.array([0.5, 2.0, 1.0])

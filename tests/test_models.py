@@ -246,6 +246,24 @@ def test_flownet_shapes(segaware, H, W):
         assert FlowNetS(segaware=True).bf.ksize == 9   # the paper's 9x9 (Sec. 5.2)
 
 
+def test_flownet_bf_repeat_filters_the_flow_that_many_times():
+    manual_seed(8)
+    net = FlowNetS(widths=(4, 4, 6, 6), segaware=True, bf_ksize=5, bf_repeat=3,
+                   bf_lam_init=1.5, embedder=EmbeddingNet(**EMB))
+    assert net.bf.repeat == 3
+    x = images((2, 6, 12, 12))
+    with no_grad():
+        e, _ = net.embedder(x[:, :3])
+        got = net(x, e)[0].data
+        bf, net.bf = net.bf, None
+        raw = net(x, e)[0]
+        net.bf = bf
+        ref = F.segaware_bilateral(raw, e, 1.5, ksize=5, repeat=3).data
+        once = F.segaware_bilateral(raw, e, 1.5, ksize=5, repeat=1).data
+    np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-6)
+    assert not np.allclose(got, once)
+
+
 def test_flownet_embeddings_come_from_frame_1():
     manual_seed(6)
     net = FlowNetS(widths=(4, 4, 6, 6), segaware=True, embedder=EmbeddingNet(**EMB))

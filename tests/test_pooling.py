@@ -95,10 +95,7 @@ def _out_shape(x, k, s, p, ceil_mode):
         return x.shape[:2] + out
 
 
-@pytest.mark.parametrize("shape,k,s,p,ceil_mode", CASES)
-def test_max_pool_matches_naive_loop_forward_and_backward(shape, k, s, p, ceil_mode):
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal(shape)
+def _check_max_pool_against_naive_loop(x, rng, k, s, p, ceil_mode):
     gy = rng.standard_normal(_out_shape(x, k, s, p, ceil_mode))
     y_ref, gx_ref = naive_max_pool(x, gy, k, s, p, ceil_mode)
     xt = segnp.Tensor(x, requires_grad=True)
@@ -106,6 +103,23 @@ def test_max_pool_matches_naive_loop_forward_and_backward(shape, k, s, p, ceil_m
     np.testing.assert_array_equal(y.numpy(), y_ref)
     y.backward(gy)
     np.testing.assert_allclose(xt.grad, gx_ref, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("shape,k,s,p,ceil_mode", CASES)
+def test_max_pool_matches_naive_loop_forward_and_backward(shape, k, s, p, ceil_mode):
+    rng = np.random.default_rng(0)
+    _check_max_pool_against_naive_loop(rng.standard_normal(shape), rng, k, s, p, ceil_mode)
+
+
+@pytest.mark.parametrize("infinite", [False, True], ids=["finite", "with infinities"])
+@pytest.mark.parametrize("shape,k,s,p,ceil_mode", CASES)
+def test_max_pool_with_many_ties_matches_naive_loop(shape, k, s, p, ceil_mode, infinite):
+    # ties and infinities exercise the first-maximum rule across the phases of the canvas
+    rng = np.random.default_rng(6)
+    x = rng.integers(0, 3, shape).astype(np.float64)
+    if infinite:
+        x.flat[rng.choice(x.size, 3, replace=False)] = (np.inf, -np.inf, -np.inf)
+    _check_max_pool_against_naive_loop(x, rng, k, s, p, ceil_mode)
 
 
 @pytest.mark.parametrize("count_include_pad", [True, False])

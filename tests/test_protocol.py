@@ -146,6 +146,21 @@ def _fake_results(seeds=(0, 1)):
     return out
 
 
+def test_filter_table_pairs_each_filter_with_the_row_it_is_added_to():
+    results = _fake_results()
+    for r in results:
+        seg = r["segmentation"]
+        seg["all + CRF"] = dict(seg["all segaware"], miou=seg["all segaware"]["miou"] + 0.01,
+                                trimap3_miou=seg["all segaware"]["trimap3_miou"] + 0.03)
+    lines = summary_lines(results)
+    bf = next(line for line in lines if line.startswith("| +9x9 BF | baseline |"))
+    assert "| 1.00 ± 0.00 | 2.00 ± 0.00 | 2/2 |" in bf
+    crf = next(line for line in lines if line.startswith("| all + CRF | all segaware |"))
+    assert "| 1.00 ± 0.00 | 3.00 ± 0.00 | 2/2 |" in crf
+    # one filter row (the quick preset): no table, it would repeat table (b)
+    assert not any("(b2)" in line for line in summary_lines(_fake_results()))
+
+
 def test_report_pairs_deltas_with_the_same_seeds_control():
     assert stat([1.0]) == "1.00"
     assert stat([1.0, 3.0]) == "2.00 ± 1.41"
@@ -155,5 +170,6 @@ def test_report_pairs_deltas_with_the_same_seeds_control():
     assert "| 2.00 ± 0.00 | 4.00 ± 0.00 | 2/2 |" in row
     flow = next(line for line in lines if line.startswith("| segaware |"))
     assert "-0.200 ± 0.000" in flow and "0.600 ± 0.000" in flow
+    assert "| -14.3 ± 0.0 | 2/2 |" in flow      # -0.2 / 1.4, lower in both seeds
     report = report_lines(_fake_results(), {"preset": "x"}, "cmd", 60.0, ["f.png"])
     assert "![f.png](f.png)" in report and any("Validation" in line for line in report)

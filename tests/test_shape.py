@@ -67,6 +67,28 @@ def test_getitem_repeated_indices_add_their_gradients():
     np.testing.assert_array_equal(t.grad, expected)
 
 
+@pytest.mark.parametrize("axis", [0, 1, 2])
+@pytest.mark.parametrize("kind", ["clamp", "random", "one target 20 times"])
+def test_getitem_one_index_array_gradient_matches_a_loop(axis, kind):
+    # x[:, idx] takes the round-by-round path (or add.at past 16 repeats); float32 sums
+    # in pick order, so the loop below must agree to the bit.
+    rng = np.random.default_rng(axis)
+    x = rng.standard_normal((4, 5, 6)).astype(np.float32)
+    n = x.shape[axis]
+    idx = {"clamp": np.minimum(np.arange(n + 3), n - 2),
+           "random": rng.integers(-n, n, 3 * n),
+           "one target 20 times": np.full(20, 1)}[kind]
+    index = (slice(None),) * axis + (idx,)
+    t = Tensor(x, requires_grad=True)
+    y = t[index]
+    gy = rng.standard_normal(y.shape).astype(np.float32)
+    y.backward(gy)
+    expected = np.zeros_like(x)
+    for k, i in enumerate(idx):
+        expected[(slice(None),) * axis + (i,)] += gy[(slice(None),) * axis + (k,)]
+    np.testing.assert_array_equal(t.grad, expected)
+
+
 def test_getitem_accepts_integer_tensor_indices():
     x = _x((4, 3))
     idx = Tensor(np.array([3, 0]))

@@ -39,6 +39,28 @@ def _seg_table(results, split):
     return lines
 
 
+# Fig. 7's question: does a filter help more near boundaries?  Each filter row against
+# the row it is added to, so that the CRF is judged by what it adds to "all segaware".
+FILTER_PAIRS = (("+9x9 BF", "baseline"), ("+9x9 BF x4", "baseline"),
+                ("all + BF", "all segaware"), ("all + CRF", "all segaware"))
+
+
+def _filter_table(results):
+    seg = results[0]["segmentation"]
+    lines = ["| filter row | added to | Δ mIoU | Δ trimap-3 | trimap-3 Δ > mIoU Δ |",
+             "|---|---|---|---|---|"]
+    for row, base in FILTER_PAIRS:
+        if row not in seg or base not in seg:
+            continue
+        d = [r["segmentation"][row]["miou"] - r["segmentation"][base]["miou"]
+             for r in results]
+        d3 = [r["segmentation"][row]["trimap3_miou"] - r["segmentation"][base]["trimap3_miou"]
+              for r in results]
+        lines.append(f"| {row} | {base} | {stat(d, 100)} | {stat(d3, 100)} | "
+                     f"{_positive(np.subtract(d3, d))} |")
+    return lines
+
+
 def summary_lines(results):
     """The three tables (test split)."""
     n = len(results)
@@ -61,20 +83,27 @@ def summary_lines(results):
                      f"{stat([m['diff_median'] for m in ms])} |")
     lines += ["", "### (b) Table 1 analogue: semantic segmentation, test (%)", ""]
     lines += _seg_table(results, "test")
+    filters = _filter_table(results)
+    if len(filters) > 3:   # two filter rows or more (one would repeat table (b))
+        lines += ["", "### (b2) What each filter adds to the row it is added to, test (%)",
+                  ""] + filters
     if "flow" not in results[0]:
         return lines
     lines += ["", "### (c) Table 3 analogue: optical flow, test", "",
-              "| method | EPE (px) | AAE (deg) | Δ EPE vs baseline | EPE / constant flow |",
-              "|---|---|---|---|---|"]
+              "| method | EPE (px) | AAE (deg) | Δ EPE vs baseline | Δ EPE (%) | Δ < 0 | "
+              "EPE / constant flow |",
+              "|---|---|---|---|---|---|---|"]
     for name in ("constant flow", "baseline", "segaware"):
         rows = [r["flow"][name] for r in results]
         d = [r["flow"][name]["epe"] - r["flow"]["baseline"]["epe"] for r in results]
         ratio = [r["flow"][name]["epe"] / r["flow"]["constant flow"]["epe"]
                  for r in results]
+        rel = [x / r["flow"]["baseline"]["epe"] for x, r in zip(d, results)]
+        seg = name == "segaware"
         lines.append(f"| {name} | {stat([x['epe'] for x in rows], 1, 3)} | "
                      f"{stat([x['aae'] for x in rows], 1, 2)} | "
-                     f"{'—' if name != 'segaware' else stat(d, 1, 3)} | "
-                     f"{stat(ratio, 1, 3)} |")
+                     f"{stat(d, 1, 3) if seg else '—'} | {stat(rel, 100, 1) if seg else '—'} | "
+                     f"{_positive(np.negative(d)) if seg else '—'} | {stat(ratio, 1, 3)} |")
     return lines
 
 

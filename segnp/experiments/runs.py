@@ -33,7 +33,9 @@ SEGNET_DEFAULTS = {"widths": [8, 16, 24, 32], "fc_width": 64, "fc6_dilation": 2,
                    "dropout": 0.0}
 FLOWNET_DEFAULTS = {"widths": [16, 24, 32, 48]}
 # CRF windows that suit images of tens of pixels (the paper's 13x13 at dilation 9 is
-# for 321x321 inputs).
+# for 321x321 inputs).  No position term in the bilateral mask (bilateral_sigma_init):
+# on validation (seed 0, all + CRF after 768 steps) it lowered mIoU from 40.00 to 39.68
+# at 8 px and 39.29 at 3 px; the 7x7 window at dilation 2 is local enough.
 CRF_KWARGS = {"bilateral_ksize": 7, "bilateral_dilation": 2, "spatial_ksize": 5,
               "iterations": 2}
 # The rows of Table 1: name -> SegNet switches.

@@ -30,6 +30,7 @@ import re
 import time
 
 from .. import distributed, serialization
+from ..allocator import keep_freed_memory
 from ..io import atomic_path
 
 __all__ = ["Trainer", "lr_mult_groups", "write_logs", "finished", "CHECKPOINT_NAME"]
@@ -161,6 +162,7 @@ class Trainer:
                      f"{old} -> {new} (the schedule now spans {self.epochs} epochs)")
 
     def fit(self, resume=False):
+        keep_freed_memory()  # each step reuses the last step's pages (segnp.allocator)
         start = 0
         if resume and os.path.exists(self.checkpoint_path):
             start = self.restore()

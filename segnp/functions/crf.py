@@ -6,7 +6,10 @@ an appearance (bilateral) term and a smoothness (spatial Gaussian) term.  Sec. 3
 swaps the colour in the appearance term for the learned embeddings, which makes a small
 window enough, so each term is one normalised filter of Eq. 4:
 
-- B: the segmentation-aware bilateral filter, mask ``exp(-lam ||e_i - e_j||)`` (Eq. 3);
+- B: the segmentation-aware bilateral filter, mask ``exp(-lam ||e_i - e_j||)`` (Eq. 3),
+  times Eq. 6's position Gaussian ``exp(-|i - j|^2 / (2 sigma_b^2))`` when a bilateral
+  bandwidth sigma_b is given (theta_alpha of Eq. 6; the embedding term replaces the
+  colour term theta_beta);
 - S: a Gaussian of the pixel distance, ``exp(-|i - j|^2 / (2 sigma^2))``, which is Eq. 3
   with the pixel coordinates as embeddings, the 'l2sq' norm and lam = 1 / (2 sigma^2)
   (the Gaussian special case of Sec. 3.2).
@@ -60,6 +63,7 @@ def _scalar(fn, name, value, dtype, positive=True):
 
 
 _MEANING = {"spatial_sigma": " (the Gaussian bandwidth in pixels)",
+            "bilateral_sigma": " (the bilateral term's position bandwidth in pixels)",
             "w_b": " (the weight of the bilateral message, Eq. 6)",
             "w_s": " (the weight of the spatial message, Eq. 6)",
             "lam": " (the mask hardness of Eq. 3)"}
@@ -67,7 +71,7 @@ _MEANING = {"spatial_sigma": " (the Gaussian bandwidth in pixels)",
 
 def segaware_crf(U, e, lam=1.0, w_b=1.0, w_s=1.0, spatial_sigma=1.0, compat=None,
                  bilateral_ksize=13, bilateral_dilation=9, spatial_ksize=5,
-                 spatial_dilation=1, iterations=2, norm="l1"):
+                 spatial_dilation=1, iterations=2, norm="l1", bilateral_sigma=None):
     """Mean-field inference of the segmentation-aware CRF (Sec. 3.3).
 
     U (N, L, H, W) unary logits, e (N, D, H, W) embeddings of U's N, H, W and dtype ->
@@ -81,6 +85,9 @@ def segaware_crf(U, e, lam=1.0, w_b=1.0, w_s=1.0, spatial_sigma=1.0, compat=None
     ``norm``, ``bilateral_ksize`` window at ``bilateral_dilation``), S the normalised
     Gaussian of bandwidth ``spatial_sigma`` pixels (``spatial_ksize`` window at
     ``spatial_dilation``); both exclude the centre tap and taps outside the image.
+    ``bilateral_sigma`` (pixels; None: no position term) multiplies B's mask by the
+    Gaussian of the pixel distance, as in Eq. 6's appearance kernel, so that far taps
+    of the same region count less than near ones.
 
     Sign convention: logits are *negative* energies, so a positive ``compat[l, l']``
     makes a neighbour's belief in l' raise the logit of l.  ``compat=None`` is the
@@ -89,8 +96,8 @@ def segaware_crf(U, e, lam=1.0, w_b=1.0, w_s=1.0, spatial_sigma=1.0, compat=None
     up to the last term, which is the same for every label (the filters are normalised,
     so ``sum_l' msg[l'] = w_b + w_s`` up to NORM_EPS) and cancels in the softmax.
 
-    lam >= 0, w_b > 0, w_s >= 0 (0: no spatial message) and spatial_sigma > 0 are
-    finite floats or 0-d Tensors, compat None or an (L, L) array or Tensor; Tensors that
+    lam >= 0, w_b > 0, w_s >= 0 (0: no spatial message), spatial_sigma > 0 and
+    bilateral_sigma > 0 (or None) are finite floats or 0-d Tensors, compat None or an (L, L) array or Tensor; Tensors that
     require grad get gradients, as do U and e.
     """
     fn = "segaware_crf"
@@ -113,6 +120,8 @@ def segaware_crf(U, e, lam=1.0, w_b=1.0, w_s=1.0, spatial_sigma=1.0, compat=None
     lam = _scalar(fn, "lam", lam, dtype, positive=False)
     w_b, w_s = _scalar(fn, "w_b", w_b, dtype), _scalar(fn, "w_s", w_s, dtype, positive=False)
     sigma = _scalar(fn, "spatial_sigma", spatial_sigma, dtype)
+    if bilateral_sigma is not None:
+        bilateral_sigma = _scalar(fn, "bilateral_sigma", bilateral_sigma, dtype)
     if compat is not None:
         compat = as_tensor(compat)
         check_float(fn, "compat", compat.data)
@@ -127,6 +136,9 @@ def segaware_crf(U, e, lam=1.0, w_b=1.0, w_s=1.0, spatial_sigma=1.0, compat=None
     m_b = segaware_mask(e, lam, bk, dilation=bd, norm=norm,
                         include_center=False)
     coords = Tensor._from_array(_pixel_coordinates(get_backend().xp, N, H, W, dtype))
+    if bilateral_sigma is not None:
+        m_b = m_b * segaware_mask(coords, 0.5 / (bilateral_sigma * bilateral_sigma), bk,
+                                  dilation=bd, norm="l2sq", include_center=False)
     lam_s = 0.5 / (sigma * sigma)
     m_s = segaware_mask(coords, lam_s, sk, dilation=sd, norm="l2sq",
                         include_center=False)

@@ -60,17 +60,22 @@ class SoftmaxCrossEntropy(Function):
         total = w.sum()
         logp = z - z.max(axis=1, keepdims=True)
         logp -= xp.log(xp.exp(logp).sum(axis=1, keepdims=True))
-        picked = xp.take_along_axis(logp, safe[:, None], axis=1)[:, 0]
+        # Flat positions of logp[n, y, ...]: one gather of N*P elements, where
+        # take_along_axis builds (N, 1, ...) index grids (2x the time of the whole loss).
+        P = logp[0, 0].size
+        pick = (xp.arange(y.shape[0]).reshape((-1,) + (1,) * (y.ndim - 1)) * (L * P)
+                + safe * P + xp.arange(P).reshape(y.shape[1:]))
+        picked = logp.reshape(-1)[pick]
         # No counted pixel: the loss is 0 and so is its gradient (scale 0, not 0/0).
         scale = 1.0 / total if float(total) > 0 else xp.zeros((), z.dtype)
-        self.logp, self.safe, self.w, self.scale = logp, safe, w, scale
+        self.logp, self.pick, self.w, self.scale = logp, pick, w, scale
         return (-(w * picked).sum() * scale).astype(z.dtype)
 
     def backward(self, gy):
         xp = self.xp
-        gz = xp.exp(self.logp)
-        onehot_sub = xp.take_along_axis(gz, self.safe[:, None], axis=1) - 1
-        xp.put_along_axis(gz, self.safe[:, None], onehot_sub, axis=1)
+        gz = xp.exp(self.logp).reshape(-1)  # a copy if logp kept a permuted input's layout
+        gz[self.pick] -= 1  # softmax - onehot; pick never repeats a position
+        gz = gz.reshape(self.logp.shape)
         gz *= (self.w * (gy * self.scale))[:, None]
         return (gz.astype(self.logp.dtype, copy=False),)
 

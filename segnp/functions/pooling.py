@@ -102,29 +102,36 @@ class MaxPool2d(_Pool2d):
     """The forward pass keeps, per output, the tap k of its maximum (``idx``, the
     argmax, int8), so that the backward pass needs no ``ufunc.at``: for each tap, the
     outputs whose argmax is that tap send gy to distinct canvas pixels (one window
-    holds each tap once), so one strided add per tap collects every gradient."""
+    holds each tap once), so one add per tap collects every gradient.
+
+    The canvas is kept as its SH*SW phases, ``phase[a][b] = canvas[a::SH, b::SW]``, each
+    contiguous: tap (i, j) then reads the unit-stride block of phase (i % SH, j % SW)
+    at offset (i // SH, j // SW), where a stride-2 view of one canvas made every
+    comparison and every add of the taps 2-8x slower (measured on SegNet's pools)."""
 
     fn = "max_pool2d"
 
     def forward(self, x):
         self._setup(x)
         xp = self.xp
-        canvas = self._pad(x, -np.inf)
+        phases = [xp.full(shape, -np.inf, dtype=x.dtype) for shape, _, _ in self._phases()]
+        for phase, (_, inner, outer) in zip(phases, self._phases()):
+            phase[inner] = x[outer]
         (KH, KW), o = self.k, self.o
-        taps = self._taps()
+        taps = self._phase_taps(phases)
         _, first = next(taps)
-        y = xp.ascontiguousarray(canvas[:, :, first[0], first[1]])
+        y = xp.ascontiguousarray(first)
         # Start every window at its first in-image tap, so that a window whose pixels are
         # all -inf still points its gradient at a real pixel (PyTorch does the same).
         # Seeding y with tap 0 agrees: where tap 0 is in the image, that tap is 0.
         idx = xp.broadcast_to(self._first_inside(), y.shape).astype(_index_dtype(KH * KW))
         # NaN wins, the last one: only then does the comparison need an isnan per tap.
         # A NaN anywhere in x makes its sum NaN (inf - inf only adds a needless check).
-        nan = bool(xp.isnan(x.sum()))
+        with np.errstate(invalid="ignore", over="ignore"):  # inf - inf is expected here
+            nan = bool(xp.isnan(x.sum()))
         take = xp.empty(y.shape, dtype=bool)
         tap = xp.empty(y.shape, dtype=idx.dtype)
-        for k, (rows, cols) in taps:
-            v = canvas[:, :, rows, cols]
+        for k, v in taps:
             xp.greater(v, y, out=take)
             if nan:
                 take |= xp.isnan(v)
@@ -137,6 +144,26 @@ class MaxPool2d(_Pool2d):
         self.idx = idx if self.needs_input_grad[0] else None
         return y
 
+    def _phases(self):
+        """Per phase (a, b), row-major: its shape, and the block of it that holds image
+        pixels with the matching slice of x (inner, outer), both (N, C, rows, cols)."""
+        (N, C, H, W), _ = self.x_meta
+        (SH, SW), (PH, PW), (EH, EW) = self.s, self.p, self.canvas
+        for a in range(SH):
+            rows, inner_r, outer_r = _phase_axis(a, SH, PH, H, EH)
+            for b in range(SW):
+                cols, inner_c, outer_c = _phase_axis(b, SW, PW, W, EW)
+                lead = (slice(None), slice(None))
+                yield (N, C, rows, cols), lead + (inner_r, inner_c), lead + (outer_r, outer_c)
+
+    def _phase_taps(self, phases):
+        """Yield ``(k, view)``: tap k's (N, C, OH, OW) block of its phase."""
+        (KH, KW), (SH, SW), (OH, OW) = self.k, self.s, self.o
+        for i in range(KH):
+            for j in range(KW):
+                q, r = i // SH, j // SW
+                yield i * KW + j, phases[(i % SH) * SW + j % SW][:, :, q:q + OH, r:r + OW]
+
     def _first_inside(self):
         (KH, KW), (SH, SW), (PH, PW), (OH, OW) = self.k, self.s, self.p, self.o
         i0 = np.maximum(PH - np.arange(OH) * SH, 0)
@@ -145,14 +172,29 @@ class MaxPool2d(_Pool2d):
 
     def backward(self, gy):
         xp = self.xp
-        N, C = gy.shape[:2]
-        gcanvas = xp.zeros((N, C) + self.canvas, dtype=gy.dtype)
+        (N, C, H, W), dtype = self.x_meta
+        gphases = [xp.zeros(shape, dtype=gy.dtype) for shape, _, _ in self._phases()]
         mine = xp.empty(gy.shape, dtype=bool)
         part = xp.empty_like(gy)
-        for k, (rows, cols) in self._taps():
+        for k, view in self._phase_taps(gphases):
             xp.equal(self.idx, k, out=mine)
-            gcanvas[:, :, rows, cols] += xp.multiply(gy, mine, out=part)
-        return self._crop(gcanvas)
+            view += xp.multiply(gy, mine, out=part)
+        # pixels that no window reads (past the last window) get no gradient
+        gx = xp.zeros((N, C, H, W), dtype=dtype)
+        for gphase, (_, inner, outer) in zip(gphases, self._phases()):
+            gx[outer] = gphase[inner]
+        return gx
+
+
+def _phase_axis(a, S, P, size, E):
+    """Phase a of one axis of the canvas (canvas indices a, a + S, ... < E; canvas index
+    e is image index e - P): its length, and the slices of it and of the image that
+    hold the image indices h = a - P + S t, 0 <= h < size."""
+    n = len(range(a, E, S))
+    h0 = (a - P) % S
+    t0 = (h0 + P - a) // S
+    count = max(0, min(len(range(h0, size, S)), n - t0))
+    return n, slice(t0, t0 + count), slice(h0, h0 + S * count, S)
 
 
 def _index_dtype(taps):

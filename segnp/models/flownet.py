@@ -39,13 +39,15 @@ class FlowNetS(nn.Module):
         embedder: maps frame 1 (N, 3, H, W) to ``(e, side_outputs)``; or pass ``e``.
         norm: the embedding distance of both masks (Eq. 3).
         in_channels: channels of the concatenated frames (6 for two RGB frames).
+        bf_repeat: how many times the bilateral filter is applied, with one mask (the
+            "x4" of Table 1).
     """
 
     # The strides of the side predictions, in the order forward returns them.
     SCALE_STRIDES = (16, 8, 4)
 
     def __init__(self, widths=(16, 32, 64, 96), segaware=False, bf_ksize=9, embedder=None,
-                 norm="l1", lam_init=0.0, bf_lam_init=1.0, in_channels=6):
+                 norm="l1", lam_init=0.0, bf_lam_init=1.0, in_channels=6, bf_repeat=1):
         super().__init__()
         w1, w2, w3, w4 = check_widths("FlowNetS", widths, 4)
         if min(w2, w3) < 2:
@@ -70,8 +72,8 @@ class FlowNetS(nn.Module):
         cin2 = w2 + w2 // 2 + 2
         if segaware:
             self.predict2 = nn.SegAwareConv2d(cin2, 2, 3, norm=norm, lam_init=lam_init)
-            self.bf = nn.BilateralFilter(ksize=bf_ksize, dilation=1, norm=norm, repeat=1,
-                                         lam_init=bf_lam_init)
+            self.bf = nn.BilateralFilter(ksize=bf_ksize, dilation=1, norm=norm,
+                                         repeat=bf_repeat, lam_init=bf_lam_init)
         else:
             self.predict2 = nn.Conv2d(cin2, 2, 3, padding=1)
             self.bf = None

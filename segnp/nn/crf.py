@@ -37,17 +37,20 @@ class SegAwareCRF(Module):
     - ``spatial_sigma`` (): the bandwidth theta_gamma of Eq. 6's spatial Gaussian, in
       pixels, init ``spatial_sigma_init``;
     - ``compat`` (L, L): the label compatibility, init the identity (Potts up to a
-      constant).
+      constant);
+    - ``bilateral_sigma`` (), only when ``bilateral_sigma_init`` is given: the position
+      bandwidth theta_alpha of Eq. 6's appearance term, in pixels (None: the bilateral
+      mask has no position term).
 
     Constraints, applied by the optimizers after each step (projected gradient): lam is
     clipped at 0 (its gradient does not vanish at 0, so it can grow back), and
-    spatial_sigma at ``SIGMA_MIN`` = 0.1 pixel.
+    spatial_sigma and bilateral_sigma at ``SIGMA_MIN`` = 0.1 pixel.
     """
 
     def __init__(self, num_classes, bilateral_ksize=13, bilateral_dilation=9,
                  spatial_ksize=5, iterations=2, spatial_dilation=1, norm="l1",
                  lam_init=1.0, w_b_init=1.0, w_s_init=1.0, spatial_sigma_init=1.0,
-                 dtype=np.float32):
+                 dtype=np.float32, bilateral_sigma_init=None):
         super().__init__()
         fn = "SegAwareCRF"
         self.num_classes = positive_int(fn, "num_classes", num_classes)
@@ -57,9 +60,12 @@ class SegAwareCRF(Module):
         self.spatial_dilation = int_at_least(fn, "spatial_dilation", spatial_dilation, 1)
         self.iterations = int_at_least(fn, "iterations", iterations, 0)
         self.norm = check_norm(fn, norm)
-        for name, v, lo in (("lam_init", lam_init, 0.0), ("w_b_init", w_b_init, None),
-                            ("w_s_init", w_s_init, None),
-                            ("spatial_sigma_init", spatial_sigma_init, SIGMA_MIN)):
+        inits = [("lam_init", lam_init, 0.0), ("w_b_init", w_b_init, None),
+                 ("w_s_init", w_s_init, None),
+                 ("spatial_sigma_init", spatial_sigma_init, SIGMA_MIN)]
+        if bilateral_sigma_init is not None:
+            inits.append(("bilateral_sigma_init", bilateral_sigma_init, SIGMA_MIN))
+        for name, v, lo in inits:
             if isinstance(v, bool) or not isinstance(v, numbers.Real) \
                     or (lo is not None and not v >= lo):
                 raise ValueError(f"{fn}: {name} must be a float"
@@ -73,6 +79,10 @@ class SegAwareCRF(Module):
         self.spatial_sigma = Parameter(np.asarray(spatial_sigma_init, dtype),
                                        constraint=clip_sigma)
         self.compat = Parameter(np.eye(self.num_classes, dtype=dtype))
+        self.bilateral_sigma = None
+        if bilateral_sigma_init is not None:
+            self.bilateral_sigma = Parameter(np.asarray(bilateral_sigma_init, dtype),
+                                             constraint=clip_sigma)
 
     def forward(self, U, e):
         if U.ndim == 4 and U.shape[1] != self.num_classes:
@@ -81,7 +91,7 @@ class SegAwareCRF(Module):
         return F.segaware_crf(U, e, self.lam, self.w_b, self.w_s, self.spatial_sigma,
                               self.compat, self.bilateral_ksize, self.bilateral_dilation,
                               self.spatial_ksize, self.spatial_dilation, self.iterations,
-                              self.norm)
+                              self.norm, self.bilateral_sigma)
 
     def extra_repr(self):
         return (f"{self.num_classes}, bilateral_ksize={self.bilateral_ksize}, "
