@@ -95,6 +95,14 @@ def _inputs(rt, fn, x, m, W, stride, padding, dilation, given):
     return x, m, wt, win
 
 
+def _backward_inputs(rt, fn, x, m, W, gy, stride, padding, dilation, given):
+    """:func:`_inputs`, and gy checked to be (N, F, OH, OW)."""
+    x, m, wt, win = _inputs(rt, fn, x, m, W, stride, padding, dilation, given)
+    gy = per_output(rt, fn, "gy", gy, (x.shape[0], wt.shape[0]) + win.out, "(N, F, OH, OW)")
+    same_dtype(fn, x=x, gy=gy)
+    return x, m, wt, gy, win
+
+
 def masked_conv(rt, x, m, W, stride=1, padding=None, dilation=1, normalize=True, *,
                 window=None):
     """Eq. 7 without bias, fused: x (N, C, H, W), m (N, K, OH, OW), W (F, C, KS, KS)
@@ -135,14 +143,12 @@ def masked_conv_backward(rt, x, m, W, gy, stride=1, padding=None, dilation=1, no
     denominator; with it, gm_k = inv (Q_k - inv sum_j m_j Q_j) (the quotient rule).
     """
     fn = "masked_conv_backward"
-    x, m, wt, win = _inputs(rt, fn, x, m, W, stride, padding, dilation, window)
+    x, m, wt, gy, win = _backward_inputs(rt, fn, x, m, W, gy, stride, padding, dilation, window)
     xp = rt.xp
     N, C, H, Wd = x.shape
     F = wt.shape[0]
     KS, OH, OW = win.KS, win.OH, win.OW
     K, P = KS * KS, OH * OW
-    gy = per_output(rt, fn, "gy", gy, (N, F, OH, OW), "(N, F, OH, OW)")
-    same_dtype(fn, x=x, gy=gy)
     inv = mask_inv(rt, m, normalize)
     # W as (C, K, F): the A operand of both the gx and the gm GEMMs, row-major.
     wT = xp.ascontiguousarray(wt.reshape(F, C, K).transpose(1, 2, 0)) if need_x or need_m else None
@@ -207,14 +213,9 @@ def masked_conv_composed_backward(rt, x, m, W, gy, stride=1, padding=None, dilat
     """Gradients of :func:`masked_conv_composed` by matmuls on materialised columns:
     (gx, gm, gW) as in :func:`masked_conv_backward`."""
     fn = "masked_conv_composed_backward"
-    x, m, wt, win = _inputs(rt, fn, x, m, W, stride, padding, dilation, window)
-    xp = rt.xp
-    N, C, H, Wd = x.shape
-    F = wt.shape[0]
-    KS, OH, OW = win.KS, win.OH, win.OW
-    K, P = KS * KS, OH * OW
-    gy = per_output(rt, fn, "gy", gy, (N, F, OH, OW), "(N, F, OH, OW)")
-    same_dtype(fn, x=x, gy=gy)
+    x, m, wt, gy, win = _backward_inputs(rt, fn, x, m, W, gy, stride, padding, dilation, window)
+    xp, (N, C), F = rt.xp, x.shape[:2], wt.shape[0]
+    K, P = win.K, win.OH * win.OW
     inv = mask_inv(rt, m, normalize).reshape(N, 1, P)
     gyn = gy.reshape(N, F, P) * inv
     gx = gm = gW = None
@@ -232,5 +233,5 @@ def masked_conv_composed_backward(rt, x, m, W, gy, stride=1, padding=None, dilat
         gm = (gcols * plain).reshape(N, C, K, P).sum(axis=1)  # inv * Q of the fused path
         if normalize:
             gm -= inv * (m.reshape(N, K, P) * gm).sum(axis=1, keepdims=True)
-        gm = gm.reshape(N, K, OH, OW)
+        gm = gm.reshape((N, K) + win.out)
     return gx, gm, gW
