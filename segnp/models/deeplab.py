@@ -25,10 +25,9 @@ embeddings come from ``embedder`` or are passed to ``forward``.
 """
 from .. import functions as F
 from .. import nn
-from .checks import (check_images, check_positive, check_switches, check_widths,
-                     resolve_embeddings)
+from .checks import check_positive, check_switches, check_widths
 from .embedding import auto_embedder
-from .grids import subsample_point, upsample_point
+from .head import SegmentationHead
 
 __all__ = ["DeepLabLargeFOV", "deeplab_largefov", "VGG16_WIDTHS"]
 
@@ -38,7 +37,7 @@ POOL_STRIDES = (2, 2, 2, 1, 1)
 BLOCK_DILATIONS = (1, 1, 1, 1, 2)
 
 
-class DeepLabLargeFOV(nn.Module):
+class DeepLabLargeFOV(SegmentationHead, nn.Module):
     """Scores (N, L, H, W) from images (N, 3, H, W).
 
     Args:
@@ -91,42 +90,20 @@ class DeepLabLargeFOV(nn.Module):
                         segaware in ("fc6", "all"))
         self.fc7 = nn.Conv2d(fc_width, fc_width, 1)
         self.fc8 = nn.Conv2d(fc_width, num_classes, 1)
-        self.bf = None if bf is None else nn.BilateralFilter(
-            ksize=bf[1], dilation=1, norm=norm, repeat=bf[0], lam_init=bf_lam_init)
-        self.crf = nn.SegAwareCRF(num_classes, **(crf_kwargs or {})) if crf else None
-
-    @property
-    def needs_embeddings(self):
-        return self.segaware != "none" or self.bf is not None or self.crf is not None
+        self._build_filters(num_classes, bf, crf, norm, bf_lam_init, crf_kwargs)
 
     def forward(self, x, e=None):
         """Scores (N, L, H, W) for images x (N, C, H, W); ``e`` (N, D, H, W) overrides
         the embedder's embeddings."""
-        fn = "DeepLabLargeFOV"
-        x = check_images(fn, x, self.in_channels, self.fc8.weight.dtype)
-        H, W = x.shape[2:]
-        e = resolve_embeddings(fn, x, e, self.embedder, self.needs_embeddings)
+        x, size, e = self._inputs("DeepLabLargeFOV", x, e)
         stride = 1
-
-        def apply(layer, h):
-            if isinstance(layer, nn.SegAwareConv2d):
-                return layer(h, subsample_point(e, stride))
-            return layer(h)
-
         h, layers = x, iter(self.features)
         for depth, pool_stride in zip(BLOCK_DEPTHS, POOL_STRIDES):
             for _ in range(depth):
-                h = F.relu(apply(next(layers), h))
+                h = F.relu(self._apply(next(layers), h, e, stride))
             h = F.max_pool2d(h, 3, stride=pool_stride, padding=1)
             stride *= pool_stride
-        h = F.dropout(F.relu(apply(self.fc6, h)), self.dropout, self.training)
-        h = F.dropout(F.relu(self.fc7(h)), self.dropout, self.training)
-        scores = upsample_point(self.fc8(h), stride, (H, W))
-        if self.bf is not None:
-            scores = self.bf(scores, e)
-        if self.crf is not None:
-            scores = self.crf(scores, e)
-        return scores
+        return self._head(h, e, stride, size)
 
     def vgg_layers(self):
         """The 13 convolutions conv1_1 ... conv5_3, in VGG-16's order."""

@@ -29,9 +29,8 @@ end to end through this network), or are passed to ``forward`` directly.
 """
 from .. import functions as F
 from .. import nn
-from .checks import (check_images, check_positive, check_switches, check_widths,
-                     resolve_embeddings)
-from .grids import subsample_point, upsample_point
+from .checks import check_positive, check_switches, check_widths
+from .head import SegmentationHead
 
 __all__ = ["SegNet"]
 
@@ -40,7 +39,7 @@ OUTPUT_STRIDES = (8, 4)
 SEGAWARE_LAYERS = tuple(f"body.{i}" for i in range(8)) + ("fc6",)
 
 
-class SegNet(nn.Module):
+class SegNet(SegmentationHead, nn.Module):
     """Scores (N, L, H, W) from images (N, 3, H, W).
 
     Args:
@@ -111,9 +110,7 @@ class SegNet(nn.Module):
         self.fc6 = conv("fc6", w4, fc_width, fc6_d, aware=segaware in ("fc6", "all"))
         self.fc7 = nn.Conv2d(fc_width, fc_width, 1)
         self.fc8 = nn.Conv2d(fc_width, num_classes, 1)
-        self.bf = None if bf is None else nn.BilateralFilter(
-            ksize=bf[1], dilation=1, norm=norm, repeat=bf[0], lam_init=bf_lam_init)
-        self.crf = nn.SegAwareCRF(num_classes, **(crf_kwargs or {})) if crf else None
+        self._build_filters(num_classes, bf, crf, norm, bf_lam_init, crf_kwargs)
 
     def segaware_layers(self):
         """[(name, SegAwareConv2d, stride of its input map)] in forward order."""
@@ -127,35 +124,15 @@ class SegNet(nn.Module):
             out.append(("fc6", self.fc6, stride))
         return out
 
-    @property
-    def needs_embeddings(self):
-        return self.segaware != "none" or self.bf is not None or self.crf is not None
-
     def forward(self, x, e=None):
         """Scores (N, L, H, W) for images x (N, C, H, W); ``e`` (N, D, H, W) overrides
         the embedder's embeddings."""
-        fn = "SegNet"
-        x = check_images(fn, x, self.in_channels, self.fc8.weight.dtype)
-        H, W = x.shape[2:]
-        e = resolve_embeddings(fn, x, e, self.embedder, self.needs_embeddings)
+        x, size, e = self._inputs("SegNet", x, e)
         stride = 1
-
-        def apply(layer, h):
-            if isinstance(layer, nn.SegAwareConv2d):
-                return layer(h, subsample_point(e, stride))
-            return layer(h)
-
         h = x
         for i, layer in enumerate(self.body):
-            h = F.relu(apply(layer, h))
+            h = F.relu(self._apply(layer, h, e, stride))
             if i in self.pool_after:
                 h = F.max_pool2d(h, 3, stride=2, padding=1)
                 stride *= 2
-        h = F.dropout(F.relu(apply(self.fc6, h)), self.dropout, self.training)
-        h = F.dropout(F.relu(self.fc7(h)), self.dropout, self.training)
-        scores = upsample_point(self.fc8(h), stride, (H, W))
-        if self.bf is not None:
-            scores = self.bf(scores, e)
-        if self.crf is not None:
-            scores = self.crf(scores, e)
-        return scores
+        return self._head(h, e, stride, size)
