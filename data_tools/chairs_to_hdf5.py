@@ -16,7 +16,7 @@ import sys
 import numpy as np
 
 from segnp.data.hdf5 import FlowWriter
-from segnp.io.atomic import check_writable, cleanup_on_sigterm
+from segnp.atomic import check_writable, cleanup_on_sigterm
 from segnp.io.flo import read_flo
 from segnp.io.png import image_size, read_image
 

@@ -8,7 +8,7 @@ import time
 
 from segnp.data.flyingshapes import MIN_CLASSES, generate
 from segnp.data.shapes import SHAPES
-from segnp.io.atomic import cleanup_on_sigterm
+from segnp.atomic import cleanup_on_sigterm
 
 
 def main(argv=None):

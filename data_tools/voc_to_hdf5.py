@@ -18,7 +18,7 @@ import numpy as np
 import scipy.io
 
 from segnp.data.hdf5 import SegmentationWriter
-from segnp.io.atomic import check_writable, cleanup_on_sigterm
+from segnp.atomic import check_writable, cleanup_on_sigterm
 from segnp.io.png import image_size, label_palette, read_image, read_label
 
 VOC_CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car",

@@ -31,7 +31,7 @@ from collections import OrderedDict
 import numpy as np
 
 from .backends import get_backend
-from .io.atomic import atomic_path
+from .atomic import atomic_path
 
 __all__ = ["save", "load", "read_checkpoint"]
 

@@ -20,7 +20,7 @@ import os
 import h5py
 import numpy as np
 
-from ..io.atomic import atomic_path
+from ..atomic import atomic_path
 from ..io.png import label_palette
 
 __all__ = ["FORMAT_VERSION", "IGNORE_LABEL", "SegmentationWriter", "FlowWriter",

@@ -303,7 +303,7 @@ def check_test_data(checkpoint, test_data, what):
 
 def check_writable(path, option):
     """Fail now, not after the work, when the file ``path`` cannot be written."""
-    from ..io.atomic import check_writable as check
+    from ..atomic import check_writable as check
     try:
         check(option, path)
     except ValueError as err:
@@ -340,7 +340,7 @@ def run_script(main, argv=None, hint=""):
     Ctrl-C so that no temporary file stays behind.  ``SEGNP_TRACEBACK=1`` shows the
     traceback instead.
     """
-    from ..io.atomic import cleanup_on_sigterm
+    from ..atomic import cleanup_on_sigterm
     prog = os.path.basename(sys.argv[0]) or "segnp"
     previous = cleanup_on_sigterm()
     debug = os.environ.get("SEGNP_TRACEBACK", "") not in ("", "0")

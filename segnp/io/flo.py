@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from .atomic import atomic_path
+from ..atomic import atomic_path
 from .flow_color import UNKNOWN_FLOW
 
 __all__ = ["FLO_MAGIC", "read_flo", "write_flo"]

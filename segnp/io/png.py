@@ -13,7 +13,7 @@ import imageio.v3 as iio
 # imageio's writer quantises a palette image instead of keeping the given indices.
 from PIL import Image
 
-from .atomic import atomic_path
+from ..atomic import atomic_path
 
 __all__ = ["label_palette", "image_size", "read_image", "read_label", "write_png",
            "write_label_png", "overlay_labels"]

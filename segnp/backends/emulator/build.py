@@ -22,7 +22,7 @@ import subprocess
 
 import numpy as np
 
-from ...io.atomic import atomic_path
+from ...atomic import atomic_path
 
 PRELUDE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "prelude.h")
 # Hidden visibility: g++ exports a template kernel's function-level statics (our

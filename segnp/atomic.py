@@ -3,6 +3,11 @@
 ``os.replace`` is atomic on one file system, so a reader sees either the old file or the
 complete new one, and a writer that fails (an exception, a kill) leaves no partial file
 under the final name.
+
+This module sits at the package root, below every layer and importing only the
+standard library, so that the backends (the emulator's build cache) use the same writer
+as checkpoints and datasets without importing the image libraries of :mod:`segnp.io`,
+which re-exports :func:`atomic_path`.
 """
 import contextlib
 import os
