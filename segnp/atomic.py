@@ -12,21 +12,47 @@ which re-exports :func:`atomic_path`.
 import contextlib
 import os
 import signal
+import threading
 import uuid
 
 __all__ = ["atomic_path", "check_writable", "cleanup_on_sigterm"]
 
+# The temporary files of the atomic_path blocks now open in this process.
+_LIVE = set()
+# Seconds the main thread gets to unwind after SIGTERM before the fallback ends the process.
+SIGTERM_GRACE_S = 5.0
+
+
+def _hard_exit(status):
+    """The fallback of a SIGTERM whose SystemExit was swallowed: remove the temporary
+    files of the open atomic_path blocks, then end the process at once."""
+    for tmp in list(_LIVE):
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+    os._exit(status)
+
 
 def _exit_on_signal(signum, frame):
+    # Python runs a handler at the next bytecode of the main thread, which may be inside
+    # a weakref callback or a __del__, where a raised exception is printed and dropped
+    # (seen with h5py: the process then ran to the end and exited 0).  So a daemon timer
+    # also ends the process if it is still alive after the grace period.
+    timer = threading.Timer(SIGTERM_GRACE_S, _hard_exit, (128 + signum,))
+    timer.daemon = True
+    timer.start()
     raise SystemExit(128 + signum)
 
 
 def cleanup_on_sigterm():
     """Make SIGTERM unwind the main thread like Ctrl-C does (a SystemExit with status
     143), so that every :func:`atomic_path` removes its temporary file.  By default
-    SIGTERM ends a process at once and leaves the files behind.  Call it where a
-    command starts (``if __name__ == "__main__"``), not in library code; returns the
-    previous handler."""
+    SIGTERM ends a process at once and leaves the files behind.  Should the SystemExit
+    be swallowed (raised inside a callback whose exceptions Python ignores), the process
+    still ends with status 143 after ``SIGTERM_GRACE_S`` seconds, its temporary files
+    removed.  Call it where a command starts (``if __name__ == "__main__"``), not in
+    library code; returns the previous handler."""
     return signal.signal(signal.SIGTERM, _exit_on_signal)
 
 
@@ -65,6 +91,7 @@ def atomic_path(path, keep_ext=True, durable=False):
     folder, name = os.path.split(os.path.abspath(path))
     ext = os.path.splitext(name)[1] if keep_ext else ""
     tmp = os.path.join(folder, f".{name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp{ext}")
+    _LIVE.add(tmp)
     try:
         yield tmp
         if durable:
@@ -79,6 +106,7 @@ def atomic_path(path, keep_ext=True, durable=False):
             if err.errno else OSError(str(err).replace(tmp, path))
         raise renamed from err
     finally:
+        _LIVE.discard(tmp)
         if os.path.exists(tmp):
             os.remove(tmp)
     if durable:

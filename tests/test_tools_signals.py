@@ -113,6 +113,35 @@ def test_sigterm_during_make_synthetic_leaves_no_temporary_file(tmp_path):
     assert os.listdir(out) == []
 
 
+def test_sigterm_swallowed_in_a_callback_still_ends_the_process(tmp_path):
+    # A SIGTERM handled inside a __del__ (as inside h5py's weakref callbacks) raises a
+    # SystemExit that Python prints and drops; the fallback must still end the process
+    # with 143 and remove the temporary file of the open atomic_path block.
+    child = textwrap.dedent(f"""
+        import os, signal, sys, time
+        import segnp.atomic as atomic
+        atomic.SIGTERM_GRACE_S = 0.5
+        atomic.cleanup_on_sigterm()
+
+        class KillsInDel:
+            def __del__(self):
+                os.kill(os.getpid(), signal.SIGTERM)
+
+        with atomic.atomic_path({str(tmp_path / "out.bin")!r}) as tmp:
+            open(tmp, "w").close()
+            KillsInDel()         # dropped at once: __del__ runs, the SystemExit is lost
+            time.sleep(30)
+        sys.exit(0)
+    """)
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", child], cwd=REPO, env=ENV,
+                          capture_output=True, text=True, timeout=60)
+    assert "SystemExit" in proc.stderr          # the exception really was swallowed
+    assert proc.returncode == 128 + signal.SIGTERM, proc.stderr
+    assert time.monotonic() - start < 20        # the fallback, not the end of the sleep
+    assert os.listdir(tmp_path) == []
+
+
 def _children(pid):
     kids = []
     for stat in glob.glob("/proc/[0-9]*/stat"):
