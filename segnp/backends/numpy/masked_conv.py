@@ -5,10 +5,11 @@ KH = KW = ksize odd, K = ksize**2 taps in row-major order, m (N, K, OH, OW) the 
 of Eq. 3, y (N, F, OH, OW).  Tap k of output o reads input pixel ``tap_k(o)``; for one
 tap the outputs whose tap lies inside the image form a rectangle (``segaware._taps``).
 
-Sec. 4.2 multiplies W by a masked image-to-column matrix of C*K rows.  Here the
-convolution accumulates ``y += W_k @ (x_k * m_k)`` with one BLAS call per tap over the
-whole batch instead, which keeps its temporaries at a few (N, C, OH, OW)-sized buffers,
-1/K of an im2col buffer.
+Sec. 4.2 multiplies W by a masked image-to-column matrix of C*K rows.  With stride 1
+(``_Flat``) that matrix is built and used a cache-sized chunk of columns at a time,
+every tap being a column-shifted view of one zero-padded canvas of x.  Other strides
+accumulate ``y += W_k @ (x_k * m_k)`` with one BLAS call per tap over the whole batch.
+Either way the temporaries stay far below a whole im2col buffer.
 """
 import numpy as np
 from scipy.linalg import blas as _blas
@@ -53,7 +54,8 @@ def masked_conv(x, m, W, stride=1, padding=None, dilation=1, normalize=True, *,
 
     with ``Z = sum_k m[n, k, o] + NORM_EPS`` when ``normalize`` and 1 otherwise.  m must
     already be 0 at taps outside the image (the mask functions multiply by the tap
-    validity), so outside taps count in neither the sum nor Z.  One GEMM per tap:
+    validity), so outside taps count in neither the sum nor Z.  Stride 1 runs on
+    column chunks of a padded canvas (``_Flat``).  Other strides do one GEMM per tap:
     ``y += W_k @ (x_k * m_k)`` over (F, C) x (C, N*OH*OW).  The products live
     channels-first, (C, N, OH, OW), so that the whole batch is one matrix: K BLAS calls
     in all rather than N*K, which keeps a multi-threaded BLAS from paying its start-up
