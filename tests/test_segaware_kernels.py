@@ -175,6 +175,26 @@ def test_masked_conv_backward_matches_loop_derivative(ks, s, p, d, normalize):
         directional(f, [x, m, Wt], i, g, gy, rng)
 
 
+@pytest.mark.parametrize("ks,s,p,d", [w for w in WINDOWS if w[1] == 1])
+def test_masked_conv_in_canvas_chunks_matches_loop(monkeypatch, ks, s, p, d):
+    """Stride 1 runs on column chunks of a padded canvas: chunks of 7 columns (a
+    partial last one, taps reaching into the next chunk) give the loop's results."""
+    from segnp.backends.numpy import masked_conv as ns
+    rng, x, _, _ = data(3)
+    N, C, H, W = x.shape
+    Wt = rng.standard_normal((5, C, ks, ks))
+    m = mask_for(rng, N, H, W, ks, s, p, d)
+    gy = rng.standard_normal((N, 5) + m.shape[2:])
+    whole = ns.masked_conv_backward(x, m, Wt, gy, s, p, d)
+    monkeypatch.setattr(ns, "_CHUNK_BYTES", 1)
+    monkeypatch.setattr(ns, "_MIN_CHUNK", 7)
+    np.testing.assert_allclose(ns.masked_conv(x, m, Wt, s, p, d),
+                               naive_masked_conv(x, m, Wt, s, p, d, True),
+                               rtol=1e-10, atol=1e-12)
+    for got, want in zip(ns.masked_conv_backward(x, m, Wt, gy, s, p, d), whole):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+
+
 def test_masked_conv_backward_computes_only_what_is_asked():
     rng, x, _, _ = data(5)
     Wt = rng.standard_normal((5, 3, 3, 3))

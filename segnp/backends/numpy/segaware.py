@@ -95,6 +95,11 @@ def _norm_grad(delta, dist, norm):
     # of subgradient, so coincident embeddings never produce NaN).
     safe = np.where(dist > 0, dist, np.inf)
     return delta / safe[:, None]
+    # l2: delta / ||delta||, taken as 0 where the embeddings coincide (a finite choice
+    # of subgradient, so coincident embeddings never produce NaN).
+    safe = np.where(dist > 0, dist, np.inf)
+    delta /= safe[:, None]
+    return delta
 
 
 def _mask_sum(m):
@@ -120,10 +125,12 @@ def im2dist(e, ksize, stride=1, padding=None, dilation=1, norm="l1", *, window=N
     check_norm(fn, norm)
     N, D, H, W = e.shape
     win = segaware_window(fn, H, W, ksize, stride, padding, dilation, window)
-    d = np.zeros((N, win.K) + win.out, dtype=e.dtype)
+    K = win.K
+    d = np.zeros((N, K) + win.out, dtype=e.dtype)
+    mirrored = _mirrored(win)
     for kk, rect, tap, centre in _taps(win):
-        if rect is None:
-            continue
+        if rect is None or kk == K // 2 or (mirrored and kk > K // 2):
+            continue  # the centre's distance is 0; mirrored taps are copied below
         delta = e[:, :, centre[0], centre[1]] - e[:, :, tap[0], tap[1]]
         if norm == "l1":
             np.abs(delta, out=delta)
@@ -133,7 +140,16 @@ def im2dist(e, ksize, stride=1, padding=None, dilation=1, norm="l1", *, window=N
             if norm == "l2":
                 np.sqrt(dist, out=dist)
         d[:, kk][(slice(None),) + rect] = dist
+        if mirrored:  # tap K-1-k at output tap_k(o) pairs the same two pixels
+            d[:, K - 1 - kk][(slice(None),) + tap] = dist
     return d
+
+
+def _mirrored(win):
+    """Whether output o is centred on pixel o (stride 1, the default padding): then tap
+    K-1-k of output tap_k(o) is pixel o, so taps k and K-1-k see the same pixel pairs
+    and only half of the taps need their distances (and gradients) computed."""
+    return win.SH == win.SW == 1 and win.centre == (0, 0)
 
 
 def im2dist_backward(e, d, gd, ksize, stride=1, padding=None, dilation=1, norm="l1", *,
@@ -152,13 +168,17 @@ def im2dist_backward(e, d, gd, ksize, stride=1, padding=None, dilation=1, norm="
     K = win.K
     _check_mask(fn, gd, N, K, win.out)
     ge = np.zeros_like(e)
+    mirrored = _mirrored(win)
     for kk, rect, tap, centre in _taps(win):
-        if rect is None or kk == K // 2:  # the centre tap's delta is identically 0
-            continue
+        if rect is None or kk == K // 2 or (mirrored and kk > K // 2):
+            continue  # the centre tap's delta is identically 0; mirrors join tap k
         delta = e[:, :, centre[0], centre[1]] - e[:, :, tap[0], tap[1]]
         dist = d[:, kk][(slice(None),) + rect] if norm == "l2" else None
         g = _norm_grad(delta, dist, norm)
-        g *= gd[:, kk][(slice(None),) + rect][:, None]
+        gk = gd[:, kk][(slice(None),) + rect]
+        if mirrored:  # the mirror tap's pair is this one reversed: delta -> -delta
+            gk = gk + gd[:, K - 1 - kk][(slice(None),) + tap]
+        g *= gk[:, None]
         ge[:, :, centre[0], centre[1]] += g
         ge[:, :, tap[0], tap[1]] -= g
     return ge
