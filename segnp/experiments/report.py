@@ -22,17 +22,29 @@ def _positive(d):
     return f"{int(np.sum(np.asarray(d) > 0))}/{len(d)}"
 
 
+def _test(r, name):
+    return r["segmentation"][name]
+
+
+def _val(r, name):
+    return r["segmentation"][name]["val"]
+
+
+def _paired(results, row, base, pick=_test):
+    """Per seed, (Δ mIoU, Δ trimap-3 mIoU) of ``row`` minus ``base`` of the same seed."""
+    d = [pick(r, row)["miou"] - pick(r, base)["miou"] for r in results]
+    d3 = [pick(r, row)["trimap3_miou"] - pick(r, base)["trimap3_miou"] for r in results]
+    return d, d3
+
+
 def _seg_table(results, split):
     rows = list(results[0]["segmentation"])
-    pick = (lambda r, n: r["segmentation"][n]) if split == "test" else \
-        (lambda r, n: r["segmentation"][n]["val"])
+    pick = _test if split == "test" else _val
     lines = ["| method | mIoU | trimap-3 mIoU | Δ mIoU | Δ trimap-3 | Δ > 0 |",
              "|---|---|---|---|---|---|"]
     for name in rows:
         ms = [pick(r, name) for r in results]
-        bs = [pick(r, "baseline") for r in results]
-        d = [a["miou"] - b["miou"] for a, b in zip(ms, bs)]
-        d3 = [a["trimap3_miou"] - b["trimap3_miou"] for a, b in zip(ms, bs)]
+        d, d3 = _paired(results, name, "baseline", pick)
         lines.append(f"| {name} | {stat([m['miou'] for m in ms], 100)} | "
                      f"{stat([m['trimap3_miou'] for m in ms], 100)} | {stat(d, 100)} | "
                      f"{stat(d3, 100)} | {'—' if name == 'baseline' else _positive(d)} |")
@@ -52,10 +64,7 @@ def _filter_table(results):
     for row, base in FILTER_PAIRS:
         if row not in seg or base not in seg:
             continue
-        d = [r["segmentation"][row]["miou"] - r["segmentation"][base]["miou"]
-             for r in results]
-        d3 = [r["segmentation"][row]["trimap3_miou"] - r["segmentation"][base]["trimap3_miou"]
-              for r in results]
+        d, d3 = _paired(results, row, base)
         lines.append(f"| {row} | {base} | {stat(d, 100)} | {stat(d3, 100)} | "
                      f"{_positive(np.subtract(d3, d))} |")
     return lines
