@@ -84,3 +84,13 @@ def odd_size(fn, name, value):
         raise ValueError(f"{fn}: {name} must be an odd positive int (the window needs a "
                          f"centre tap); got {value!r}")
     return int(value)
+
+
+def check_conv_shapes(name, x, W):
+    """x (N, C, H, W) and filters W (F, C, KH, KW) with the same C."""
+    check_ndim(name, "x", x, "(N, C, H, W)")
+    check_ndim(name, "W", W, "(F, C, KH, KW)")
+    if x.shape[1] != W.shape[1]:
+        raise ValueError(f"{name}: x has {x.shape[1]} channels but W expects {W.shape[1]}: "
+                         f"x (N, C, H, W) = {tuple(x.shape)}, W (F, C, KH, KW) = "
+                         f"{tuple(W.shape)}")

@@ -65,6 +65,9 @@ def _sample_calls(rng):
     return [
         ("im2col", (x, 3), dict(padding=1)),
         ("col2im", (NUMPY.im2col(x, 3, padding=1), (5, 6)), dict(padding=1)),
+        ("conv2d", (x, W), dict(stride=(1, 2), padding=1)),
+        ("conv2d_backward", (x, W, rng.standard_normal((1, 3, 5, 3))),
+         dict(stride=(1, 2), padding=1)),
         ("im2dist", (x, 3), {}),
         ("im2dist_backward", (x, d, np.ones_like(d), 3), {}),
         ("masked_conv", (x, m, W), {}),

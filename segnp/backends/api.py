@@ -9,6 +9,10 @@ Signatures (the NumPy backend documents each in full):
 
 - ``im2col(x, ksize, stride=1, padding=0, dilation=1)``: (N, C, H, W) -> (N, C, KH, KW, OH, OW)
 - ``col2im(cols, size, stride=1, padding=0, dilation=1)``: the adjoint of im2col
+- ``conv2d(x, W, stride=1, padding=0, dilation=1)``: (N, C, H, W), (F, C, KH, KW) ->
+  y (N, F, OH, OW), the convolution without bias (im2col and a product, Sec. 4.2)
+- ``conv2d_backward(x, W, gy, stride=1, padding=0, dilation=1, need_x=True,
+  need_W=True)`` -> (gx, gW), None where not needed
 - ``im2dist(e, ksize, stride=1, padding=None, dilation=1, norm='l1')``:
   (N, D, H, W) -> d (N, K, OH, OW), 0 at taps outside the image (Sec. 4.2)
 - ``im2dist_backward(e, d, gd, ksize, stride=1, padding=None, dilation=1, norm='l1')`` -> ge
@@ -31,6 +35,8 @@ Signatures (the NumPy backend documents each in full):
 KERNEL_NAMES = (
     "im2col",
     "col2im",
+    "conv2d",
+    "conv2d_backward",
     "im2dist",
     "im2dist_backward",
     "masked_conv",

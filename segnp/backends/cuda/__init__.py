@@ -1,7 +1,7 @@
 """The CUDA tier, shared by the GPU (:mod:`.cupy`) and the CPU emulator
 (``backends/emulator``): one stem per op, a ``.cu`` source and its launcher.
 
-- ``conv.cu`` / ``conv.py``: im2col and col2im;
+- ``conv.cu`` / ``conv.py``: im2col and col2im, and the convolution built on them;
 - ``segaware.cu`` / ``segaware.py``: im2dist (Sec. 4.2) and the bilateral filter (Eq. 4);
 - ``masked_conv.cu`` / ``masked_conv.py``: the masked GEMM of Eq. 7;
 - ``pairs.cu`` / ``pairs.py``: the embedding loss (Eqs. 1-2);
@@ -52,6 +52,8 @@ class CudaBackend(Backend):
     rt = None
     im2col = _Launcher(conv.im2col)
     col2im = _Launcher(conv.col2im)
+    conv2d = _Launcher(conv.conv2d)
+    conv2d_backward = _Launcher(conv.conv2d_backward)
     im2dist = _Launcher(segaware.im2dist)
     im2dist_backward = _Launcher(segaware.im2dist_backward)
     bilateral = _Launcher(segaware.bilateral)

@@ -1,12 +1,13 @@
-"""Launchers of ``conv.cu``: im2col and col2im on a GPU or the emulator.
+"""Launchers of ``conv.cu``: im2col and col2im on a GPU or the emulator, and the
+convolution as im2col (or col2im) around one batched matrix product.
 
 Same names, arguments and results as ``backends/numpy/conv.py``; float32/float64 only.
 """
-from ..._validate import check_ndim
-from ...window import conv_geometry
+from ..._validate import check_conv_shapes, check_ndim
+from ...window import conv_backward_geometry, conv_geometry
 from ._common import check_real, grid_1d, int32
 
-__all__ = ["im2col", "col2im"]
+__all__ = ["im2col", "col2im", "conv2d", "conv2d_backward"]
 
 
 def im2col(rt, x, ksize, stride=1, padding=0, dilation=1):
@@ -46,3 +47,36 @@ def col2im(rt, cols, size, stride=1, padding=0, dilation=1):
         kern(grid_1d(rt, x.size), (rt.threads,),
              (xp.ascontiguousarray(cols), x, *int32(N, C, H, W, *k, *o, *s, *p, *d)))
     return x
+
+
+def conv2d(rt, x, W, stride=1, padding=0, dilation=1):
+    """y (N, F, OH, OW) = W (F, C*K) @ im2col(x)[n] (C*K, OH*OW), no bias."""
+    check_conv_shapes("conv2d", x, W)
+    N, C, H, Wd = x.shape
+    F, _, KH, KW = W.shape
+    cols = im2col(rt, x, (KH, KW), stride, padding, dilation)
+    OH, OW = cols.shape[4:]
+    y = rt.xp.matmul(W.reshape(F, C * KH * KW), cols.reshape(N, C * KH * KW, OH * OW))
+    return y.reshape(N, F, OH, OW)
+
+
+def conv2d_backward(rt, x, W, gy, stride=1, padding=0, dilation=1, need_x=True,
+                    need_W=True):
+    """(gx, gW) of :func:`conv2d`: gW = (sum_n im2col(x)[n] @ gy[n]^T)^T and
+    gx = col2im(W^T (C*K, F) @ gy[n] (F, P)); None for the one not needed."""
+    check_conv_shapes("conv2d_backward", x, W)
+    xp = rt.xp
+    N, C, H, Wd = x.shape
+    F, _, KH, KW = W.shape
+    k, s, p, d, o = conv_backward_geometry("conv2d_backward", x, W, gy, stride, padding,
+                                           dilation)
+    g = xp.ascontiguousarray(gy).reshape(N, F, o[0] * o[1])
+    gx = gW = None
+    if need_W:
+        cols = im2col(rt, x, k, s, p, d).reshape(N, C * KH * KW, o[0] * o[1])
+        gW = xp.ascontiguousarray(xp.matmul(cols, g.transpose(0, 2, 1)).sum(axis=0).T)
+        gW = gW.reshape(W.shape)
+    if need_x:
+        gcols = xp.matmul(W.reshape(F, C * KH * KW).T, g).reshape((N, C) + k + o)
+        gx = col2im(rt, gcols, (H, Wd), s, p, d)
+    return gx, gW

@@ -1,6 +1,7 @@
 """The NumPy backend: vectorised reference kernels on the CPU, one file per op.
 
-- ``conv.py``: im2col and col2im (Sec. 4.2);
+- ``conv.py``: im2col, col2im and the convolution built on them (Sec. 4.2);
+- ``threads.py``: the kernels' pieces spread over the CPU cores;
 - ``segaware.py``: im2dist (Sec. 4.2) and the bilateral filter (Eq. 4);
 - ``masked_conv.py``: the masked convolution of Eq. 7;
 - ``pairs.py``: the embedding loss (Eqs. 1-2).
@@ -22,6 +23,8 @@ class NumpyBackend(Backend):
     xp = np
     im2col = staticmethod(conv.im2col)
     col2im = staticmethod(conv.col2im)
+    conv2d = staticmethod(conv.conv2d)
+    conv2d_backward = staticmethod(conv.conv2d_backward)
     im2dist = staticmethod(segaware.im2dist)
     im2dist_backward = staticmethod(segaware.im2dist_backward)
     bilateral = staticmethod(segaware.bilateral)

@@ -1,0 +1,210 @@
+"""The NumPy conv2d kernels in row blocks spread over threads (backends/numpy/threads.py).
+
+- ``for_runs``: runs cover range(n) in order, results in run order, BLAS set to one
+  thread while runs are spread and restored after, an exception raised after all runs
+  end, small work and nested calls kept serial;
+- ``conv2d`` / ``conv2d_backward`` against the naive loop and hand-written adjoint of
+  ``test_fast_paths.py``, with blocks of a few rows (partial last blocks), spread over
+  threads or serial: the same bits either way; with whole images in a block, the same
+  bits as one im2col of the whole batch followed by one batched product (what the kernel
+  replaced).
+"""
+import threading
+
+import numpy as np
+import pytest
+
+from segnp.backends.numpy import conv as npconv
+from segnp.backends.numpy import threads
+from naive_ops import naive_im2col
+from test_conv import naive_conv2d
+from test_fast_paths import _naive_conv_grads
+
+
+REAL_CONTROL = threads._control
+
+
+class FakeBlas:
+    """Reports ``n`` BLAS threads whatever the machine has, and records what is set.  The
+    setting is passed on to the real OpenBLAS where there is one, so that concurrent runs
+    call it single-threaded, as they do in use."""
+
+    def __init__(self, n):
+        self.n, self.calls = n, []
+
+    def get(self):
+        return self.n
+
+    def set(self, n):
+        self.calls.append(n)
+        self.n = n
+        if REAL_CONTROL is not None:
+            REAL_CONTROL[1](1 if n == 1 else self.real_before)
+
+    real_before = REAL_CONTROL[0]() if REAL_CONTROL is not None else 1
+
+
+@pytest.fixture
+def spread(monkeypatch):
+    """Two threads whatever the machine's BLAS (a fake thread control)."""
+    fake = FakeBlas(2)
+    monkeypatch.setattr(threads, "_control", (fake.get, fake.set))
+    monkeypatch.setattr(threads, "MIN_PARALLEL_FLOPS", 0)
+    return fake
+
+
+def test_split_covers_range_in_order():
+    assert threads.split(7, 3) == [(0, 2), (2, 4), (4, 7)]
+    assert threads.split(2, 4) == [(0, 1), (1, 2)]
+    assert threads.split(5, 1) == [(0, 5)]
+
+
+def test_for_runs_spreads_runs_and_restores_blas(spread):
+    seen = []
+
+    def fn(lo, hi):
+        seen.append((lo, hi, threading.current_thread().name, spread.n))
+        return list(range(lo, hi))
+
+    out = threads.for_runs(fn, 9)
+    assert out == [[0, 1, 2, 3], [4, 5, 6, 7, 8]]
+    assert sorted(s[:2] for s in seen) == [(0, 4), (4, 9)]
+    assert {s[3] for s in seen} == {1}             # BLAS single-threaded inside the runs
+    assert len({s[2] for s in seen}) == 2          # on two threads
+    assert spread.calls == [1, 2] and spread.n == 2  # and restored
+
+
+def test_for_runs_raises_after_every_run_ended(spread):
+    ended = []
+
+    def fn(lo, hi):
+        if lo == 0:
+            raise ValueError("first run fails")
+        threading.Event().wait(0.05)
+        ended.append(lo)
+
+    with pytest.raises(ValueError, match="first run fails"):
+        threads.for_runs(fn, 4)
+    assert ended == [2]
+    assert spread.n == 2
+
+
+def test_for_runs_serial_when_small_nested_or_single_threaded(spread, monkeypatch):
+    names = []
+
+    def fn(lo, hi):
+        names.append((lo, hi, threading.current_thread().name))
+
+    monkeypatch.setattr(threads, "MIN_PARALLEL_FLOPS", 100)
+    threads.for_runs(fn, 4, flops=99)
+    assert names == [(0, 4, threading.current_thread().name)]
+
+    names.clear()
+    inner = []
+    threads.for_runs(lambda lo, hi: inner.append(threads.for_runs(
+        lambda a, b: (a, b), 6)), 2, flops=100)
+    assert inner == [[(0, 6)], [(0, 6)]]           # nested calls do not spread again
+
+    monkeypatch.setattr(threads, "_control", None)
+    assert threads.for_runs(lambda lo, hi: (lo, hi), 5) == [(0, 5)]
+    assert threads.blas_threads() == 1
+
+
+def test_the_blas_control_found_here_reads_a_thread_count():
+    if threads._control is None:
+        pytest.skip("NumPy's BLAS here is not an OpenBLAS found in /proc/self/maps")
+    before = threads.blas_threads()
+    threads._control[1](1)
+    try:
+        assert threads.blas_threads() == 1
+    finally:
+        threads._control[1](before)
+    assert threads.blas_threads() == before >= 1
+
+
+# (N, C, H, W), F, k, stride, padding, dilation
+CASES = [
+    ((3, 4, 9, 7), 5, 3, 1, 1, 1),          # gx as a transposed convolution
+    ((2, 3, 8, 9), 8, 3, 1, 2, 2),          # F > 1.5 C: gx by col2im
+    ((3, 2, 11, 6), 3, 3, 2, 1, 1),         # stride 2: gx by col2im
+    ((2, 3, 7, 7), 2, 1, 1, 0, 1),          # 1x1
+    ((2, 2, 9, 8), 3, (2, 3), (1, 2), (1, 0), (2, 1)),
+]
+
+
+def _inputs(shape, Fn, k, dtype=np.float64):
+    rng = np.random.default_rng(1)
+    KH, KW = (k, k) if isinstance(k, int) else k
+    x = rng.standard_normal(shape).astype(dtype)
+    W = rng.standard_normal((Fn, shape[1], KH, KW)).astype(dtype)
+    return x, W, rng
+
+
+@pytest.mark.parametrize("mode", ["serial", "spread"])
+@pytest.mark.parametrize("shape,Fn,k,s,p,d", CASES)
+def test_kernels_in_row_blocks_match_the_loops(monkeypatch, request, mode, shape, Fn, k, s,
+                                               p, d):
+    if mode == "spread":
+        request.getfixturevalue("spread")
+    monkeypatch.setattr(npconv, "BLOCK_BYTES", 1)   # one output row per block
+    x, W, rng = _inputs(shape, Fn, k)
+    y = npconv.conv2d(x, W, s, p, d)
+    np.testing.assert_allclose(y, naive_conv2d(x, W, None, s, p, d), rtol=1e-10, atol=1e-12)
+    gy = rng.standard_normal(y.shape)
+    gx, gW = npconv.conv2d_backward(x, W, gy, s, p, d)
+    if all(isinstance(v, int) for v in (k, s, p, d)):  # the adjoint loop takes ints
+        rgx, rgW = _naive_conv_grads(x, W, gy, s, p, d)
+        np.testing.assert_allclose(gx, rgx, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(gW, rgW, rtol=1e-10, atol=1e-12)
+    only_x = npconv.conv2d_backward(x, W, gy, s, p, d, need_W=False)
+    only_W = npconv.conv2d_backward(x, W, gy, s, p, d, need_x=False)
+    assert only_x[1] is None and only_W[0] is None
+    assert np.array_equal(only_x[0], gx) and np.array_equal(only_W[1], gW)
+
+
+@pytest.mark.parametrize("shape,Fn,k,s,p,d", CASES)
+def test_same_bits_spread_or_serial_and_as_one_batched_product(monkeypatch, shape, Fn, k, s,
+                                                               p, d):
+    x, W, rng = _inputs(shape, Fn, k, dtype=np.float32)
+    gy = None
+    results = {}
+    for block_bytes in (npconv.BLOCK_BYTES, 1, 200):
+        for spread in (False, True):
+            monkeypatch.setattr(npconv, "BLOCK_BYTES", block_bytes)
+            if spread:
+                fake = FakeBlas(2)
+                monkeypatch.setattr(threads, "_control", (fake.get, fake.set))
+                monkeypatch.setattr(threads, "MIN_PARALLEL_FLOPS", 0)
+            y = npconv.conv2d(x, W, s, p, d)
+            if gy is None:
+                gy = rng.standard_normal(y.shape).astype(np.float32)
+            results[block_bytes, spread] = (y,) + npconv.conv2d_backward(x, W, gy, s, p, d)
+            monkeypatch.undo()
+    # Threads never change a bit; blocks of other sizes change only BLAS's rounding.
+    for (block_bytes, spread), got in results.items():
+        ref = results[block_bytes, False]
+        close = results[npconv.BLOCK_BYTES, False]
+        for a, b, c in zip(got, ref, close):
+            assert np.array_equal(a, b)
+            np.testing.assert_allclose(a, c, rtol=1e-5, atol=1e-5)
+    # What the kernels replaced: one im2col of the batch, one batched product each way.
+    # With whole images in one block (the default size here) BLAS runs the same products.
+    N, C = x.shape[:2]
+    F_, _, KH, KW = W.shape
+    cols = naive_im2col(x, (KH, KW), s, p, d)
+    OH, OW = cols.shape[4:]
+    cols = cols.reshape(N, C * KH * KW, OH * OW)
+    g = gy.reshape(N, F_, OH * OW)
+    y, _, gW = results[npconv.BLOCK_BYTES, False]
+    assert np.array_equal(y, np.matmul(W.reshape(F_, -1), cols).reshape(y.shape))
+    assert np.array_equal(gW, np.matmul(cols, g.transpose(0, 2, 1)).sum(axis=0).T
+                          .reshape(W.shape))
+
+
+def test_kernel_rejects_bad_shapes():
+    x, W, _ = _inputs((2, 3, 6, 6), 4, 3)
+    with pytest.raises(ValueError, match=r"conv2d: x has 2 channels but W expects 3"):
+        npconv.conv2d(x[:, :2], W)
+    with pytest.raises(ValueError, match=r"conv2d_backward: gy must have shape "
+                                         r"\(N, F, OH, OW\) = \(2, 4, 6, 6\); got \(2, 4, 5, 6\)"):
+        npconv.conv2d_backward(x, W, np.zeros((2, 4, 5, 6)), padding=1)
