@@ -169,8 +169,13 @@ def best_time(fn, number):
     return (time.perf_counter() - start) / number
 
 
-def compare(rows, repeat):
-    """rows: (label, segnp fn, torch fn or None, calls per round).  Returns min times."""
+def compare(rows, repeat, settle):
+    """rows: (label, segnp fn, torch fn or None, calls per round).  Returns min times.
+
+    Each library's worker threads keep spinning for a while after its last call (OpenBLAS
+    for up to ~0.1 s, OpenMP for its spin count) and would take a core from the other
+    library's next round: ``settle`` seconds of sleep before each timing let them park.
+    """
     best = {label: [float("inf"), float("inf")] for label, *_ in rows}
     for label, a, b, number in rows:  # warm-up
         a()
@@ -178,8 +183,10 @@ def compare(rows, repeat):
             b()
     for _ in range(repeat):
         for label, a, b, number in rows:
+            time.sleep(settle)
             best[label][0] = min(best[label][0], best_time(a, number))
             if b is not None:
+                time.sleep(settle)
                 best[label][1] = min(best[label][1], best_time(b, number))
     return best
 
@@ -211,6 +218,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--only", choices=("train", "conv", "segaware"))
+    parser.add_argument("--settle", type=float, default=0.5,
+                        help="seconds of sleep before each timed round (see compare())")
     parser.add_argument("--peak-child", choices=("segnp", "torch"), help=argparse.SUPPRESS)
     parser.add_argument("--malloc-default", action="store_true",
                         help="leave glibc's malloc thresholds alone (see segnp.allocator)")
@@ -227,7 +236,7 @@ def main():
     else:
         print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"numpy {np.__version__}, {os.cpu_count()} cpus; min over {args.repeat} rounds, "
-          f"segnp and torch alternating")
+          f"segnp and torch alternating, {args.settle} s of sleep before each")
     rows = []
     want = (args.only,) if args.only else ("train", "conv", "segaware")
     if "train" in want:
@@ -238,7 +247,7 @@ def main():
         if kind in want:
             rows.append((name, layer_step("segnp", kind),
                          layer_step("torch", kind) if torch else None, 1))
-    best = compare(rows, args.repeat)
+    best = compare(rows, args.repeat, args.settle)
     print(f"{'workload':26s} {'segnp':>10s} {'torch':>10s}  ratio")
     for label, (a, b) in best.items():
         if label.startswith("SegNet"):

@@ -10,6 +10,8 @@
   ``gpu`` run once: the order is the emulator's, not the device's.
 - ``backend``: tests that take it run once per backend, with that backend active:
   ``numpy``, ``cuda-emulator``, and ``cupy`` (marked ``gpu``; skipped without a device).
+- ``spread``: the NumPy kernels spread their pieces over two threads whatever the
+  machine, with no minimum of work (``FakeBlas`` stands in for the BLAS thread count).
 """
 import os
 
@@ -51,6 +53,36 @@ def backend(request):
             pytest.skip("the cupy backend needs a CUDA device")
     with using_backend(request.param) as b:
         yield b
+
+
+class FakeBlas:
+    """Reports ``n`` BLAS threads whatever the machine has, and records what is set.  The
+    setting is passed on to the real OpenBLAS where there is one, so that concurrent runs
+    call it single-threaded, as they do in use."""
+
+    def __init__(self, n):
+        from segnp.backends.numpy import threads
+        self.real = threads._control
+        self.real_before = self.real[0]() if self.real is not None else 1
+        self.n, self.calls = n, []
+
+    def get(self):
+        return self.n
+
+    def set(self, n):
+        self.calls.append(n)
+        self.n = n
+        if self.real is not None:
+            self.real[1](1 if n == 1 else self.real_before)
+
+
+@pytest.fixture
+def spread(monkeypatch):
+    from segnp.backends.numpy import threads
+    fake = FakeBlas(2)
+    monkeypatch.setattr(threads, "_control", (fake.get, fake.set))
+    monkeypatch.setattr(threads, "MIN_PARALLEL_FLOPS", 0)
+    return fake
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -16,41 +16,10 @@ import pytest
 
 from segnp.backends.numpy import conv as npconv
 from segnp.backends.numpy import threads
+from conftest import FakeBlas
 from naive_ops import naive_im2col
 from test_conv import naive_conv2d
 from test_fast_paths import _naive_conv_grads
-
-
-REAL_CONTROL = threads._control
-
-
-class FakeBlas:
-    """Reports ``n`` BLAS threads whatever the machine has, and records what is set.  The
-    setting is passed on to the real OpenBLAS where there is one, so that concurrent runs
-    call it single-threaded, as they do in use."""
-
-    def __init__(self, n):
-        self.n, self.calls = n, []
-
-    def get(self):
-        return self.n
-
-    def set(self, n):
-        self.calls.append(n)
-        self.n = n
-        if REAL_CONTROL is not None:
-            REAL_CONTROL[1](1 if n == 1 else self.real_before)
-
-    real_before = REAL_CONTROL[0]() if REAL_CONTROL is not None else 1
-
-
-@pytest.fixture
-def spread(monkeypatch):
-    """Two threads whatever the machine's BLAS (a fake thread control)."""
-    fake = FakeBlas(2)
-    monkeypatch.setattr(threads, "_control", (fake.get, fake.set))
-    monkeypatch.setattr(threads, "MIN_PARALLEL_FLOPS", 0)
-    return fake
 
 
 def test_split_covers_range_in_order():

@@ -176,9 +176,10 @@ def test_masked_conv_backward_matches_loop_derivative(ks, s, p, d, normalize):
 
 
 @pytest.mark.parametrize("ks,s,p,d", [w for w in WINDOWS if w[1] == 1])
-def test_masked_conv_in_canvas_chunks_matches_loop(monkeypatch, ks, s, p, d):
+def test_masked_conv_in_canvas_chunks_matches_loop(monkeypatch, request, ks, s, p, d):
     """Stride 1 runs on column chunks of a padded canvas: chunks of 7 columns (a
-    partial last one, taps reaching into the next chunk) give the loop's results."""
+    partial last one, taps reaching into the next chunks) give the loop's results, and
+    spread over two threads the same bits as one after another."""
     from segnp.backends.numpy import masked_conv as ns
     rng, x, _, _ = data(3)
     N, C, H, W = x.shape
@@ -188,11 +189,18 @@ def test_masked_conv_in_canvas_chunks_matches_loop(monkeypatch, ks, s, p, d):
     whole = ns.masked_conv_backward(x, m, Wt, gy, s, p, d)
     monkeypatch.setattr(ns, "_CHUNK_BYTES", 1)
     monkeypatch.setattr(ns, "_MIN_CHUNK", 7)
-    np.testing.assert_allclose(ns.masked_conv(x, m, Wt, s, p, d),
-                               naive_masked_conv(x, m, Wt, s, p, d, True),
+    serial = (ns.masked_conv(x, m, Wt, s, p, d),) + ns.masked_conv_backward(x, m, Wt, gy, s,
+                                                                            p, d)
+    np.testing.assert_allclose(serial[0], naive_masked_conv(x, m, Wt, s, p, d, True),
                                rtol=1e-10, atol=1e-12)
-    for got, want in zip(ns.masked_conv_backward(x, m, Wt, gy, s, p, d), whole):
+    for got, want in zip(serial[1:], whole):
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+    fake = request.getfixturevalue("spread")
+    spread = (ns.masked_conv(x, m, Wt, s, p, d),) + ns.masked_conv_backward(x, m, Wt, gy, s,
+                                                                            p, d)
+    assert fake.calls == [1, 2, 1, 2]   # both calls spread
+    for a, b in zip(spread, serial):
+        assert np.array_equal(a, b)
 
 
 def test_masked_conv_backward_computes_only_what_is_asked():

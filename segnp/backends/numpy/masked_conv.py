@@ -7,7 +7,8 @@ tap the outputs whose tap lies inside the image form a rectangle (``segaware._ta
 
 Sec. 4.2 multiplies W by a masked image-to-column matrix of C*K rows.  With stride 1
 (``_Flat``) that matrix is built and used a cache-sized chunk of columns at a time,
-every tap being a column-shifted view of one zero-padded canvas of x.  Other strides
+every tap being a column-shifted view of one zero-padded canvas of x, and the chunks are
+spread over the cores (``threads.py``).  Other strides
 accumulate ``y += W_k @ (x_k * m_k)`` with one BLAS call per tap over the whole batch.
 Either way the temporaries stay far below a whole im2col buffer.
 """
@@ -17,6 +18,7 @@ from scipy.linalg import blas as _blas
 from ...window import segaware_window
 from ..._validate import check_ndim, check_same_dtype
 from .segaware import _check_mask, _mask_sum, _shifted, _taps
+from .threads import for_runs
 
 __all__ = ["masked_conv", "masked_conv_backward"]
 
@@ -165,12 +167,14 @@ def masked_conv_backward(x, m, W, gy, stride=1, padding=None, dilation=1, normal
 
 
 # ---- stride 1: taps as column offsets of a padded canvas -------------------------------
-# Bytes of the per-chunk column buffer (K*C, chunk), about a last-level cache: it and
-# the canvas columns a chunk reads stay cached between the mask products and the GEMMs.
-# Smaller chunks were ~10 % faster with one BLAS thread but far slower with two on a
-# busy machine, where every BLAS call waits for its second thread to be scheduled
-# (N=8, C=F=64, 128x128: 4 MiB chunks 1.46 s, 32 MiB 0.50 s, conv2d 0.29 s).
-_CHUNK_BYTES = 32 << 20
+# Bytes of one chunk's column buffer (K*C, chunk): it and the canvas columns the chunk
+# reads stay in a core's cache between the mask products and the GEMM.  The chunks are
+# spread over the cores (``threads.py``), BLAS single-threaded in each; their size
+# depends on the shapes only, never on the number of threads, so neither do the results.
+# (N=8, C=F=64, 128x128, forward+backward, 2 cores, min of 7 alternating rounds: chunks
+# of 0.5, 1, 2, 4 and 32 MiB on two threads 0.405, 0.334, 0.306, 0.301 and 0.334 s; one
+# 32 MiB chunk at a time with BLAS on two threads, as before the threads, 0.371 s.)
+_CHUNK_BYTES = 4 << 20
 _MIN_CHUNK = 256  # columns: narrower GEMMs lose more to call overhead than cache saves
 
 
@@ -188,6 +192,10 @@ class _Flat:
     columns (K*C, chunk) of Sec. 4.2 and does one GEMM with all C*K filter taps.
     Canvas columns that are no output (ow >= OW, oh >= OH) get a mask of 0, so they
     add nothing to any gradient, and are cut away at the end.
+
+    The chunks run on several threads.  Each writes only its own columns of y, gm and
+    gx; the gx a chunk's taps send past its last column, and its share of gW, are added
+    afterwards in chunk order, so the sums do not depend on the number of threads.
     """
 
     def __init__(self, win, x, m, W):
@@ -232,15 +240,23 @@ class _Flat:
         F, C, K = self.F, self.C, self.K
         return np.ascontiguousarray(self.W.reshape(F, C, K).transpose(0, 2, 1)).reshape(F, K * C)
 
+    def _flops(self):
+        return 2 * self.K * self.C * self.F * self.L
+
     def forward(self, normalize):
         xc, mc = self._canvas()
         W2 = self._filters()
         yc = np.empty((self.F, self.L), dtype=xc.dtype)
-        cols = np.empty((self.K * self.C, self.chunk), dtype=xc.dtype)
-        for j0, j1 in self._chunks():
-            c = cols[:, :j1 - j0]
-            self._masked_columns(xc, mc, j0, j1, c)
-            np.matmul(W2, c, out=yc[:, j0:j1])
+        chunks = list(self._chunks())
+
+        def run(lo, hi):
+            cols = np.empty((self.K * self.C, self.chunk), dtype=xc.dtype)
+            for j0, j1 in chunks[lo:hi]:
+                c = cols[:, :j1 - j0]
+                self._masked_columns(xc, mc, j0, j1, c)
+                np.matmul(W2, c, out=yc[:, j0:j1])
+
+        for_runs(run, len(chunks), flops=self._flops())
         y = self._outputs(yc).transpose(1, 0, 2, 3)
         out = np.empty((self.N, self.F) + self.win.out, dtype=xc.dtype)
         if normalize:  # the division and the move to (N, F, OH, OW) in one pass
@@ -260,26 +276,22 @@ class _Flat:
             self._outputs(guc)[...] = gy.transpose(1, 0, 2, 3)
         gxc = np.zeros_like(xc) if need_x else None
         gmc = np.empty((K, self.L), dtype=xc.dtype) if need_m else None
-        # gW as (K*C, F): (K*C, chunk) @ (chunk, F) runs faster in BLAS than the transpose
-        gWt = np.zeros((K * C, F), dtype=xc.dtype) if need_W else None
-        cols = np.empty((K * C, self.chunk), dtype=xc.dtype)
-        for j0, j1 in self._chunks():
-            gu, c = guc[:, j0:j1], cols[:, :j1 - j0]
-            if need_W:
-                self._masked_columns(xc, mc, j0, j1, c)
-                gWt += c @ gu.T
-            if not (need_x or need_m):
-                continue
-            np.matmul(W2.T, gu, out=c)  # the columns' gradient, before the mask
-            for k, off in enumerate(self.offsets):
-                ga, xk = c[k * C:(k + 1) * C], xc[:, j0 + off:j1 + off]
-                if need_m:
-                    np.einsum("cp,cp->p", ga, xk, out=gmc[k, j0:j1])
-                if need_x:
-                    ga *= mc[k, j0:j1]
-                    gxc[:, j0 + off:j1 + off] += ga
+        chunks = list(self._chunks())
+        spill = self.offsets[-1]
+
+        def run(lo, hi):
+            cols = np.empty((K * C, self.chunk), dtype=xc.dtype)
+            return [self._backward_chunk(xc, mc, W2, guc, gxc, gmc, j0, j1, cols, need_W)
+                    for j0, j1 in chunks[lo:hi]]
+
+        parts = [part for run_parts in for_runs(run, len(chunks), flops=2 * self._flops())
+                 for part in run_parts]
         gx = gm = gW = None
         if need_x:
+            # Each chunk wrote its own columns; what its taps sent past its end is added
+            # now, chunk by chunk: the same sums in the same order on any number of threads.
+            for (j0, j1), (_, tail) in zip(chunks, parts):
+                gxc[:, j1:j1 + spill] += tail
             gx = np.ascontiguousarray(self._grid(gxc)[
                 :, :, win.PH:win.PH + win.H, win.PW:win.PW + win.W].transpose(1, 0, 2, 3))
         if need_m:
@@ -287,6 +299,41 @@ class _Flat:
             if normalize:
                 gm -= (np.einsum("nkhw,nkhw->nhw", gm, self.m) / Z)[:, None]
         if need_W:
+            # gW as (K*C, F): (K*C, chunk) @ (chunk, F) runs faster in BLAS than the
+            # transpose; the chunks' products are added in chunk order.
+            gWt = parts[0][0]
+            for part, _ in parts[1:]:
+                gWt += part
             gW = np.ascontiguousarray(gWt.reshape(K, C, F).transpose(2, 1, 0)).reshape(
                 self.W.shape)
         return gx, gm, gW
+
+    def _backward_chunk(self, xc, mc, W2, guc, gxc, gmc, j0, j1, cols, need_W):
+        """One chunk of output columns: returns (its gW product or None, the part of gx
+        its taps send past j1, or None).  Writes gm[:, j0:j1] and gx[:, j0:j1]."""
+        C = self.C
+        gu, c = guc[:, j0:j1], cols[:, :j1 - j0]
+        gWt = tail = None
+        if need_W:
+            self._masked_columns(xc, mc, j0, j1, c)
+            gWt = c @ gu.T
+        if gxc is None and gmc is None:
+            return gWt, tail
+        np.matmul(W2.T, gu, out=c)  # the columns' gradient, before the mask
+        if gxc is not None:
+            spill = self.offsets[-1]
+            tail = np.zeros((C, spill), dtype=c.dtype)
+            end = min(j1 + spill, gxc.shape[1])
+        for k, off in enumerate(self.offsets):
+            ga, xk = c[k * C:(k + 1) * C], xc[:, j0 + off:j1 + off]
+            if gmc is not None:
+                np.einsum("cp,cp->p", ga, xk, out=gmc[k, j0:j1])
+            if gxc is not None:
+                ga *= mc[k, j0:j1]
+                # canvas columns j0+off .. j1+off: this chunk's own up to j1, the tail after
+                own = max(0, j1 - j0 - off)
+                gxc[:, j0 + off:j1] += ga[:, :own]
+                tail[:, max(0, off - (j1 - j0)):off] += ga[:, own:]
+        if tail is not None:
+            tail = tail[:, :end - j1]
+        return gWt, tail
