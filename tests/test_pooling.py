@@ -122,6 +122,21 @@ def test_max_pool_with_many_ties_matches_naive_loop(shape, k, s, p, ceil_mode, i
     _check_max_pool_against_naive_loop(x, rng, k, s, p, ceil_mode)
 
 
+@pytest.mark.parametrize("shape,k,s,p,ceil_mode", CASES)
+def test_max_pool_images_spread_over_threads_match_naive_loop(spread, shape, k, s, p,
+                                                              ceil_mode):
+    # the images go to two threads (ties and infinities as above)
+    rng = np.random.default_rng(7)
+    x = rng.integers(0, 3, (3,) + shape[1:]).astype(np.float64)
+    x.flat[rng.choice(x[0].size, 2, replace=False)] = (np.inf, -np.inf)
+    _check_max_pool_against_naive_loop(x, rng, k, s, p, ceil_mode)
+    assert spread.calls == [1, 2, 1, 2]   # forward and backward both spread
+    # A NaN in the last image only: its run checks for NaN, the other does not.
+    x[-1, 0, 0, 0] = np.nan
+    y = F.max_pool2d(x, k, s, p, ceil_mode).numpy()
+    assert np.isnan(y[-1, 0, 0, 0]) and not np.isnan(y[:-1]).any()
+
+
 @pytest.mark.parametrize("count_include_pad", [True, False])
 @pytest.mark.parametrize("shape,k,s,p,ceil_mode", CASES)
 def test_avg_pool_matches_naive_loop(shape, k, s, p, ceil_mode, count_include_pad):

@@ -58,5 +58,13 @@ class Backend:
         return self.constant(key, lambda: tap_valid(H, W, ksize, stride, padding, dilation,
                                                     include_center, dtype))
 
+    def for_runs(self, fn, n, flops=None):
+        """Call ``fn(lo, hi)`` on runs covering range(n) (a batch's images) and return
+        the runs' results in order.  Here one run, range(n) itself; the NumPy backend
+        spreads runs over the CPU cores (``backends/numpy/threads.py``).  ``fn`` must
+        write only to its own images' parts of its outputs; ``flops`` is the work of
+        all n, in multiply-adds of BLAS (small work is not worth spreading)."""
+        return [fn(0, n)] if n else []
+
     def __repr__(self):
         return f"<segnp backend {self.name!r}>"

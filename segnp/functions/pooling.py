@@ -30,6 +30,10 @@ from ..window import pair
 
 __all__ = ["max_pool2d", "avg_pool2d"]
 
+# A pass over one element costs about as long as this many multiply-adds in BLAS: the
+# work that ``Backend.for_runs`` weighs before spreading images over the cores.
+ELEMENT_FLOPS = 20
+
 
 def _out_len(size, k, s, p, ceil_mode):
     span = size + 2 * p - k
@@ -113,18 +117,32 @@ class MaxPool2d(_Pool2d):
 
     def forward(self, x):
         self._setup(x)
+        N, C = x.shape[:2]
+        y = self.xp.empty((N, C) + self.o, dtype=x.dtype)
+        idx = self.xp.empty((N, C) + self.o, dtype=_index_dtype(self.k[0] * self.k[1]))
+
+        def run(lo, hi):
+            self._forward_images(x[lo:hi], y[lo:hi], idx[lo:hi])
+
+        # The images are independent: the NumPy backend runs them on several cores.
+        self.backend.for_runs(run, N, flops=ELEMENT_FLOPS * y.size * self.k[0] * self.k[1])
+        self.idx = idx if self.needs_input_grad[0] else None
+        return y
+
+    def _forward_images(self, x, y, idx):
+        """y and idx (n, C, OH, OW) of images x (n, C, H, W)."""
         xp = self.xp
-        phases = [xp.full(shape, -np.inf, dtype=x.dtype) for shape, _, _ in self._phases()]
+        shape = x.shape[:2]
+        phases = [xp.full(shape + ph[2:], -np.inf, dtype=x.dtype) for ph, _, _ in self._phases()]
         for phase, (_, inner, outer) in zip(phases, self._phases()):
             phase[inner] = x[outer]
-        (KH, KW), o = self.k, self.o
         taps = self._phase_taps(phases)
         _, first = next(taps)
-        y = xp.ascontiguousarray(first)
+        xp.copyto(y, first)
         # Start every window at its first in-image tap, so that a window whose pixels are
         # all -inf still points its gradient at a real pixel (PyTorch does the same).
         # Seeding y with tap 0 agrees: where tap 0 is in the image, that tap is 0.
-        idx = xp.broadcast_to(self._first_inside(), y.shape).astype(_index_dtype(KH * KW))
+        xp.copyto(idx, xp.broadcast_to(self._first_inside(), y.shape), casting="unsafe")
         # NaN wins, the last one: only then does the comparison need an isnan per tap.
         # A NaN anywhere in x makes its sum NaN (inf - inf only adds a needless check).
         with np.errstate(invalid="ignore", over="ignore"):  # inf - inf is expected here
@@ -141,8 +159,6 @@ class MaxPool2d(_Pool2d):
             # largest: a running maximum of k * take, cheaper than a masked copy.
             xp.maximum(idx, xp.multiply(take.view(tap.dtype), tap.dtype.type(k), out=tap),
                        out=idx)
-        self.idx = idx if self.needs_input_grad[0] else None
-        return y
 
     def _phases(self):
         """Per phase (a, b), row-major: its shape, and the block of it that holds image
@@ -171,19 +187,29 @@ class MaxPool2d(_Pool2d):
         return self.backend.asarray(i0[:, None] * KW + j0[None, :])
 
     def backward(self, gy):
-        xp = self.xp
         (N, C, H, W), dtype = self.x_meta
-        gphases = [xp.zeros(shape, dtype=gy.dtype) for shape, _, _ in self._phases()]
+        gx = self.xp.empty((N, C, H, W), dtype=dtype)
+
+        def run(lo, hi):
+            self._backward_images(gy[lo:hi], self.idx[lo:hi], gx[lo:hi])
+
+        self.backend.for_runs(run, N, flops=ELEMENT_FLOPS * gy.size * self.k[0] * self.k[1])
+        return gx
+
+    def _backward_images(self, gy, idx, gx):
+        """gx (n, C, H, W) of images whose outputs have gradient gy and argmax idx."""
+        xp = self.xp
+        shape = gy.shape[:2]
+        gphases = [xp.zeros(shape + ph[2:], dtype=gy.dtype) for ph, _, _ in self._phases()]
         mine = xp.empty(gy.shape, dtype=bool)
         part = xp.empty_like(gy)
         for k, view in self._phase_taps(gphases):
-            xp.equal(self.idx, k, out=mine)
+            xp.equal(idx, k, out=mine)
             view += xp.multiply(gy, mine, out=part)
         # pixels that no window reads (past the last window) get no gradient
-        gx = xp.zeros((N, C, H, W), dtype=dtype)
+        gx[...] = 0
         for gphase, (_, inner, outer) in zip(gphases, self._phases()):
             gx[outer] = gphase[inner]
-        return gx
 
 
 def _phase_axis(a, S, P, size, E):

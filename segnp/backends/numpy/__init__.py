@@ -11,7 +11,7 @@ Each CUDA kernel (``backends/cuda/<stem>.cu``) has its twin in the file of the s
 import numpy as np
 
 from ..base import Backend
-from . import conv, pairs, segaware
+from . import conv, pairs, segaware, threads
 # An alias: in the class body the name masked_conv is the kernel from its own line on.
 from . import masked_conv as mconv
 
@@ -21,6 +21,7 @@ __all__ = ["NumpyBackend"]
 class NumpyBackend(Backend):
     name = "numpy"
     xp = np
+    for_runs = staticmethod(threads.for_runs)
     im2col = staticmethod(conv.im2col)
     col2im = staticmethod(conv.col2im)
     conv2d = staticmethod(conv.conv2d)
