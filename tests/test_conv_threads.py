@@ -65,8 +65,11 @@ def test_for_runs_serial_when_small_nested_or_single_threaded(spread, monkeypatc
         names.append((lo, hi, threading.current_thread().name))
 
     monkeypatch.setattr(threads, "MIN_PARALLEL_FLOPS", 100)
-    threads.for_runs(fn, 4, flops=99)
+    levels = []
+    threads.for_runs(lambda lo, hi: (fn(lo, hi), levels.append(spread.n)), 4, flops=99)
     assert names == [(0, 4, threading.current_thread().name)]
+    # single-threaded BLAS here too (no OpenBLAS workers left spinning), then restored
+    assert levels == [1] and spread.calls == [1, 2]
 
     names.clear()
     inner = []

@@ -176,6 +176,7 @@ def masked_conv_backward(x, m, W, gy, stride=1, padding=None, dilation=1, normal
 # 32 MiB chunk at a time with BLAS on two threads, as before the threads, 0.371 s.)
 _CHUNK_BYTES = 4 << 20
 _MIN_CHUNK = 256  # columns: narrower GEMMs lose more to call overhead than cache saves
+_MIN_RUNS = 4
 
 
 def _flat_applies(win, x, W):
@@ -206,7 +207,10 @@ class _Flat:
         self.L = N * self.HP * self.WP
         ks = range(win.KS)
         self.offsets = [i * win.DH * self.WP + j * win.DW for i in ks for j in ks]
-        self.chunk = max(_MIN_CHUNK, _CHUNK_BYTES // (x.itemsize * self.K * max(self.C, self.F)))
+        # At least _MIN_RUNS chunks where that leaves them _MIN_CHUNK wide, so that small
+        # layers spread over the cores too (a rule of the shapes, not of the threads).
+        chunk = _CHUNK_BYTES // (x.itemsize * self.K * max(self.C, self.F))
+        self.chunk = max(_MIN_CHUNK, min(chunk, -(-self.L // _MIN_RUNS)))
 
     def _grid(self, a):
         """A (R, L) canvas-column array as (R, N, HP, WP)."""

@@ -9,10 +9,12 @@ C=F=64, 128x128, 3x3, 0.093 -> 0.066 s; see ``benchmarks/bench_conv.py``).
 
 :func:`for_runs` runs ``fn(lo, hi)`` on contiguous runs of ``range(n)``, one run per
 thread, on as many threads as NumPy's BLAS is set to use (``OPENBLAS_NUM_THREADS``, or
-the cores), and sets that BLAS to one thread while they run.  The results never depend on
-the number of threads: a piece makes the same calls on any thread, each piece writes its
-own part of the output, and a kernel that sums over pieces adds their partial results in
-piece order afterwards.
+the cores), and sets that BLAS to one thread while they run.  Small work runs on the
+calling thread, also with BLAS single-threaded: after a multi-threaded call OpenBLAS's
+workers spin for about 0.1 s waiting for more, and would take a core from the next
+kernel's threads.  The results never depend on the number of threads: a piece makes the
+same calls on any thread, each piece writes its own part of the output, and a kernel
+that sums over pieces adds their partial results in piece order afterwards.
 
 The BLAS thread count is set through OpenBLAS's ``openblas_set_num_threads``, found in the
 library NumPy has loaded.  Where that is not possible (another BLAS, a platform without
@@ -118,28 +120,33 @@ def for_runs(fn, n, flops=None):
     """Call ``fn(lo, hi)`` on contiguous runs of range(n), in parallel where possible.
 
     Returns the runs' results in run order.  ``fn`` must only write to parts of its
-    outputs that belong to its pieces; BLAS is single-threaded while it runs on several
-    threads.  ``flops``, the work of all n pieces, keeps small calls on one thread.  An
-    exception in any run is raised after every run has ended.
+    outputs that belong to its pieces.  BLAS is single-threaded while ``fn`` runs, on
+    several threads or, for small work (``flops``, the work of all n pieces, below
+    ``MIN_PARALLEL_FLOPS``) or a single piece, on this one.  An exception in any run is
+    raised after every run has ended.
     """
     before = blas_threads()
     threads = min(n, before)
     if flops is not None and flops < MIN_PARALLEL_FLOPS:
         threads = 1
-    if threads <= 1 or not _lock.acquire(blocking=False):
+    if before <= 1 or not n or not _lock.acquire(blocking=False):
         return [fn(0, n)] if n else []
     try:
-        runs = split(n, threads)
         _control[1](1)
+        if threads <= 1:
+            # Small work, on this thread.  BLAS stays single-threaded here too: a
+            # multi-threaded call would leave OpenBLAS's workers spinning for ~0.1 s
+            # afterwards, taking a core from the next call's threads (measured: the
+            # segmentation-aware SegNet step 82 -> 100 ms).
+            return [fn(0, n)]
+        runs = split(n, threads)
+        pool = _executor(threads - 1)
+        futures = [pool.submit(fn, lo, hi) for lo, hi in runs[1:]]
         try:
-            pool = _executor(threads - 1)
-            futures = [pool.submit(fn, lo, hi) for lo, hi in runs[1:]]
-            try:
-                first = fn(*runs[0])
-            finally:
-                wait(futures)
-            return [first] + [f.result() for f in futures]
+            first = fn(*runs[0])
         finally:
-            _control[1](before)
+            wait(futures)
+        return [first] + [f.result() for f in futures]
     finally:
+        _control[1](before)
         _lock.release()
