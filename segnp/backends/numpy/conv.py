@@ -142,8 +142,11 @@ def _window_rows(canvas, n, r0, r1, k, s, d, OW, buf):
     return cols.reshape(C * k[0] * k[1], (r1 - r0) * OW)
 
 
-def _unfolded_product(canvas, Wm, k, s, d, o, y):
-    """y[n] (F, OH*OW) = Wm (F, C*K) @ im2col(image n of canvas), by blocks of rows."""
+def _unfolded_product(canvas, Wm, k, s, d, o, y, also=None):
+    """y[n] (F, OH*OW) = Wm (F, C*K) @ im2col(image n of canvas), by blocks of rows.
+
+    ``also(n, r0, r1, cols)``, if given, is called with each block's unfolded columns
+    while they are in cache; its results are returned in block order."""
     N, F, _ = y.shape
     (OH, OW), CK = o, Wm.shape[1]
     rows = max(1, min(OH, BLOCK_BYTES // max(1, CK * OW * y.itemsize)))
@@ -151,11 +154,16 @@ def _unfolded_product(canvas, Wm, k, s, d, o, y):
 
     def run(lo, hi):
         buf = np.empty(CK * rows * OW, dtype=y.dtype)
+        done = []
         for n, r0, r1 in blocks[lo:hi]:
-            np.matmul(Wm, _window_rows(canvas, n, r0, r1, k, s, d, OW, buf),
-                      out=y[n, :, r0 * OW:r1 * OW])
+            cols = _window_rows(canvas, n, r0, r1, k, s, d, OW, buf)
+            np.matmul(Wm, cols, out=y[n, :, r0 * OW:r1 * OW])
+            if also is not None:
+                done.append(also(n, r0, r1, cols))
+        return done
 
-    for_runs(run, len(blocks), flops=2 * y.size * CK)
+    work = 2 * y.size * CK * (1 if also is None else 2)
+    return [part for done in for_runs(run, len(blocks), flops=work) for part in done]
 
 
 def conv2d(x, W, stride=1, padding=0, dilation=1):
@@ -180,12 +188,14 @@ def conv2d_backward(x, W, gy, stride=1, padding=0, dilation=1, need_x=True,
     """(gx, gW) of :func:`conv2d` for the output gradient gy (N, F, OH, OW); None for the
     one not needed.  With K = KH*KW and P = OH*OW:
 
-    - ``gW = (sum_n im2col(x)[n] (C*K, P) @ gy[n]^T (P, F))^T``, the images' products
-      added in image order;
     - gx, for stride 1 (and a padding of at most DH*(KH-1), likewise W) unless gy has
       many more channels than x, as the convolution of gy with the flipped, transposed
       filters ``Wflip[c, f, i, j] = W[f, c, KH-1-i, KW-1-j]`` at padding DH*(KH-1) - PH;
-      otherwise ``col2im(W^T (C*K, F) @ gy[n] (F, P))`` (see ``_gx_by_transposed_conv``).
+      otherwise ``col2im(W^T (C*K, F) @ gy[n] (F, P))`` (see ``_gx_by_transposed_conv``);
+    - gW, with gx by the transposed convolution, from the same unfolded blocks B of gy,
+      ``Wflip's gradient (C, F*K) = sum over blocks x_block @ B^T`` (one unfolding serves
+      both); otherwise ``(sum_n im2col(x)[n] (C*K, P) @ gy[n]^T (P, F))^T``.  Either way
+      the products are added in block (image) order.
     """
     check_conv_shapes("conv2d_backward", x, W)
     N, C, H, Wd = x.shape
@@ -195,19 +205,49 @@ def conv2d_backward(x, W, gy, stride=1, padding=0, dilation=1, need_x=True,
     dtype = np.result_type(x, W, gy)
     g = np.ascontiguousarray(gy, dtype=dtype).reshape(N, F, o[0] * o[1])
     Wm = np.ascontiguousarray(W, dtype=dtype).reshape(F, C * KH * KW)
-    gW = _grad_W(x, g, k, s, p, d, o).T.reshape(W.shape) if need_W else None
-    gx = None
+    transposed = need_x and _gx_by_transposed_conv(C, F, k, s, p, d)
+    gW = gx = None
+    if need_W and not transposed:
+        gW = _grad_W(x, g, k, s, p, d, o).T.reshape(W.shape)
     if need_x:
         gx = np.empty((N, C, H * Wd), dtype=dtype)
-        if _gx_by_transposed_conv(C, F, k, s, p, d):
-            pad = (d[0] * (KH - 1) - p[0], d[1] * (KW - 1) - p[1])
-            Wf = np.ascontiguousarray(W[:, :, ::-1, ::-1].transpose(1, 0, 2, 3), dtype=dtype)
-            gcanvas = _canvas(g.reshape((N, F) + o), k, (1, 1), pad, d, (H, Wd))
-            _unfolded_product(gcanvas, Wf.reshape(C, F * KH * KW), k, (1, 1), d, (H, Wd),
-                              gx)
+        if transposed:  # gW, if needed, from the same unfolded blocks of gy
+            gx, gW = _grad_x_transposed(x, W, g, k, p, d, o, gx, need_W)
         else:
             _grad_x_by_fold(Wm, g, k, s, p, d, o, gx.reshape(N, C, H, Wd))
         gx = gx.reshape(N, C, H, Wd)
+    return gx, gW
+
+
+def _grad_x_transposed(x, W, g, k, p, d, o, gx, need_W):
+    """gx (N, C, H*W) as the convolution of gy with the flipped, transposed filters
+    Wflip (C, F*K), stride 1: input pixel h reads outputs h + PH - i*DH, tap KH-1-i of a
+    window with padding DH*(KH-1) - PH.  With ``need_W`` also gW from the same unfolded
+    blocks of gy, B (F*K, rows*W): ``gWflip (C, F*K) = sum over blocks x_block (C,
+    rows*W) @ B^T``, the blocks' products added in block order.  Returns (gx, gW or None)."""
+    N, C, H, Wd = x.shape
+    F, _, KH, KW = W.shape
+    dtype = gx.dtype
+    pad = (d[0] * (KH - 1) - p[0], d[1] * (KW - 1) - p[1])
+    Wf = np.ascontiguousarray(W[:, :, ::-1, ::-1].transpose(1, 0, 2, 3), dtype=dtype)
+    gcanvas = _canvas(g.reshape((N, F) + o), k, (1, 1), pad, d, (H, Wd))
+    also = None
+    if need_W:
+        xf = np.ascontiguousarray(x, dtype=dtype).reshape(N, C, H * Wd)
+
+        def also(n, r0, r1, cols):
+            return xf[n, :, r0 * Wd:r1 * Wd] @ cols.T
+
+    parts = _unfolded_product(gcanvas, Wf.reshape(C, F * KH * KW), k, (1, 1), d, (H, Wd),
+                              gx, also)
+    if not need_W:
+        return gx, None
+    if not parts:  # no images
+        return gx, np.zeros(W.shape, dtype=dtype)
+    gWf = parts[0]
+    for part in parts[1:]:
+        gWf += part
+    gW = np.ascontiguousarray(gWf.reshape(C, F, KH, KW)[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
     return gx, gW
 
 
