@@ -198,7 +198,7 @@ def test_masked_conv_in_canvas_chunks_matches_loop(monkeypatch, request, ks, s, 
     fake = request.getfixturevalue("spread")
     spread = (ns.masked_conv(x, m, Wt, s, p, d),) + ns.masked_conv_backward(x, m, Wt, gy, s,
                                                                             p, d)
-    assert fake.calls == [1, 2, 1, 2]   # both calls spread
+    assert fake.calls and fake.calls == [1, 2] * (len(fake.calls) // 2)  # spread, restored
     for a, b in zip(spread, serial):
         assert np.array_equal(a, b)
 

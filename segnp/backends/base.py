@@ -58,12 +58,16 @@ class Backend:
         return self.constant(key, lambda: tap_valid(H, W, ksize, stride, padding, dilation,
                                                     include_center, dtype))
 
+    # what one pass over an array element weighs in ``for_runs``'s ``flops``
+    ELEMENT_FLOPS = 20
+
     def for_runs(self, fn, n, flops=None):
         """Call ``fn(lo, hi)`` on runs covering range(n) (a batch's images) and return
         the runs' results in order.  Here one run, range(n) itself; the NumPy backend
         spreads runs over the CPU cores (``backends/numpy/threads.py``).  ``fn`` must
         write only to its own images' parts of its outputs; ``flops`` is the work of
-        all n, in multiply-adds of BLAS (small work is not worth spreading)."""
+        all n, in multiply-adds of BLAS (small work is not worth spreading), or
+        ``ELEMENT_FLOPS`` per element of each pass over memory."""
         return [fn(0, n)] if n else []
 
     def __repr__(self):

@@ -30,10 +30,6 @@ from ..window import pair
 
 __all__ = ["max_pool2d", "avg_pool2d"]
 
-# A pass over one element costs about as long as this many multiply-adds in BLAS: the
-# work that ``Backend.for_runs`` weighs before spreading images over the cores.
-ELEMENT_FLOPS = 20
-
 
 def _out_len(size, k, s, p, ceil_mode):
     span = size + 2 * p - k
@@ -125,7 +121,7 @@ class MaxPool2d(_Pool2d):
             self._forward_images(x[lo:hi], y[lo:hi], idx[lo:hi])
 
         # The images are independent: the NumPy backend runs them on several cores.
-        self.backend.for_runs(run, N, flops=ELEMENT_FLOPS * y.size * self.k[0] * self.k[1])
+        self.backend.for_runs(run, N, flops=self.backend.ELEMENT_FLOPS * y.size * self.k[0] * self.k[1])
         self.idx = idx if self.needs_input_grad[0] else None
         return y
 
@@ -193,7 +189,7 @@ class MaxPool2d(_Pool2d):
         def run(lo, hi):
             self._backward_images(gy[lo:hi], self.idx[lo:hi], gx[lo:hi])
 
-        self.backend.for_runs(run, N, flops=ELEMENT_FLOPS * gy.size * self.k[0] * self.k[1])
+        self.backend.for_runs(run, N, flops=self.backend.ELEMENT_FLOPS * gy.size * self.k[0] * self.k[1])
         return gx
 
     def _backward_images(self, gy, idx, gx):

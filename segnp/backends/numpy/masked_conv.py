@@ -18,7 +18,7 @@ from scipy.linalg import blas as _blas
 from ...window import segaware_window
 from ..._validate import check_ndim, check_same_dtype
 from .segaware import _check_mask, _mask_sum, _shifted, _taps
-from .threads import for_runs
+from .threads import ELEMENT_FLOPS, for_runs
 
 __all__ = ["masked_conv", "masked_conv_backward"]
 
@@ -220,13 +220,33 @@ class _Flat:
         """The (R, N, OH, OW) outputs within a (R, L) canvas-column array."""
         return self._grid(a)[:, :, :self.win.OH, :self.win.OW]
 
+    def _by_image(self, fn, elements):
+        """``fn(images)`` on runs of images (a slice), spread over the cores: the passes
+        over whole canvases are memory-bound copies, one image independent of another."""
+        for_runs(lambda lo, hi: fn(slice(lo, hi)), self.N, flops=ELEMENT_FLOPS * elements)
+
+    def _zeros(self, rows, tail=0):
+        """An (rows, L + tail) canvas of zeros, zeroed image by image on the cores."""
+        a = np.empty((rows, self.L + tail), dtype=self.x.dtype)
+        a[:, self.L:] = 0
+        grid = self._grid(a)
+        self._by_image(lambda i: grid[:, i].fill(0), a.size)
+        return a
+
     def _canvas(self):
-        win, x = self.win, self.x
-        xc = np.zeros((self.C, self.L + self.offsets[-1]), dtype=x.dtype)
-        self._grid(xc)[:, :, win.PH:win.PH + win.H, win.PW:win.PW + win.W] = (
-            x.transpose(1, 0, 2, 3))
-        mc = np.zeros((self.K, self.L), dtype=x.dtype)
-        self._outputs(mc)[...] = self.m.transpose(1, 0, 2, 3)
+        win, x, m = self.win, self.x, self.m
+        xc = np.empty((self.C, self.L + self.offsets[-1]), dtype=x.dtype)
+        xc[:, self.L:] = 0
+        mc = np.empty((self.K, self.L), dtype=x.dtype)
+        xg, mg = self._grid(xc), self._grid(mc)
+
+        def fill(i):
+            xg[:, i] = 0
+            xg[:, i, win.PH:win.PH + win.H, win.PW:win.PW + win.W] = x[i].transpose(1, 0, 2, 3)
+            mg[:, i] = 0
+            mg[:, i, :win.OH, :win.OW] = m[i].transpose(1, 0, 2, 3)
+
+        self._by_image(fill, 2 * (xc.size + mc.size))
         return xc, mc
 
     def _chunks(self):
@@ -263,22 +283,33 @@ class _Flat:
         for_runs(run, len(chunks), flops=self._flops())
         y = self._outputs(yc).transpose(1, 0, 2, 3)
         out = np.empty((self.N, self.F) + self.win.out, dtype=xc.dtype)
-        if normalize:  # the division and the move to (N, F, OH, OW) in one pass
-            return np.divide(y, _mask_sum(self.m)[:, None], out=out)
-        np.copyto(out, y)
+
+        def finish(i):
+            if normalize:  # the division and the move to (N, F, OH, OW) in one pass
+                np.divide(y[i], _mask_sum(self.m[i])[:, None], out=out[i])
+            else:
+                np.copyto(out[i], y[i])
+
+        self._by_image(finish, 2 * out.size)
         return out
 
     def backward(self, gy, normalize, need_x, need_m, need_W):
         win, (N, C, F, K) = self.win, (self.N, self.C, self.F, self.K)
         xc, mc = self._canvas()
         W2 = self._filters()
-        guc = np.zeros((F, self.L), dtype=xc.dtype)
+        guc = np.empty((F, self.L), dtype=xc.dtype)
         Z = _mask_sum(self.m) if normalize else None
-        if normalize:
-            np.divide(gy.transpose(1, 0, 2, 3), Z, out=self._outputs(guc))
-        else:
-            self._outputs(guc)[...] = gy.transpose(1, 0, 2, 3)
-        gxc = np.zeros_like(xc) if need_x else None
+        gu_grid, gu_out = self._grid(guc), self._outputs(guc)
+
+        def fill(i):
+            gu_grid[:, i] = 0
+            if normalize:
+                np.divide(gy[i].transpose(1, 0, 2, 3), Z[i], out=gu_out[:, i])
+            else:
+                gu_out[:, i] = gy[i].transpose(1, 0, 2, 3)
+
+        self._by_image(fill, 2 * guc.size)
+        gxc = self._zeros(C, self.offsets[-1]) if need_x else None
         gmc = np.empty((K, self.L), dtype=xc.dtype) if need_m else None
         chunks = list(self._chunks())
         spill = self.offsets[-1]
@@ -296,12 +327,20 @@ class _Flat:
             # now, chunk by chunk: the same sums in the same order on any number of threads.
             for (j0, j1), (_, tail) in zip(chunks, parts):
                 gxc[:, j1:j1 + spill] += tail
-            gx = np.ascontiguousarray(self._grid(gxc)[
-                :, :, win.PH:win.PH + win.H, win.PW:win.PW + win.W].transpose(1, 0, 2, 3))
+            inner = self._grid(gxc)[:, :, win.PH:win.PH + win.H, win.PW:win.PW + win.W]
+            gx = np.empty(self.x.shape, dtype=xc.dtype)
+            self._by_image(lambda i: np.copyto(gx[i], inner[:, i].transpose(1, 0, 2, 3)),
+                           2 * gx.size)
         if need_m:
-            gm = np.ascontiguousarray(self._outputs(gmc).transpose(1, 0, 2, 3))
-            if normalize:
-                gm -= (np.einsum("nkhw,nkhw->nhw", gm, self.m) / Z)[:, None]
+            gm = np.empty(self.m.shape, dtype=xc.dtype)
+            gm_out = self._outputs(gmc)
+
+            def finish(i):
+                np.copyto(gm[i], gm_out[:, i].transpose(1, 0, 2, 3))
+                if normalize:
+                    gm[i] -= (np.einsum("nkhw,nkhw->nhw", gm[i], self.m[i]) / Z[i])[:, None]
+
+            self._by_image(finish, 4 * gm.size)
         if need_W:
             # gW as (K*C, F): (K*C, chunk) @ (chunk, F) runs faster in BLAS than the
             # transpose; the chunks' products are added in chunk order.

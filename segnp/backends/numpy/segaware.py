@@ -19,6 +19,7 @@ import numpy as np
 
 from ...window import NORM_EPS, segaware_window
 from ..._validate import check_ndim, check_norm, check_same_dtype
+from .threads import ELEMENT_FLOPS, for_runs
 
 __all__ = ["im2dist", "im2dist_backward", "bilateral", "bilateral_backward"]
 
@@ -125,8 +126,15 @@ def im2dist(e, ksize, stride=1, padding=None, dilation=1, norm="l1", *, window=N
     check_norm(fn, norm)
     N, D, H, W = e.shape
     win = segaware_window(fn, H, W, ksize, stride, padding, dilation, window)
+    d = np.zeros((N, win.K) + win.out, dtype=e.dtype)
+    # the images are independent: spread over the cores
+    for_runs(lambda lo, hi: _im2dist_images(e[lo:hi], d[lo:hi], win, norm), N,
+             flops=ELEMENT_FLOPS * 2 * e.size * win.K)
+    return d
+
+
+def _im2dist_images(e, d, win, norm):
     K = win.K
-    d = np.zeros((N, K) + win.out, dtype=e.dtype)
     mirrored = _mirrored(win)
     for kk, rect, tap, centre in _taps(win):
         if rect is None or kk == K // 2 or (mirrored and kk > K // 2):
@@ -142,7 +150,6 @@ def im2dist(e, ksize, stride=1, padding=None, dilation=1, norm="l1", *, window=N
         d[:, kk][(slice(None),) + rect] = dist
         if mirrored:  # tap K-1-k at output tap_k(o) pairs the same two pixels
             d[:, K - 1 - kk][(slice(None),) + tap] = dist
-    return d
 
 
 def _mirrored(win):
@@ -165,9 +172,16 @@ def im2dist_backward(e, d, gd, ksize, stride=1, padding=None, dilation=1, norm="
     check_norm(fn, norm)
     N, D, H, W = e.shape
     win = segaware_window(fn, H, W, ksize, stride, padding, dilation, window)
-    K = win.K
-    _check_mask(fn, gd, N, K, win.out)
+    _check_mask(fn, gd, N, win.K, win.out)
     ge = np.zeros_like(e)
+    for_runs(lambda lo, hi: _im2dist_backward_images(e[lo:hi], d[lo:hi], gd[lo:hi],
+                                                     ge[lo:hi], win, norm), N,
+             flops=ELEMENT_FLOPS * 4 * e.size * win.K)
+    return ge
+
+
+def _im2dist_backward_images(e, d, gd, ge, win, norm):
+    K = win.K
     mirrored = _mirrored(win)
     for kk, rect, tap, centre in _taps(win):
         if rect is None or kk == K // 2 or (mirrored and kk > K // 2):
@@ -181,7 +195,6 @@ def im2dist_backward(e, d, gd, ksize, stride=1, padding=None, dilation=1, norm="
         g *= gk[:, None]
         ge[:, :, centre[0], centre[1]] += g
         ge[:, :, tap[0], tap[1]] -= g
-    return ge
 
 
 # ---- the bilateral filter (Eq. 4) --------------------------------------------------

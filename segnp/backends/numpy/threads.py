@@ -114,6 +114,9 @@ def split(n, parts):
 # Below this many multiply-adds a call runs serially: handing a run to another thread
 # costs tens of microseconds, the work of about this much arithmetic on one core.
 MIN_PARALLEL_FLOPS = 4_000_000
+# A pass over one array element costs about as long as this many multiply-adds in BLAS:
+# how memory-bound work states its ``flops``.
+ELEMENT_FLOPS = 20
 
 
 def for_runs(fn, n, flops=None):

@@ -1,4 +1,4 @@
-"""The NumPy conv2d kernels in row blocks spread over threads (backends/numpy/threads.py).
+"""The NumPy kernels' pieces spread over threads (backends/numpy/threads.py).
 
 - ``for_runs``: runs cover range(n) in order, results in run order, BLAS set to one
   thread while runs are spread and restored after, an exception raised after all runs
@@ -7,7 +7,9 @@
   ``test_fast_paths.py``, with blocks of a few rows (partial last blocks), spread over
   threads or serial: the same bits either way; with whole images in a block, the same
   bits as one im2col of the whole batch followed by one batched product (what the kernel
-  replaced).
+  replaced);
+- im2dist and its backward, images spread over threads: the same bits as serial (the
+  masked convolution's chunks and max pooling's images are tested in their own files).
 """
 import threading
 
@@ -183,3 +185,21 @@ def test_kernel_rejects_bad_shapes():
     with pytest.raises(ValueError, match=r"conv2d_backward: gy must have shape "
                                          r"\(N, F, OH, OW\) = \(2, 4, 6, 6\); got \(2, 4, 5, 6\)"):
         npconv.conv2d_backward(x, W, np.zeros((2, 4, 5, 6)), padding=1)
+
+
+@pytest.mark.parametrize("norm", ["l1", "l2", "l2sq"])
+@pytest.mark.parametrize("ks,s,p,d", [(3, 1, None, 1), (5, 2, None, 2), (3, 1, 0, 1)])
+def test_im2dist_spread_over_images_gives_the_same_bits(monkeypatch, norm, ks, s, p, d):
+    from segnp.backends.numpy import segaware as ns
+    rng = np.random.default_rng(3)
+    e = rng.standard_normal((3, 4, 9, 8))
+    serial = ns.im2dist(e, ks, s, p, d, norm)
+    gd = rng.standard_normal(serial.shape)
+    serial_ge = ns.im2dist_backward(e, serial, gd, ks, s, p, d, norm)
+    fake = FakeBlas(2)
+    monkeypatch.setattr(threads, "_control", (fake.get, fake.set))
+    monkeypatch.setattr(threads, "MIN_PARALLEL_FLOPS", 0)
+    spread = ns.im2dist(e, ks, s, p, d, norm)
+    assert np.array_equal(spread, serial)
+    assert np.array_equal(ns.im2dist_backward(e, spread, gd, ks, s, p, d, norm), serial_ge)
+    assert fake.calls == [1, 2, 1, 2]
