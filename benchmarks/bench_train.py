@@ -10,14 +10,16 @@ Shape: N=8 images of 3x64x64, SegNet widths 16/32/48/64, fc 128, fc6 dilation 2,
 
 A step is forward, backward and ``Adam.step()``.  Timings are the minimum over
 ``--repeat`` rounds of ``--steps`` steps (the minimum because other work on the machine
-only ever adds time).  ``--parts`` adds a cProfile of 10 steps grouped by op.
+only ever adds time).  ``--parts`` adds the wall time of each op's forward and backward
+over 10 steps; ``--serial`` also times the steps with every kernel's pieces run one after
+another on one thread (BLAS threading as configured), alternating with the default.
 
-Run:  python benchmarks/bench_train.py [--repeat 5] [--steps 10] [--parts]
+Run:  python benchmarks/bench_train.py [--repeat 5] [--steps 10] [--parts] [--serial]
 """
 import argparse
-import cProfile
+import collections
+import contextlib
 import os
-import pstats
 import sys
 import time
 
@@ -28,6 +30,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import segnp  # noqa: E402
 from segnp import functions as F  # noqa: E402
 from segnp.allocator import keep_freed_memory  # noqa: E402
+from segnp.autograd import Function  # noqa: E402
+from segnp.backends.numpy import threads  # noqa: E402
 from segnp.models import SegNet  # noqa: E402
 from segnp.optim import Adam  # noqa: E402
 
@@ -58,44 +62,73 @@ def make_step(segaware, seed=0):
     return step
 
 
-def steps_per_second(step, steps, repeat):
+def steps_per_second(step, steps, repeat, modes=(("", contextlib.nullcontext),)):
+    """{label: steps/s} for each (label, context) of ``modes``, the modes alternating
+    round by round so that all see the same machine."""
     step()  # warm-up: first-touch page faults, BLAS threads, optimizer state
-    best = float("inf")
+    best = {label: float("inf") for label, _ in modes}
     for _ in range(repeat):
+        for label, context in modes:
+            with context():
+                start = time.perf_counter()
+                for _ in range(steps):
+                    step()
+                best[label] = min(best[label], (time.perf_counter() - start) / steps)
+    return {label: 1.0 / t for label, t in best.items()}
+
+
+def _functions(cls=Function):
+    for sub in cls.__subclasses__():
+        yield sub
+        yield from _functions(sub)
+
+
+def parts(step, steps=10, top=12):
+    """Print the wall time of each Function's forward and backward, per step.  Wall time
+    on the calling thread, which waits while a kernel's pieces run on the other cores
+    (cProfile would see only this thread's share)."""
+    step()
+    spent = collections.defaultdict(float)
+    saved = []
+    for cls in set(_functions()):
+        for meth in ("forward", "backward"):
+            fn = cls.__dict__.get(meth)
+            if fn is None:
+                continue
+
+            def timed(self, *args, _fn=fn, _key=f"{cls.__name__}.{meth}", **kwargs):
+                start = time.perf_counter()
+                try:
+                    return _fn(self, *args, **kwargs)
+                finally:
+                    spent[_key] += time.perf_counter() - start
+
+            saved.append((cls, meth, fn))
+            setattr(cls, meth, timed)
+    try:
         start = time.perf_counter()
         for _ in range(steps):
             step()
-        best = min(best, (time.perf_counter() - start) / steps)
-    return 1.0 / best
-
-
-def parts(step, steps=10, top=14):
-    """Print the functions that take the most time (cumulative), as shares of a step."""
-    step()
-    prof = cProfile.Profile()
-    prof.enable()
-    for _ in range(steps):
-        step()
-    prof.disable()
-    stats = pstats.Stats(prof)
-    total = stats.total_tt
-    rows = []
-    for (path, _, name), (_, ncalls, tt, ct, _) in stats.stats.items():
-        if "segnp" in path and ("backends" in path or "functions" in path or "optim" in path):
-            rows.append((ct, tt, ncalls, f"{os.path.basename(path)}:{name}"))
-    rows.sort(reverse=True)
-    print(f"  cProfile, {steps} steps, {1000 * total / steps:.1f} ms per step under the "
-          f"profiler; cumulative (incl. callees) and own time:")
-    for ct, tt, ncalls, name in rows[:top]:
-        print(f"    {name:42s} {100 * ct / total:5.1f} % cum  {100 * tt / total:5.1f} % own  "
-              f"{ncalls // steps:4d} calls/step")
+        total = (time.perf_counter() - start) / steps
+    finally:
+        for cls, meth, fn in saved:
+            setattr(cls, meth, fn)
+    print(f"  {1000 * total:.1f} ms per step while timed; the Functions taking most:")
+    for key, t in sorted(spent.items(), key=lambda kv: -kv[1])[:top]:
+        print(f"    {key:34s} {1000 * t / steps:6.2f} ms  {100 * t / steps / total:5.1f} %")
+    rest = total - sum(spent.values()) / steps
+    print(f"    {'(optimizer, autograd, the rest)':34s} {1000 * rest:6.2f} ms")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--parts", action="store_true", help="profile 10 steps of each")
+    parser.add_argument("--parts", action="store_true",
+                        help="time each op's forward and backward over 10 steps")
+    parser.add_argument("--serial", action="store_true",
+                        help="also time the steps with each kernel's pieces run one after "
+                             "another (threads.serial()), alternating with the default")
     parser.add_argument("--malloc-default", action="store_true",
                         help="leave glibc's malloc thresholds alone (see segnp.allocator)")
     args = parser.parse_args()
@@ -105,10 +138,15 @@ def main():
           f"{MODEL['fc_width']}, fc6 dilation {MODEL['fc6_dilation']}, Adam, float32; numpy "
           f"{np.__version__}, {os.cpu_count()} cpus; min over {args.repeat} x {args.steps} steps; "
           f"freed memory kept (segnp.allocator): {kept}")
+    print(f"kernels' pieces spread over {threads.max_threads()} threads (NumPy's BLAS "
+          f"thread count; OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')})")
+    modes = (("", contextlib.nullcontext),)
+    if args.serial:
+        modes += ((" serial", threads.serial),)
     for name, segaware in (("plain", False), ("segaware (all 3x3)", True)):
         step = make_step(segaware)
-        sps = steps_per_second(step, args.steps, args.repeat)
-        print(f"{name:20s} {sps:6.1f} steps/s  ({1000 / sps:6.1f} ms per step)")
+        for label, sps in steps_per_second(step, args.steps, args.repeat, modes).items():
+            print(f"{name + label:27s} {sps:6.1f} steps/s  ({1000 / sps:6.1f} ms per step)")
         if args.parts:
             parts(step)
 

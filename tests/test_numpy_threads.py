@@ -84,6 +84,18 @@ def test_for_runs_serial_when_small_nested_or_single_threaded(spread, monkeypatc
     assert threads.blas_threads() == 1
 
 
+def test_serial_block_runs_everything_on_the_caller_and_leaves_blas_alone(spread):
+    names = []
+    with threads.serial():
+        with threads.serial():   # nests
+            threads.for_runs(lambda lo, hi: names.append((lo, hi)), 6)
+        threads.for_runs(lambda lo, hi: names.append((lo, hi)), 6)
+    assert names == [(0, 6), (0, 6)] and spread.calls == []
+    threads.for_runs(lambda lo, hi: names.append((lo, hi)), 6)
+    assert sorted(names[2:]) == [(0, 3), (3, 6)]   # spread again after the block
+    assert spread.calls == [1, 2]
+
+
 def test_the_blas_control_found_here_reads_a_thread_count():
     if threads._control is None:
         pytest.skip("NumPy's BLAS here is not an OpenBLAS found in /proc/self/maps")

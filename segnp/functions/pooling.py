@@ -121,7 +121,7 @@ class MaxPool2d(_Pool2d):
             self._forward_images(x[lo:hi], y[lo:hi], idx[lo:hi])
 
         # The images are independent: the NumPy backend runs them on several cores.
-        self.backend.for_runs(run, N, flops=self.backend.ELEMENT_FLOPS * y.size * self.k[0] * self.k[1])
+        self.backend.for_runs(run, N, flops=self._work(y.size))
         self.idx = idx if self.needs_input_grad[0] else None
         return y
 
@@ -156,6 +156,10 @@ class MaxPool2d(_Pool2d):
             xp.maximum(idx, xp.multiply(take.view(tap.dtype), tap.dtype.type(k), out=tap),
                        out=idx)
 
+    def _work(self, outputs):
+        """About four passes per tap over the outputs, in ``for_runs``'s units."""
+        return self.backend.ELEMENT_FLOPS * 4 * outputs * self.k[0] * self.k[1]
+
     def _phases(self):
         """Per phase (a, b), row-major: its shape, and the block of it that holds image
         pixels with the matching slice of x (inner, outer), both (N, C, rows, cols)."""
@@ -189,7 +193,7 @@ class MaxPool2d(_Pool2d):
         def run(lo, hi):
             self._backward_images(gy[lo:hi], self.idx[lo:hi], gx[lo:hi])
 
-        self.backend.for_runs(run, N, flops=self.backend.ELEMENT_FLOPS * gy.size * self.k[0] * self.k[1])
+        self.backend.for_runs(run, N, flops=self._work(gy.size))
         return gx
 
     def _backward_images(self, gy, idx, gx):

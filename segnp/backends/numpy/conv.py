@@ -20,7 +20,7 @@ import numpy as np
 
 from ...window import conv_backward_geometry, conv_geometry
 from ..._validate import check_conv_shapes, check_ndim
-from .threads import for_runs
+from .threads import for_runs, sum_in_order
 
 __all__ = ["im2col", "col2im", "conv2d", "conv2d_backward"]
 
@@ -242,13 +242,9 @@ def _grad_x_transposed(x, W, g, k, p, d, o, gx, need_W):
                               gx, also)
     if not need_W:
         return gx, None
-    if not parts:  # no images
-        return gx, np.zeros(W.shape, dtype=dtype)
-    gWf = parts[0]
-    for part in parts[1:]:
-        gWf += part
-    gW = np.ascontiguousarray(gWf.reshape(C, F, KH, KW)[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
-    return gx, gW
+    gWf = sum_in_order(parts, lambda: np.zeros((C, F * KH * KW), dtype=dtype))
+    gWf = gWf.reshape(C, F, KH, KW)[:, :, ::-1, ::-1]
+    return gx, np.ascontiguousarray(gWf.transpose(1, 0, 2, 3))
 
 
 def _gx_by_transposed_conv(C, F, k, s, p, d):
@@ -278,12 +274,7 @@ def _grad_W(x, g, k, s, p, d, o):
 
     parts = [part for run_parts in for_runs(run, N, flops=2 * N * CK * P * g.shape[1])
              for part in run_parts]
-    if not parts:
-        return np.zeros((CK, g.shape[1]), dtype=g.dtype)
-    gWt = parts[0]
-    for part in parts[1:]:
-        gWt += part
-    return gWt
+    return sum_in_order(parts, lambda: np.zeros((CK, g.shape[1]), dtype=g.dtype))
 
 
 def _grad_x_by_fold(Wm, g, k, s, p, d, o, gx):

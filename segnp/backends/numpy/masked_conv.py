@@ -18,7 +18,7 @@ from scipy.linalg import blas as _blas
 from ...window import segaware_window
 from ..._validate import check_ndim, check_same_dtype
 from .segaware import _check_mask, _mask_sum, _shifted, _taps
-from .threads import ELEMENT_FLOPS, for_runs
+from .threads import ELEMENT_FLOPS, for_runs, sum_in_order
 
 __all__ = ["masked_conv", "masked_conv_backward"]
 
@@ -344,9 +344,8 @@ class _Flat:
         if need_W:
             # gW as (K*C, F): (K*C, chunk) @ (chunk, F) runs faster in BLAS than the
             # transpose; the chunks' products are added in chunk order.
-            gWt = parts[0][0]
-            for part, _ in parts[1:]:
-                gWt += part
+            gWt = sum_in_order([part for part, _ in parts],
+                               lambda: np.zeros((K * C, F), dtype=xc.dtype))
             gW = np.ascontiguousarray(gWt.reshape(K, C, F).transpose(2, 1, 0)).reshape(
                 self.W.shape)
         return gx, gm, gW

@@ -22,6 +22,7 @@ library NumPy has loaded.  Where that is not possible (another BLAS, a platform 
 calling thread and BLAS threads as it always does.  Only one call spreads at a time: a
 second thread calling in meanwhile runs its pieces serially, unchanged in result.
 """
+import contextlib
 import ctypes
 import os
 import threading
@@ -29,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 
 import numpy as np
 
-__all__ = ["for_runs", "max_threads", "blas_threads"]
+__all__ = ["for_runs", "sum_in_order", "serial", "max_threads", "blas_threads"]
 
 # How the OpenBLAS builds name the two calls: the scipy-openblas64 wheels NumPy ships
 # (prefix and 64-bit-integer suffix), other ILP64 builds, and plain builds.
@@ -71,6 +72,7 @@ def _find_blas_control():
 
 _control = _find_blas_control()
 _lock = threading.Lock()
+_serial = 0  # how many serial() blocks are open
 _pool = None
 _pool_size = 0
 
@@ -128,6 +130,8 @@ def for_runs(fn, n, flops=None):
     ``MIN_PARALLEL_FLOPS``) or a single piece, on this one.  An exception in any run is
     raised after every run has ended.
     """
+    if _serial:
+        return [fn(0, n)] if n else []
     before = blas_threads()
     threads = min(n, before)
     if flops is not None and flops < MIN_PARALLEL_FLOPS:
@@ -153,3 +157,28 @@ def for_runs(fn, n, flops=None):
     finally:
         _control[1](before)
         _lock.release()
+
+
+@contextlib.contextmanager
+def serial():
+    """Within this block every kernel runs its pieces one after another on the calling
+    thread, and BLAS threads as configured: the way before the pieces were spread (for
+    benchmarks that compare the two, or to leave the other cores to other work)."""
+    global _serial
+    _serial += 1
+    try:
+        yield
+    finally:
+        _serial -= 1
+
+
+def sum_in_order(parts, empty):
+    """parts[0] + parts[1] + ... added left to right into parts[0] (the pieces' partial
+    sums, in piece order, so that the total does not depend on the threads); ``empty()``
+    when there are no parts."""
+    if not parts:
+        return empty()
+    total = parts[0]
+    for part in parts[1:]:
+        total += part
+    return total
