@@ -134,6 +134,8 @@ def op_calls(c):
     return [
         ("im2col", "im2col", (x, k, s, conv_p, dl), {}),
         ("col2im", "col2im", (gcols, x.shape[2:], s, conv_p, dl), {}),
+        ("conv2d", "conv2d", (x, Wt, s, conv_p, dl), {}),
+        ("conv2d_backward", "conv2d_backward", (x, Wt, gy, s, conv_p, dl), {}),
         ("im2dist", "im2dist", (x, k, s, p, dl), {}),
         ("im2dist_backward", "im2dist_backward", (x, d, m, k, s, p, dl), {}),
         ("masked_conv", "masked_conv", (x, m, Wt, s, p, dl), {}),
