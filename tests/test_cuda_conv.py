@@ -28,6 +28,7 @@ CASES = [
     ((1, 3, 5, 5), 1, 1, 0, 1),
     ((1, 2, 3, 3), 3, 5, 2, 1),
     ((1, 1, 5, 7), 2, (1, 3), 4, (3, 1)),
+    ((1, 2, 10, 6), (1, 3), (20, 1), (3, 1), 1),   # every window row in the padding
 ]
 # (threads per block, most blocks): 7 and 3 blocks make each thread visit many items.
 LAUNCH = [(256, 65535), (32, 3), (7, 2), (1024, 1)]

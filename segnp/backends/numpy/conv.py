@@ -89,7 +89,8 @@ def _canvas(x, k, s, p, d, o):
     EW = (o[1] - 1) * s[1] + (k[1] - 1) * d[1] + 1
     if p == (0, 0):
         return x  # EH <= H and EW <= W: the windows read x itself
-    h, w = min(H, EH - p[0]), min(W, EW - p[1])
+    # max(0, ...): with OH = 1 the one window may end above PH, wholly in the padding
+    h, w = max(0, min(H, EH - p[0])), max(0, min(W, EW - p[1]))
     canvas = np.zeros((N, C, EH, EW), dtype=x.dtype)
     canvas[:, :, p[0]:p[0] + h, p[1]:p[1] + w] = x[:, :, :h, :w]
     return canvas
