@@ -2,7 +2,8 @@
 
 - ``for_runs``: runs cover range(n) in order, results in run order, BLAS set to one
   thread while runs are spread and restored after, an exception raised after all runs
-  end, small work and nested calls kept serial;
+  end, small work and nested calls kept serial, a call from a second thread waiting its
+  turn, a child forked meanwhile getting its BLAS threads back;
 - ``conv2d`` / ``conv2d_backward`` against the naive loop and hand-written adjoint of
   ``test_fast_paths.py``, with blocks of a few rows (partial last blocks), spread over
   threads or serial: the same bits either way; with whole images in a block, the same
@@ -215,3 +216,61 @@ def test_im2dist_spread_over_images_gives_the_same_bits(monkeypatch, norm, ks, s
     assert np.array_equal(spread, serial)
     assert np.array_equal(ns.im2dist_backward(e, spread, gd, ks, s, p, d, norm), serial_ge)
     assert fake.calls == [1, 2, 1, 2]
+
+
+def test_a_call_from_another_thread_waits_and_runs_blas_single_threaded(spread):
+    # Thread B calls while thread A's call is spreading.  B's pieces must not see BLAS
+    # go back to several threads halfway (A restoring it), or B's products would round
+    # as a multi-threaded BLAS does: B waits its turn and spreads in its own.
+    b_started, a_done = threading.Event(), threading.Event()
+    seen = []
+
+    def a_piece(lo, hi):
+        if lo == 0:
+            b_started.wait(0.2)
+
+    def b_piece(lo, hi):
+        b_started.set()
+        seen.append(spread.n)
+        a_done.wait(5)
+        seen.append(spread.n)
+
+    b = threading.Thread(target=lambda: threads.for_runs(b_piece, 2))
+    a_entered = threading.Event()
+    a = threading.Thread(target=lambda: (threads.for_runs(
+        lambda lo, hi: (a_entered.set(), a_piece(lo, hi)), 2), a_done.set()))
+    a.start()
+    a_entered.wait(5)
+    b.start()
+    a.join(5)
+    b.join(5)
+    assert not a.is_alive() and not b.is_alive()
+    assert seen and set(seen) == {1}       # B's pieces ran with BLAS single-threaded
+    assert spread.n == 2                   # and it was restored after both calls
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")   # fork with threads (3.12+)
+def test_a_child_forked_while_a_call_spreads_gets_its_blas_threads_back(spread):
+    # Another thread forks while this one's pieces run with BLAS set to one thread: the
+    # child has no one to restore it, and would run every later kernel serially.
+    import os
+    inside, forked = threading.Event(), threading.Event()
+    status = []
+
+    def fork():
+        inside.wait(5)
+        pid = os.fork()
+        if pid == 0:
+            names = set()
+            threads.for_runs(lambda lo, hi: names.add(threading.current_thread().name), 2)
+            os._exit(0 if spread.n == 2 and len(names) == 2 else 1)
+        status.append(os.waitpid(pid, 0)[1])
+        forked.set()
+
+    forker = threading.Thread(target=fork)
+    forker.start()
+    threads.for_runs(lambda lo, hi: (inside.set(), forked.wait(10)), 2)
+    forker.join(10)
+    assert status == [0]
+    assert spread.n == 2
