@@ -8,7 +8,7 @@
   ``test_fast_paths.py``, with blocks of a few rows (partial last blocks), spread over
   threads or serial: the same bits either way; with whole images in a block, the same
   bits as one im2col of the whole batch followed by one batched product (what the kernel
-  replaced);
+  replaced); non-contiguous x, W and gy give the bits of their contiguous copies;
 - im2dist and its backward, images spread over threads: the same bits as serial (the
   masked convolution's chunks and max pooling's images are tested in their own files).
 """
@@ -189,6 +189,25 @@ def test_same_bits_spread_or_serial_and_as_one_batched_product(monkeypatch, shap
     gW = npconv.conv2d_backward(x, W, gy, s, p, d, need_x=False)[1]   # one product per image
     assert np.array_equal(gW, np.matmul(cols, g.transpose(0, 2, 1)).sum(axis=0).T
                           .reshape(W.shape))
+
+
+@pytest.mark.parametrize("p", [0, (1, 2)])
+def test_kernels_read_non_contiguous_views_as_their_copies(spread, monkeypatch, p):
+    # With no padding the windows are a strided view of x itself, so x's own strides
+    # (every other column, rows reversed) must carry through; W and gy are transposes.
+    monkeypatch.setattr(npconv, "BLOCK_BYTES", 1)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((3, 2, 7, 12))[:, :, ::-1, ::2]
+    W = rng.standard_normal((2, 4, 3, 3)).transpose(1, 0, 3, 2)
+    y = npconv.conv2d(x, W, 1, p)
+    gy = rng.standard_normal(y.shape[:2] + y.shape[:1:-1]).transpose(0, 1, 3, 2)
+    xc, Wc, gyc = (np.ascontiguousarray(a) for a in (x, W, gy))
+    assert np.array_equal(y, npconv.conv2d(xc, Wc, 1, p))
+    for got, want in zip(npconv.conv2d_backward(x, W, gy, 1, p),
+                         npconv.conv2d_backward(xc, Wc, gyc, 1, p)):
+        assert np.array_equal(got, want)
+    np.testing.assert_allclose(y, naive_conv2d(xc, Wc, None, 1, p, 1), rtol=1e-10,
+                               atol=1e-12)
 
 
 def test_kernel_rejects_bad_shapes():
