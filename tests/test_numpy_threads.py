@@ -3,7 +3,8 @@
 - ``for_runs``: runs cover range(n) in order, results in run order, BLAS set to one
   thread while runs are spread and restored after, an exception raised after all runs
   end, small work and nested calls kept serial, a call from a second thread waiting its
-  turn, a child forked meanwhile getting its BLAS threads back;
+  turn, a child forked meanwhile getting its BLAS threads back, no control of an OpenBLAS
+  that is not NumPy's BLAS;
 - ``conv2d`` / ``conv2d_backward`` against the naive loop and hand-written adjoint of
   ``test_fast_paths.py``, with blocks of a few rows (partial last blocks), spread over
   threads or serial: the same bits either way; with whole images in a block, the same
@@ -293,3 +294,13 @@ def test_a_child_forked_while_a_call_spreads_gets_its_blas_threads_back(spread):
     forker.join(10)
     assert status == [0]
     assert spread.n == 2
+
+
+def test_no_blas_control_when_numpy_is_built_on_another_blas(monkeypatch):
+    # NumPy on MKL (say) with SciPy's OpenBLAS loaded: setting SciPy's threads would
+    # leave NumPy's products multi-threaded inside every piece.
+    if not threads._loaded_openblas():
+        pytest.skip("no OpenBLAS found in /proc/self/maps here")
+    monkeypatch.setattr(np, "show_config", lambda mode=None: {
+        "Build Dependencies": {"blas": {"name": "mkl-sdl"}}})
+    assert threads._find_blas_control() is None

@@ -57,8 +57,20 @@ def _loaded_openblas():
                   key=lambda p: ("numpy" not in os.path.dirname(p), p))
 
 
+def _numpy_blas_name():
+    """The BLAS NumPy was built against, as its build configuration names it ('' where
+    NumPy is too old to say)."""
+    try:
+        return str(np.show_config(mode="dicts")["Build Dependencies"]["blas"]["name"])
+    except (TypeError, KeyError, ValueError, AttributeError, ImportError):
+        return ""
+
+
 def _find_blas_control():
     """(get, set) of NumPy's OpenBLAS thread count, or None."""
+    name = _numpy_blas_name().lower()
+    if name and "openblas" not in name:
+        return None  # an OpenBLAS found in the process is SciPy's, not NumPy's BLAS
     # SciPy loads an OpenBLAS of its own (32-bit integers, other names); NumPy's is the one
     # under numpy's site-packages or, in a single-library install, the only one.
     for path in _loaded_openblas():
