@@ -285,7 +285,15 @@ def test_a_child_forked_while_a_call_spreads_gets_its_blas_threads_back(spread):
             names = set()
             threads.for_runs(lambda lo, hi: names.add(threading.current_thread().name), 2)
             os._exit(0 if spread.n == 2 and len(names) == 2 else 1)
-        status.append(os.waitpid(pid, 0)[1])
+        for _ in range(1000):   # at most 10 s: a hung child fails the test, not the run
+            done, code = os.waitpid(pid, os.WNOHANG)
+            if done:
+                status.append(code)
+                break
+            threading.Event().wait(0.01)
+        else:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
         forked.set()
 
     forker = threading.Thread(target=fork)
