@@ -312,3 +312,18 @@ def test_no_blas_control_when_numpy_is_built_on_another_blas(monkeypatch):
     monkeypatch.setattr(np, "show_config", lambda mode=None: {
         "Build Dependencies": {"blas": {"name": "mkl-sdl"}}})
     assert threads._find_blas_control() is None
+
+
+@pytest.mark.parametrize("blas", [1, 2])
+def test_nested_calls_never_wait_for_the_lock_their_caller_holds(monkeypatch, blas):
+    # one BLAS thread configured (the runs stay on the caller) or two (spread)
+    fake = FakeBlas(blas)
+    monkeypatch.setattr(threads, "_control", (fake.get, fake.set))
+    monkeypatch.setattr(threads, "MIN_PARALLEL_FLOPS", 0)
+    out = []
+    caller = threading.Thread(target=lambda: out.append(threads.for_runs(
+        lambda lo, hi: threads.for_runs(lambda a, b: (a, b), 3), 2)), daemon=True)
+    caller.start()
+    caller.join(5)
+    assert not caller.is_alive(), "a nested for_runs waited for ever"
+    assert out == [[[(0, 3)]] if blas == 1 else [[(0, 3)], [(0, 3)]]]
