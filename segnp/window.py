@@ -56,7 +56,6 @@ def conv_geometry(fn, H, W, ksize, stride, padding, dilation):
     return (KH, KW), (SH, SW), (PH, PW), (DH, DW), (OH, OW)
 
 
-
 def conv_backward_geometry(fn, x, W, gy, stride, padding, dilation):
     """:func:`conv_geometry` of a convolution of x (N, C, H, W) with W (F, C, KH, KW),
     after checking that its output gradient gy is (N, F, OH, OW)."""
@@ -67,6 +66,7 @@ def conv_backward_geometry(fn, x, W, gy, stride, padding, dilation):
         raise ValueError(f"{fn}: gy must have shape (N, F, OH, OW) = {want}; got "
                          f"{tuple(gy.shape)}")
     return k, s, p, d, o
+
 
 def segaware_geometry(fn, H, W, ksize, stride=1, padding=None, dilation=1):
     """Like :func:`conv_geometry` for the segmentation-aware ops: ``ksize`` is one odd

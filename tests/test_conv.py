@@ -22,6 +22,8 @@ CASES = [
     ((1, 3, 5, 5), 2, 1, 1, 0, 1),
     ((2, 1, 11, 6), 2, 5, 3, 2, 1),
     ((1, 2, 3, 3), 2, 3, 5, 2, 1),
+    # the one row of windows lies wholly in the top padding (PH > (OH-1)*SH + DH*(KH-1))
+    ((1, 2, 10, 6), 2, (1, 3), (20, 1), (3, 1), 1),
 ]
 
 
@@ -120,14 +122,16 @@ def _analytic_grads(x, W, b, gy, **kw):
     return gx, gW, gy.sum(axis=(0, 2, 3))
 
 
-def test_backward_matches_hand_written_adjoint_and_only_needed_grads():
+# stride 2: gx by col2im; stride 1 with F <= 1.5 C: gx by the transposed convolution
+@pytest.mark.parametrize("stride,gy_shape", [(2, (2, 4, 4, 3)), (1, (2, 4, 7, 6))])
+def test_backward_matches_hand_written_adjoint_and_only_needed_grads(stride, gy_shape):
     x, W, b = _inputs((2, 3, 7, 6), 4, 3, seed=4)
-    gy = np.random.default_rng(5).standard_normal((2, 4, 4, 3))
-    ref = _analytic_grads(x, W, b, gy, stride=2, padding=1)
+    gy = np.random.default_rng(5).standard_normal(gy_shape)
+    ref = _analytic_grads(x, W, b, gy, stride=stride, padding=1)
     for need in [(True, True, True), (True, False, False), (False, True, False),
                  (False, False, True)]:
         ts = [segnp.Tensor(a, requires_grad=r) for a, r in zip((x, W, b), need)]
-        F.conv2d(*ts, stride=2, padding=1).backward(gy)
+        F.conv2d(*ts, stride=stride, padding=1).backward(gy)
         for t, r, g in zip(ts, need, ref):
             if r:
                 np.testing.assert_allclose(t.grad, g, rtol=1e-10, atol=1e-12)

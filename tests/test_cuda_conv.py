@@ -4,7 +4,8 @@ present), against the NumPy backend and against loops written from the definitio
     cols[n, c, i, j, oh, ow] = x[n, c, oh*SH - PH + i*DH, ow*SW - PW + j*DW]  (0 outside)
 
 with col2im its adjoint.  Launch shapes vary (threads per block, a capped grid that
-forces the grid-stride loop to wrap), and inputs are non-contiguous views.
+forces the grid-stride loop to wrap), and inputs are non-contiguous views.  The CUDA
+tier's conv2d and conv2d_backward (im2col, col2im and a product) match NumPy's.
 """
 import numpy as np
 import pytest
@@ -28,6 +29,7 @@ CASES = [
     ((1, 3, 5, 5), 1, 1, 0, 1),
     ((1, 2, 3, 3), 3, 5, 2, 1),
     ((1, 1, 5, 7), 2, (1, 3), 4, (3, 1)),
+    ((1, 2, 10, 6), (1, 3), (20, 1), (3, 1), 1),   # every window row in the padding
 ]
 # (threads per block, most blocks): 7 and 3 blocks make each thread visit many items.
 LAUNCH = [(256, 65535), (32, 3), (7, 2), (1024, 1)]
@@ -74,6 +76,34 @@ def test_col2im_matches_numpy_and_is_the_adjoint(emu, dtype, shape, k, s, p, d):
     lhs = np.vdot(naive_im2col(x, k, s, p, d), g.astype(np.float64))
     np.testing.assert_allclose(lhs, np.vdot(x, gx.astype(np.float64)),
                                rtol=1e-5 if dtype == np.float32 else 1e-12)
+
+
+# (x shape, F, ksize, stride, padding, dilation): NumPy's gx by the transposed convolution
+# with gW from the same blocks; by col2im at F > 1.5 C; and at stride (2, 1)
+CONV_CASES = [
+    ((2, 4, 7, 6), 5, 3, 1, 1, 1),
+    ((1, 2, 8, 7), 4, 3, 1, 2, 2),
+    ((2, 3, 7, 9), 2, (2, 3), (2, 1), (1, 0), (1, 2)),
+]
+
+
+@pytest.mark.parametrize("shape,Fn,k,s,p,d", CONV_CASES)
+def test_conv2d_and_its_backward_match_numpy(spread, shape, Fn, k, s, p, d):
+    # the NumPy kernels in row blocks spread over two threads; the CUDA tier's composition
+    emu = EmulatorBackend(threads=64)
+    rng = np.random.default_rng(4)
+    KH, KW = (k, k) if isinstance(k, int) else k
+    x = rng.standard_normal(shape)
+    W = rng.standard_normal((Fn, shape[1], KH, KW))
+    y = emu.conv2d(_strided(x), W, s, p, d)
+    np.testing.assert_allclose(y, NP.conv2d(x, W, s, p, d), rtol=1e-12, atol=1e-12)
+    gy = rng.standard_normal(y.shape)
+    for need in ((True, True), (True, False), (False, True)):
+        got = emu.conv2d_backward(x, W, gy, s, p, d, *need)
+        for a, b in zip(got, NP.conv2d_backward(x, W, gy, s, p, d, *need)):
+            assert (a is None) == (b is None)
+            if a is not None:
+                np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
 
 
 def test_col2im_is_deterministic():

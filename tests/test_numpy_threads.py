@@ -2,12 +2,14 @@
 
 - ``for_runs``: runs cover range(n) in order, results in run order, BLAS set to one
   thread while runs are spread and restored after, an exception raised after all runs
-  end, small work and nested calls kept serial;
+  end, small work and nested calls kept serial, a call from a second thread waiting its
+  turn, a child forked meanwhile getting its BLAS threads back, no control of an OpenBLAS
+  that is not NumPy's BLAS;
 - ``conv2d`` / ``conv2d_backward`` against the naive loop and hand-written adjoint of
   ``test_fast_paths.py``, with blocks of a few rows (partial last blocks), spread over
   threads or serial: the same bits either way; with whole images in a block, the same
   bits as one im2col of the whole batch followed by one batched product (what the kernel
-  replaced);
+  replaced); non-contiguous x, W and gy give the bits of their contiguous copies;
 - im2dist and its backward, images spread over threads: the same bits as serial (the
   masked convolution's chunks and max pooling's images are tested in their own files).
 """
@@ -190,6 +192,25 @@ def test_same_bits_spread_or_serial_and_as_one_batched_product(monkeypatch, shap
                           .reshape(W.shape))
 
 
+@pytest.mark.parametrize("p", [0, (1, 2)])
+def test_kernels_read_non_contiguous_views_as_their_copies(spread, monkeypatch, p):
+    # With no padding the windows are a strided view of x itself, so x's own strides
+    # (every other column, rows reversed) must carry through; W and gy are transposes.
+    monkeypatch.setattr(npconv, "BLOCK_BYTES", 1)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((3, 2, 7, 12))[:, :, ::-1, ::2]
+    W = rng.standard_normal((2, 4, 3, 3)).transpose(1, 0, 3, 2)
+    y = npconv.conv2d(x, W, 1, p)
+    gy = rng.standard_normal(y.shape[:2] + y.shape[:1:-1]).transpose(0, 1, 3, 2)
+    xc, Wc, gyc = (np.ascontiguousarray(a) for a in (x, W, gy))
+    assert np.array_equal(y, npconv.conv2d(xc, Wc, 1, p))
+    for got, want in zip(npconv.conv2d_backward(x, W, gy, 1, p),
+                         npconv.conv2d_backward(xc, Wc, gyc, 1, p)):
+        assert np.array_equal(got, want)
+    np.testing.assert_allclose(y, naive_conv2d(xc, Wc, None, 1, p, 1), rtol=1e-10,
+                               atol=1e-12)
+
+
 def test_kernel_rejects_bad_shapes():
     x, W, _ = _inputs((2, 3, 6, 6), 4, 3)
     with pytest.raises(ValueError, match=r"conv2d: x has 2 channels but W expects 3"):
@@ -215,3 +236,94 @@ def test_im2dist_spread_over_images_gives_the_same_bits(monkeypatch, norm, ks, s
     assert np.array_equal(spread, serial)
     assert np.array_equal(ns.im2dist_backward(e, spread, gd, ks, s, p, d, norm), serial_ge)
     assert fake.calls == [1, 2, 1, 2]
+
+
+def test_a_call_from_another_thread_waits_and_runs_blas_single_threaded(spread):
+    # Thread B calls while thread A's call is spreading.  B's pieces must not see BLAS
+    # go back to several threads halfway (A restoring it), or B's products would round
+    # as a multi-threaded BLAS does: B waits its turn and spreads in its own.
+    b_started, a_done = threading.Event(), threading.Event()
+    seen = []
+
+    def a_piece(lo, hi):
+        if lo == 0:
+            b_started.wait(0.2)
+
+    def b_piece(lo, hi):
+        b_started.set()
+        seen.append(spread.n)
+        a_done.wait(5)
+        seen.append(spread.n)
+
+    b = threading.Thread(target=lambda: threads.for_runs(b_piece, 2))
+    a_entered = threading.Event()
+    a = threading.Thread(target=lambda: (threads.for_runs(
+        lambda lo, hi: (a_entered.set(), a_piece(lo, hi)), 2), a_done.set()))
+    a.start()
+    a_entered.wait(5)
+    b.start()
+    a.join(5)
+    b.join(5)
+    assert not a.is_alive() and not b.is_alive()
+    assert seen and set(seen) == {1}       # B's pieces ran with BLAS single-threaded
+    assert spread.n == 2                   # and it was restored after both calls
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")   # fork with threads (3.12+)
+def test_a_child_forked_while_a_call_spreads_gets_its_blas_threads_back(spread):
+    # Another thread forks while this one's pieces run with BLAS set to one thread: the
+    # child has no one to restore it, and would run every later kernel serially.
+    import os
+    inside, forked = threading.Event(), threading.Event()
+    status = []
+
+    def fork():
+        inside.wait(5)
+        pid = os.fork()
+        if pid == 0:
+            names = set()
+            threads.for_runs(lambda lo, hi: names.add(threading.current_thread().name), 2)
+            os._exit(0 if spread.n == 2 and len(names) == 2 else 1)
+        for _ in range(1000):   # at most 10 s: a hung child fails the test, not the run
+            done, code = os.waitpid(pid, os.WNOHANG)
+            if done:
+                status.append(code)
+                break
+            threading.Event().wait(0.01)
+        else:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+        forked.set()
+
+    forker = threading.Thread(target=fork)
+    forker.start()
+    threads.for_runs(lambda lo, hi: (inside.set(), forked.wait(10)), 2)
+    forker.join(10)
+    assert status == [0]
+    assert spread.n == 2
+
+
+def test_no_blas_control_when_numpy_is_built_on_another_blas(monkeypatch):
+    # NumPy on MKL (say) with SciPy's OpenBLAS loaded: setting SciPy's threads would
+    # leave NumPy's products multi-threaded inside every piece.
+    if not threads._loaded_openblas():
+        pytest.skip("no OpenBLAS found in /proc/self/maps here")
+    monkeypatch.setattr(np, "show_config", lambda mode=None: {
+        "Build Dependencies": {"blas": {"name": "mkl-sdl"}}})
+    assert threads._find_blas_control() is None
+
+
+@pytest.mark.parametrize("blas", [1, 2])
+def test_nested_calls_never_wait_for_the_lock_their_caller_holds(monkeypatch, blas):
+    # one BLAS thread configured (the runs stay on the caller) or two (spread)
+    fake = FakeBlas(blas)
+    monkeypatch.setattr(threads, "_control", (fake.get, fake.set))
+    monkeypatch.setattr(threads, "MIN_PARALLEL_FLOPS", 0)
+    out = []
+    caller = threading.Thread(target=lambda: out.append(threads.for_runs(
+        lambda lo, hi: threads.for_runs(lambda a, b: (a, b), 3), 2)), daemon=True)
+    caller.start()
+    caller.join(5)
+    assert not caller.is_alive(), "a nested for_runs waited for ever"
+    assert out == [[[(0, 3)]] if blas == 1 else [[(0, 3)], [(0, 3)]]]

@@ -44,8 +44,11 @@ class Conv2d(Function):
         need_x, need_W, need_b = self.needs_input_grad
         gx = gW = gb = None
         if need_x or need_W:
-            # Without gW the kernel reads only x's shape: an unwritten stand-in will do.
-            x = self.x if self.x is not None else self.xp.empty(self.x_shape, self.W.dtype)
+            # Without gW the kernel reads only x's shape: a stand-in of no memory will do
+            # (on a GPU an empty array of x's size would be allocated for nothing).
+            x = self.x
+            if x is None:
+                x = self.xp.broadcast_to(self.xp.zeros((), self.W.dtype), self.x_shape)
             gx, gW = self.backend.conv2d_backward(x, self.W, gy, self.stride, self.padding,
                                                   self.dilation, need_x, need_W)
         if need_b:

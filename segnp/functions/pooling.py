@@ -129,7 +129,8 @@ class MaxPool2d(_Pool2d):
         """y and idx (n, C, OH, OW) of images x (n, C, H, W)."""
         xp = self.xp
         shape = x.shape[:2]
-        phases = [xp.full(shape + ph[2:], -np.inf, dtype=x.dtype) for ph, _, _ in self._phases()]
+        phases = [xp.full(shape + ph[2:], -np.inf, dtype=x.dtype)
+                  for ph, _, _ in self._phases()]
         for phase, (_, inner, outer) in zip(phases, self._phases()):
             phase[inner] = x[outer]
         taps = self._phase_taps(phases)

@@ -14,7 +14,8 @@ the blocks spread over the cores (``threads.py``).  Each output element is the s
 of the same C*K products as with one im2col of the batch; only BLAS's order of adding
 them may differ for a block of rows (where a whole image fits in one block, as on the
 networks here, the products are the very same calls).  The number of threads never
-changes a bit.  Nothing the size of the unfolded batch is allocated or kept.
+changes a bit, since every block runs with BLAS single-threaded (inside
+``threads.serial()`` BLAS threads as configured and may round differently).  Nothing the size of the unfolded batch is allocated or kept.
 """
 import numpy as np
 
@@ -89,7 +90,8 @@ def _canvas(x, k, s, p, d, o):
     EW = (o[1] - 1) * s[1] + (k[1] - 1) * d[1] + 1
     if p == (0, 0):
         return x  # EH <= H and EW <= W: the windows read x itself
-    h, w = min(H, EH - p[0]), min(W, EW - p[1])
+    # max(0, ...): with OH = 1 the one window may end above PH, wholly in the padding
+    h, w = max(0, min(H, EH - p[0])), max(0, min(W, EW - p[1]))
     canvas = np.zeros((N, C, EH, EW), dtype=x.dtype)
     canvas[:, :, p[0]:p[0] + h, p[1]:p[1] + w] = x[:, :, :h, :w]
     return canvas

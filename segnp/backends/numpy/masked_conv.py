@@ -325,7 +325,7 @@ class _Flat:
         if need_x:
             # Each chunk wrote its own columns; what its taps sent past its end is added
             # now, chunk by chunk: the same sums in the same order on any number of threads.
-            for (j0, j1), (_, tail) in zip(chunks, parts):
+            for (_, j1), (_, tail) in zip(chunks, parts):
                 gxc[:, j1:j1 + spill] += tail
             inner = self._grid(gxc)[:, :, win.PH:win.PH + win.H, win.PW:win.PW + win.W]
             gx = np.empty(self.x.shape, dtype=xc.dtype)
@@ -364,8 +364,7 @@ class _Flat:
         np.matmul(W2.T, gu, out=c)  # the columns' gradient, before the mask
         if gxc is not None:
             spill = self.offsets[-1]
-            tail = np.zeros((C, spill), dtype=c.dtype)
-            end = min(j1 + spill, gxc.shape[1])
+            tail = np.zeros((C, spill), dtype=c.dtype)  # columns j1 .. j1 + spill - 1
         for k, off in enumerate(self.offsets):
             ga, xk = c[k * C:(k + 1) * C], xc[:, j0 + off:j1 + off]
             if gmc is not None:
@@ -376,6 +375,4 @@ class _Flat:
                 own = max(0, j1 - j0 - off)
                 gxc[:, j0 + off:j1] += ga[:, :own]
                 tail[:, max(0, off - (j1 - j0)):off] += ga[:, own:]
-        if tail is not None:
-            tail = tail[:, :end - j1]
         return gWt, tail

@@ -134,6 +134,7 @@ def im2dist(e, ksize, stride=1, padding=None, dilation=1, norm="l1", *, window=N
 
 
 def _im2dist_images(e, d, win, norm):
+    """d (n, K, OH, OW), zeroed by the caller, filled in for the images e (n, D, H, W)."""
     K = win.K
     mirrored = _mirrored(win)
     for kk, rect, tap, centre in _taps(win):
@@ -181,6 +182,7 @@ def im2dist_backward(e, d, gd, ksize, stride=1, padding=None, dilation=1, norm="
 
 
 def _im2dist_backward_images(e, d, gd, ge, win, norm):
+    """ge (n, D, H, W), zeroed by the caller, += the gradient through d of the images e."""
     K = win.K
     mirrored = _mirrored(win)
     for kk, rect, tap, centre in _taps(win):

@@ -12,15 +12,20 @@ thread, on as many threads as NumPy's BLAS is set to use (``OPENBLAS_NUM_THREADS
 the cores), and sets that BLAS to one thread while they run.  Small work runs on the
 calling thread, also with BLAS single-threaded: after a multi-threaded call OpenBLAS's
 workers spin for about 0.1 s waiting for more, and would take a core from the next
-kernel's threads.  The results never depend on the number of threads: a piece makes the
-same calls on any thread, each piece writes its own part of the output, and a kernel
-that sums over pieces adds their partial results in piece order afterwards.
+kernel's threads.  The results do not depend on the number of threads (1 included,
+``OPENBLAS_NUM_THREADS=1``): a piece makes the same calls on any thread, always with BLAS
+single-threaded, each piece writes its own part of the output, and a kernel that sums
+over pieces adds their partial results in piece order afterwards.  Inside
+:func:`serial`, or where the BLAS cannot be controlled, BLAS threads as configured, and
+a multi-threaded BLAS may round some products differently (measured: float32 gW of
+``conv2d_backward``, float64 ``masked_conv``, N=4, C=F=32, 48x48).
 
 The BLAS thread count is set through OpenBLAS's ``openblas_set_num_threads``, found in the
 library NumPy has loaded.  Where that is not possible (another BLAS, a platform without
 ``/proc/self/maps``) or one thread is configured, the runs go one after another on the
-calling thread and BLAS threads as it always does.  Only one call spreads at a time: a
-second thread calling in meanwhile runs its pieces serially, unchanged in result.
+calling thread and BLAS threads as it always does.  Only one call spreads at a time (the
+BLAS setting is the process's): a call from a second thread waits for the first to end,
+and a kernel called inside a piece runs serially on that piece's thread.
 """
 import contextlib
 import ctypes
@@ -52,8 +57,20 @@ def _loaded_openblas():
                   key=lambda p: ("numpy" not in os.path.dirname(p), p))
 
 
+def _numpy_blas_name():
+    """The BLAS NumPy was built against, as its build configuration names it ('' where
+    NumPy is too old to say)."""
+    try:
+        return str(np.show_config(mode="dicts")["Build Dependencies"]["blas"]["name"])
+    except (TypeError, KeyError, ValueError, AttributeError, ImportError):
+        return ""
+
+
 def _find_blas_control():
     """(get, set) of NumPy's OpenBLAS thread count, or None."""
+    name = _numpy_blas_name().lower()
+    if name and "openblas" not in name:
+        return None  # an OpenBLAS found in the process is SciPy's, not NumPy's BLAS
     # SciPy loads an OpenBLAS of its own (32-bit integers, other names); NumPy's is the one
     # under numpy's site-packages or, in a single-library install, the only one.
     for path in _loaded_openblas():
@@ -71,10 +88,13 @@ def _find_blas_control():
 
 
 _control = _find_blas_control()
-_lock = threading.Lock()
+_lock = threading.Lock()      # held by the one call that has set BLAS to one thread
+_restore_to = None            # the BLAS thread count that call restores
+_serial_lock = threading.Lock()
 _serial = 0  # how many serial() blocks are open
 _pool = None
 _pool_size = 0
+_local = threading.local()    # .inside: this thread is running a piece of a call
 
 
 def blas_threads():
@@ -98,9 +118,13 @@ def _executor(workers):
 
 
 def _forget_pool_after_fork():
-    # A forked child has the pool object but none of its threads.
-    global _pool, _pool_size, _lock
-    _pool, _pool_size, _lock = None, 0, threading.Lock()
+    # A forked child has the pool object but none of its threads, and, if another thread
+    # was spreading a call, BLAS at one thread with no one left to restore it.
+    global _pool, _pool_size, _lock, _serial_lock, _restore_to
+    _pool, _pool_size, _lock, _serial_lock = None, 0, threading.Lock(), threading.Lock()
+    if _restore_to is not None and _control is not None:
+        _control[1](_restore_to)
+    _restore_to = None
 
 
 os.register_at_fork(after_in_child=_forget_pool_after_fork)
@@ -130,46 +154,67 @@ def for_runs(fn, n, flops=None):
     ``MIN_PARALLEL_FLOPS``) or a single piece, on this one.  An exception in any run is
     raised after every run has ended.
     """
-    if _serial:
-        return [fn(0, n)] if n else []
-    before = blas_threads()
-    threads = min(n, before)
-    if flops is not None and flops < MIN_PARALLEL_FLOPS:
-        threads = 1
-    if before <= 1 or not n or not _lock.acquire(blocking=False):
-        return [fn(0, n)] if n else []
-    try:
+    if not n:
+        return []
+    if _serial or _control is None or getattr(_local, "inside", False):
+        # serial() and an uncontrolled BLAS leave BLAS as it is.  Inside a piece BLAS is
+        # single-threaded already and the lock is held: taking it would wait for ever.
+        return [fn(0, n)]
+    global _restore_to
+    with _lock:
+        before = blas_threads()
+        if before <= 1:
+            return [_piece(fn, 0, n)]
+        threads = min(n, before)
+        if flops is not None and flops < MIN_PARALLEL_FLOPS:
+            threads = 1
+        _restore_to = before
         _control[1](1)
-        if threads <= 1:
-            # Small work, on this thread.  BLAS stays single-threaded here too: a
-            # multi-threaded call would leave OpenBLAS's workers spinning for ~0.1 s
-            # afterwards, taking a core from the next call's threads (measured: the
-            # segmentation-aware SegNet step 82 -> 100 ms).
-            return [fn(0, n)]
-        runs = split(n, threads)
-        pool = _executor(threads - 1)
-        futures = [pool.submit(fn, lo, hi) for lo, hi in runs[1:]]
         try:
-            first = fn(*runs[0])
+            if threads <= 1:
+                # Small work, on this thread.  BLAS stays single-threaded here too: a
+                # multi-threaded call would leave OpenBLAS's workers spinning for ~0.1 s
+                # afterwards, taking a core from the next call's threads (measured: the
+                # segmentation-aware SegNet step 82 -> 100 ms).
+                return [_piece(fn, 0, n)]
+            runs = split(n, threads)
+            pool = _executor(threads - 1)
+            futures = []
+            try:
+                for lo, hi in runs[1:]:
+                    futures.append(pool.submit(_piece, fn, lo, hi))
+                first = _piece(fn, *runs[0])
+            finally:
+                wait(futures)
+            return [first] + [f.result() for f in futures]
         finally:
-            wait(futures)
-        return [first] + [f.result() for f in futures]
+            _control[1](before)
+            _restore_to = None
+
+
+def _piece(fn, lo, hi):
+    """fn(lo, hi), marked as a piece on this thread (see the nested case above)."""
+    _local.inside = True
+    try:
+        return fn(lo, hi)
     finally:
-        _control[1](before)
-        _lock.release()
+        _local.inside = False
 
 
 @contextlib.contextmanager
 def serial():
     """Within this block every kernel runs its pieces one after another on the calling
     thread, and BLAS threads as configured: the way before the pieces were spread (for
-    benchmarks that compare the two, or to leave the other cores to other work)."""
+    benchmarks that compare the two, or to leave the other cores to other work).  It
+    holds for the kernels of every thread while any thread is inside such a block."""
     global _serial
-    _serial += 1
+    with _serial_lock:  # += is no atomic step: two threads could lose a count
+        _serial += 1
     try:
         yield
     finally:
-        _serial -= 1
+        with _serial_lock:
+            _serial -= 1
 
 
 def sum_in_order(parts, empty):
