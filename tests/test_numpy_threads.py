@@ -211,6 +211,14 @@ def test_kernels_read_non_contiguous_views_as_their_copies(spread, monkeypatch, 
                                atol=1e-12)
 
 
+def test_kernel_rejects_integer_arrays():
+    x, W, _ = _inputs((2, 3, 6, 6), 4, 3)
+    with pytest.raises(TypeError, match=r"conv2d: x must be a floating-point array"):
+        npconv.conv2d(x.astype(np.int64), W)
+    with pytest.raises(TypeError, match=r"conv2d_backward: gy must be a floating-point array"):
+        npconv.conv2d_backward(x, W, np.zeros((2, 4, 4, 4), dtype=np.int32))
+
+
 def test_kernel_rejects_bad_shapes():
     x, W, _ = _inputs((2, 3, 6, 6), 4, 3)
     with pytest.raises(ValueError, match=r"conv2d: x has 2 channels but W expects 3"):

@@ -20,7 +20,7 @@ changes a bit, since every block runs with BLAS single-threaded (inside
 import numpy as np
 
 from ...window import conv_backward_geometry, conv_geometry
-from ..._validate import check_conv_shapes, check_ndim
+from ..._validate import check_conv_shapes, check_float, check_ndim
 from .threads import for_runs, sum_in_order
 
 __all__ = ["im2col", "col2im", "conv2d", "conv2d_backward"]
@@ -176,6 +176,8 @@ def conv2d(x, W, stride=1, padding=0, dilation=1):
     or (h, w) pairs, as for :func:`im2col`.
     """
     check_conv_shapes("conv2d", x, W)
+    check_float("conv2d", "x", x)
+    check_float("conv2d", "W", W)
     N, C, H, Wd = x.shape
     F, _, KH, KW = W.shape
     k, s, p, d, o = conv_geometry("conv2d", H, Wd, (KH, KW), stride, padding, dilation)
@@ -200,6 +202,8 @@ def conv2d_backward(x, W, gy, stride=1, padding=0, dilation=1, need_x=True,
       the products are added in block (image) order.
     """
     check_conv_shapes("conv2d_backward", x, W)
+    for name, a in (("x", x), ("W", W), ("gy", gy)):
+        check_float("conv2d_backward", name, a)
     N, C, H, Wd = x.shape
     F, _, KH, KW = W.shape
     k, s, p, d, o = conv_backward_geometry("conv2d_backward", x, W, gy, stride, padding,
