@@ -142,7 +142,7 @@ def main():
           f"{MODEL['fc_width']}, fc6 dilation {MODEL['fc6_dilation']}, Adam, float32; numpy "
           f"{np.__version__}, {os.cpu_count()} cpus; min over {args.repeat} x {args.steps} steps; "
           f"freed memory kept (segnp.allocator): {kept}")
-    print(f"kernels' pieces spread over {threads.max_threads()} threads (NumPy's BLAS "
+    print(f"kernels' pieces spread over {threads.blas_threads()} threads (NumPy's BLAS "
           f"thread count; OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')})")
     modes = (("", contextlib.nullcontext),)
     if args.serial:

@@ -6,6 +6,11 @@ import numpy as np
 from ..window import tap_valid
 
 
+# A pass over one array element costs about as long as this many multiply-adds in BLAS:
+# how memory-bound work states its ``flops`` to ``Backend.for_runs``.
+ELEMENT_FLOPS = 20
+
+
 class Backend:
     """Holds the array module ``xp`` and the array-level kernels.
 
@@ -58,8 +63,7 @@ class Backend:
         return self.constant(key, lambda: tap_valid(H, W, ksize, stride, padding, dilation,
                                                     include_center, dtype))
 
-    # what one pass over an array element weighs in ``for_runs``'s ``flops``
-    ELEMENT_FLOPS = 20
+    ELEMENT_FLOPS = ELEMENT_FLOPS
 
     def for_runs(self, fn, n, flops=None):
         """Call ``fn(lo, hi)`` on runs covering range(n) (a batch's images) and return

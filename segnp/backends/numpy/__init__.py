@@ -22,7 +22,6 @@ class NumpyBackend(Backend):
     name = "numpy"
     xp = np
     for_runs = staticmethod(threads.for_runs)
-    ELEMENT_FLOPS = threads.ELEMENT_FLOPS
     im2col = staticmethod(conv.im2col)
     col2im = staticmethod(conv.col2im)
     conv2d = staticmethod(conv.conv2d)

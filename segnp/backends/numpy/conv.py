@@ -21,7 +21,7 @@ import numpy as np
 
 from ...window import conv_backward_geometry, conv_geometry
 from ..._validate import check_conv_shapes, check_float, check_ndim
-from .threads import for_runs, sum_in_order
+from .threads import for_pieces, for_runs, sum_in_order
 
 __all__ = ["im2col", "col2im", "conv2d", "conv2d_backward"]
 
@@ -165,7 +165,7 @@ def _unfolded_product(canvas, Wm, k, s, d, o, y, also=None):
         return done
 
     work = 2 * y.size * CK * (1 if also is None else 2)
-    return [part for done in for_runs(run, len(blocks), flops=work) for part in done]
+    return for_pieces(run, len(blocks), flops=work)
 
 
 def conv2d(x, W, stride=1, padding=0, dilation=1):
@@ -278,8 +278,7 @@ def _grad_W(x, g, k, s, p, d, o):
         return [_window_rows(canvas, n, 0, o[0], k, s, d, o[1], buf) @ g[n].T
                 for n in range(lo, hi)]
 
-    parts = [part for run_parts in for_runs(run, N, flops=2 * N * CK * P * g.shape[1])
-             for part in run_parts]
+    parts = for_pieces(run, N, flops=2 * N * CK * P * g.shape[1])
     return sum_in_order(parts, lambda: np.zeros((CK, g.shape[1]), dtype=g.dtype))
 
 

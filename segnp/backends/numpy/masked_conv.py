@@ -18,7 +18,8 @@ from scipy.linalg import blas as _blas
 from ...window import segaware_window
 from ..._validate import check_ndim, check_same_dtype
 from .segaware import _check_mask, _mask_sum, _shifted, _taps
-from .threads import ELEMENT_FLOPS, for_runs, sum_in_order
+from ..base import ELEMENT_FLOPS
+from .threads import for_pieces, for_runs, sum_in_order
 
 __all__ = ["masked_conv", "masked_conv_backward"]
 
@@ -319,8 +320,7 @@ class _Flat:
             return [self._backward_chunk(xc, mc, W2, guc, gxc, gmc, j0, j1, cols, need_W)
                     for j0, j1 in chunks[lo:hi]]
 
-        parts = [part for run_parts in for_runs(run, len(chunks), flops=2 * self._flops())
-                 for part in run_parts]
+        parts = for_pieces(run, len(chunks), flops=2 * self._flops())
         gx = gm = gW = None
         if need_x:
             # Each chunk wrote its own columns; what its taps sent past its end is added

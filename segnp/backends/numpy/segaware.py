@@ -19,7 +19,8 @@ import numpy as np
 
 from ...window import NORM_EPS, segaware_window
 from ..._validate import check_ndim, check_norm, check_same_dtype
-from .threads import ELEMENT_FLOPS, for_runs
+from ..base import ELEMENT_FLOPS
+from .threads import for_runs
 
 __all__ = ["im2dist", "im2dist_backward", "bilateral", "bilateral_backward"]
 

@@ -35,7 +35,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 
 import numpy as np
 
-__all__ = ["for_runs", "sum_in_order", "serial", "max_threads", "blas_threads"]
+__all__ = ["for_runs", "for_pieces", "sum_in_order", "serial", "blas_threads"]
 
 # How the OpenBLAS builds name the two calls: the scipy-openblas64 wheels NumPy ships
 # (prefix and 64-bit-integer suffix), other ILP64 builds, and plain builds.
@@ -102,11 +102,6 @@ def blas_threads():
     return max(1, int(_control[0]())) if _control is not None else 1
 
 
-def max_threads():
-    """How many threads :func:`for_runs` would use: NumPy's BLAS thread count."""
-    return blas_threads()
-
-
 def _executor(workers):
     global _pool, _pool_size
     if _pool is None or _pool_size < workers:
@@ -140,9 +135,6 @@ def split(n, parts):
 # Below this many multiply-adds a call runs serially: handing a run to another thread
 # costs tens of microseconds, the work of about this much arithmetic on one core.
 MIN_PARALLEL_FLOPS = 4_000_000
-# A pass over one array element costs about as long as this many multiply-adds in BLAS:
-# how memory-bound work states its ``flops``.
-ELEMENT_FLOPS = 20
 
 
 def for_runs(fn, n, flops=None):
@@ -190,6 +182,12 @@ def for_runs(fn, n, flops=None):
         finally:
             _control[1](before)
             _restore_to = None
+
+
+def for_pieces(fn, n, flops=None):
+    """:func:`for_runs` for an ``fn(lo, hi)`` that returns a list with one result per
+    piece: the pieces' results, in piece order."""
+    return [part for run in for_runs(fn, n, flops) for part in run]
 
 
 def _piece(fn, lo, hi):
