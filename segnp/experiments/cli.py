@@ -229,7 +229,7 @@ def prepare_run(args):
             if diff:
                 raise RunError(f"--resume: the options differ from those of the run in "
                                f"{out!r}: " + "; ".join(diff) + " (use the run's options, "
-                               f"or --overwrite to start over)")
+                               "or --overwrite to start over)")
         if done is not None and done >= args.epochs:
             log.warning(f"--resume: the run in {out!r} has done {done} epochs; --epochs "
                         f"{args.epochs} asks for no more (give a larger --epochs to extend "
