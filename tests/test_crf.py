@@ -59,9 +59,15 @@ def naive_crf(U, e, lam, w_b, w_s, sigma, compat, bk, bd, sk, sd, iterations, no
     logits = U
     for _ in range(iterations):
         Q = softmax(logits)
-        msg = w_b * naive_filter(Q, bil, bk, bd) + w_s * naive_filter(Q, gauss, sk, sd)
+        msg = (weighted(w_b, naive_filter(Q, bil, bk, bd))
+               + weighted(w_s, naive_filter(Q, gauss, sk, sd)))
         logits = U + np.einsum("lk,nkhw->nlhw", compat, msg)
     return logits
+
+
+def weighted(w, Y):
+    """A scalar filter weight times Y, or an (L, L) one applied at every pixel."""
+    return np.einsum("lk,nkhw->nlhw", w, Y) if np.ndim(w) == 2 else w * Y
 
 
 def inputs(rng, N=1, L=3, D=2, H=5, W=4):
@@ -248,6 +254,185 @@ def test_constraints_keep_lam_and_sigma_valid():
     assert np.all(np.isfinite(crf(U, e).numpy()))
 
 
+# ---- Caffe's (L, L) filter weights (docs/caffe.md) -------------------------------------
+def filter_matrices(rng, L):
+    """Two (L, L) filter weights far from diagonal, so that mixing labels shows."""
+    return (np.eye(L) + 0.4 * rng.normal(size=(L, L)),
+            0.6 * np.eye(L) + 0.4 * rng.normal(size=(L, L)))
+
+
+@pytest.mark.parametrize("iterations,norm", [(1, "l1"), (2, "l2sq"), (3, "l2")])
+def test_matrix_filter_weights_match_naive(iterations, norm):
+    rng = np.random.default_rng(20 + iterations)
+    U, e, compat = inputs(rng, 2, 3, 2, 6, 7)
+    W_b, W_s = filter_matrices(rng, 3)
+    got = F.segaware_crf(U, e, 0.8, W_b, W_s, 1.4, compat, 3, 2, 3, 1, iterations, norm,
+                         bilateral_sigma=1.7)
+    ref = naive_crf(U, e, 0.8, W_b, W_s, 1.4, compat, 3, 2, 3, 1, iterations, norm, 1.7)
+    np.testing.assert_allclose(got.numpy(), ref, rtol=1e-10, atol=1e-12)
+    # the off-diagonal entries matter (the check can fail)
+    diag = naive_crf(U, e, 0.8, np.diag(np.diag(W_b)), np.diag(np.diag(W_s)), 1.4, compat,
+                     3, 2, 3, 1, iterations, norm, 1.7)
+    assert np.abs(diag - ref).max() > 1e-3
+
+
+def test_diagonal_matrices_equal_scalar_weights():
+    rng = np.random.default_rng(23)
+    U, e, compat = inputs(rng, 2, 4, 3, 7, 6)
+    kw = dict(lam=0.6, spatial_sigma=1.3, compat=compat, bilateral_ksize=3,
+              bilateral_dilation=2, spatial_ksize=3, iterations=3)
+    scalar = F.segaware_crf(U, e, w_b=1.7, w_s=0.4, **kw).numpy()
+    matrix = F.segaware_crf(U, e, w_b=1.7 * np.eye(4), w_s=0.4 * np.eye(4), **kw).numpy()
+    np.testing.assert_allclose(matrix, scalar, rtol=1e-13, atol=1e-13)
+    mixed = F.segaware_crf(U, e, w_b=1.7, w_s=0.4 * np.eye(4), **kw).numpy()
+    np.testing.assert_allclose(mixed, scalar, rtol=1e-13, atol=1e-13)
+
+
+def test_gradcheck_matrix_filter_weights():
+    rng = np.random.default_rng(24)
+    U, e, compat = inputs(rng)
+    W_b, W_s = filter_matrices(rng, 3)
+
+    def crf(U, e, lam, W_b, W_s, sigma, compat, sigma_b):
+        return F.segaware_crf(U, e, lam, W_b, W_s, sigma, compat, bilateral_ksize=3,
+                              bilateral_dilation=2, spatial_ksize=3, iterations=2,
+                              norm="l2sq", bilateral_sigma=sigma_b)
+
+    grads = check_grad(crf, [U, e, 0.7, W_b, W_s, 1.3, compat, 1.9], atol=1e-7, rtol=1e-5)
+    assert all(np.any(g) for g in grads)
+    assert grads[3].shape == grads[4].shape == (3, 3)
+
+
+def test_module_matrix_filter_weights():
+    rng = np.random.default_rng(25)
+    U, e, _ = inputs(rng, 2, 3, 2, 6, 5)
+    crf = nn.SegAwareCRF(3, bilateral_ksize=3, bilateral_dilation=2, spatial_ksize=3,
+                         w_b_init=1.5, w_s_init=0.5, filter_weights="matrix").double()
+    assert [n for n, _ in crf.named_parameters()] == ["lam", "w_b", "w_s", "spatial_sigma",
+                                                      "compat"]
+    np.testing.assert_array_equal(crf.w_b.data, 1.5 * np.eye(3))
+    np.testing.assert_array_equal(crf.w_s.data, 0.5 * np.eye(3))
+    assert "filter_weights='matrix'" in repr(crf)
+    # at the start it is the scalar CRF
+    ref = naive_crf(U, e, 1.0, 1.5, 0.5, 1.0, np.eye(3), 3, 2, 3, 1, 2, "l1")
+    np.testing.assert_allclose(crf(Tensor(U), Tensor(e)).numpy(), ref, rtol=1e-10,
+                               atol=1e-12)
+    W_b, W_s = filter_matrices(rng, 3)
+    crf.w_b.data[...], crf.w_s.data[...] = W_b, W_s
+    ref = naive_crf(U, e, 1.0, W_b, W_s, 1.0, np.eye(3), 3, 2, 3, 1, 2, "l1")
+    out = crf(Tensor(U), Tensor(e))
+    np.testing.assert_allclose(out.numpy(), ref, rtol=1e-10, atol=1e-12)
+    (out * Tensor(rng.normal(size=out.shape))).sum().backward()
+    assert crf.w_b.grad.shape == crf.w_s.grad.shape == (3, 3)
+    assert np.all(np.isfinite(crf.w_b.grad)) and np.any(crf.w_s.grad)
+    scalar = nn.SegAwareCRF(3)
+    assert scalar.w_b.shape == () and "filter_weights" not in repr(scalar)
+    with pytest.raises(ValueError, match="SegAwareCRF: filter_weights must be 'scalar'"):
+        nn.SegAwareCRF(3, filter_weights="diagonal")
+
+
+# ---- the authors' Caffe CRF, written from its layers (docs/caffe.md) ------------------------
+def caffe_filter(Q, feat, ksize, dilation):
+    """Caffe's normalised filter with the centre and the taps outside the image removed:
+    weights softmax_j(-1/2 ||feat_i - feat_j||^2) over the valid taps j; a window
+    without a valid tap gives every one of its K taps the weight 1/K, and only its
+    centre holds data (the others are zero padding), so its output is Q_i / K."""
+    N, _, H, W = Q.shape
+    out = np.zeros_like(Q)
+    r = ksize // 2
+    for n, i, j in itertools.product(range(N), range(H), range(W)):
+        taps = [(i + (a - r) * dilation, j + (b - r) * dilation)
+                for a, b in itertools.product(range(ksize), range(ksize)) if (a, b) != (r, r)]
+        taps = [(ti, tj) for ti, tj in taps if 0 <= ti < H and 0 <= tj < W]
+        if not taps:
+            out[n, :, i, j] = Q[n, :, i, j] / ksize ** 2
+            continue
+        z = np.array([-0.5 * np.sum((feat[n, :, i, j] - feat[n, :, ti, tj]) ** 2)
+                      for ti, tj in taps])
+        w = np.exp(z - z.max())
+        w /= w.sum()
+        out[n, :, i, j] = sum(wk * Q[n, :, ti, tj] for wk, (ti, tj) in zip(w, taps))
+    return out
+
+
+def caffe_crf(U, e, scale_e, scale_xy, scale_xy2, K_b, K_s, M, bk, bd, sk, sd, iterations):
+    """The released NormConvMeanfield: bilateral features [scale_e e, scale_xy xy],
+    spatial features scale_xy2 xy, logits = U - M (K_s S(Q) + K_b B(Q))."""
+    N, _, H, W = U.shape
+    rows, cols = np.meshgrid(np.arange(H), np.arange(W), indexing="ij")
+    xy = np.broadcast_to(np.stack([cols, rows]).astype(float), (N, 2, H, W))
+    f_b = np.concatenate([scale_e * e, scale_xy * xy], axis=1)
+    logits = U
+    for _ in range(iterations):
+        Q = softmax(logits)
+        msg = (np.einsum("lk,nkhw->nlhw", K_s, caffe_filter(Q, scale_xy2 * xy, sk, sd))
+               + np.einsum("lk,nkhw->nlhw", K_b, caffe_filter(Q, f_b, bk, bd)))
+        logits = U - np.einsum("lk,nkhw->nlhw", M, msg)
+    return logits
+
+
+def caffe_settings(scale_e, scale_xy, scale_xy2, K_b, K_s, M):
+    """segnp's arguments for the Caffe CRF: exp(-1/2 a^2 ||d||^2) is 'l2sq' with
+    lam = a^2 / 2, a Gaussian of bandwidth 1 / a; logits = U + (-M) (...)."""
+    return dict(lam=0.5 * scale_e ** 2, w_b=K_b, w_s=K_s, spatial_sigma=1 / scale_xy2,
+                compat=-M, norm="l2sq", bilateral_sigma=1 / scale_xy)
+
+
+def test_matrix_option_reproduces_the_caffe_crf():
+    rng = np.random.default_rng(26)
+    U, e, _ = inputs(rng, 2, 3, 2, 7, 8)
+    e *= 0.4            # keep every window's weights far above NORM_EPS (see below)
+    K_b, K_s = filter_matrices(rng, 3)
+    M = -np.eye(3) + 0.3 * rng.normal(size=(3, 3))
+    scales = (1.5, 0.3, 0.5)
+    ref = caffe_crf(U, e, *scales, K_b, K_s, M, 3, 2, 5, 1, 2)
+    got = F.segaware_crf(U, e, bilateral_ksize=3, bilateral_dilation=2, spatial_ksize=5,
+                         spatial_dilation=1, iterations=2,
+                         **caffe_settings(*scales, K_b, K_s, M)).numpy()
+    # segnp divides by sum + NORM_EPS where Caffe divides by the sum: 1e-6 relative at most
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-5)
+    assert np.abs(got - ref).max() > 1e-12
+    # Caffe's defaults: K_b = K_s = I, M = -I, i.e. segnp's w_b = w_s = 1, compat = I
+    ref = caffe_crf(U, e, *scales, np.eye(3), np.eye(3), -np.eye(3), 3, 2, 5, 1, 2)
+    got = F.segaware_crf(U, e, bilateral_ksize=3, bilateral_dilation=2, spatial_ksize=5,
+                         iterations=2, **caffe_settings(*scales, 1.0, 1.0, -np.eye(3)))
+    np.testing.assert_allclose(got.numpy(), ref, rtol=0, atol=1e-5)
+
+
+def test_window_without_valid_tap_sends_no_message():
+    # A 3x3 bilateral window at dilation 9 on a 5x6 image: every tap but the centre lies
+    # outside.  segnp's normalised filter then gives 0 (nothing to average), so w_b has
+    # no effect; Caffe's gives Q_i / K (its removed taps all tie in its softmax).
+    rng = np.random.default_rng(27)
+    U, e, _ = inputs(rng, 1, 3, 2, 5, 6)
+    kw = dict(lam=0.5, w_s=0.8, spatial_sigma=1.2, bilateral_ksize=3, bilateral_dilation=9,
+              spatial_ksize=3, iterations=2, norm="l2sq")
+    a = F.segaware_crf(U, e, w_b=1.0, **kw).numpy()
+    b = F.segaware_crf(U, e, w_b=7.0, **kw).numpy()
+    np.testing.assert_array_equal(a, b)
+    ref = naive_crf(U, e, 0.5, 0.0, 0.8, 1.2, np.eye(3), 3, 9, 3, 1, 2, "l2sq")
+    np.testing.assert_allclose(a, ref, rtol=1e-10, atol=1e-12)
+    caffe = caffe_crf(U, e, 1.0, 0.05, 1 / 1.2, np.eye(3), 0.8 * np.eye(3), -np.eye(3),
+                      3, 9, 3, 1, 2)
+    assert np.abs(caffe - a).max() > 1e-2
+
+
+def test_far_neighbours_fade_where_caffe_keeps_the_nearest():
+    # Every neighbour far in embedding space: segnp's weights exp(-lam d) all underflow
+    # next to NORM_EPS and the bilateral message fades to 0; Caffe's softmax over taps
+    # still gives the nearest neighbour weight about 1.
+    rng = np.random.default_rng(28)
+    U, _, _ = inputs(rng, 1, 3, 2, 4, 5)
+    e = 10.0 * rng.normal(size=(1, 2, 4, 5))
+    kw = dict(w_s=0.0, bilateral_ksize=3, bilateral_dilation=1, spatial_ksize=3,
+              iterations=1, norm="l2sq")
+    faded = F.segaware_crf(U, e, lam=50.0, w_b=1.0, **kw).numpy()
+    np.testing.assert_allclose(faded, U, atol=1e-6)
+    caffe = caffe_crf(U, e, 10.0, 1e-3, 1.0, np.eye(3), 0 * np.eye(3), -np.eye(3),
+                      3, 1, 3, 1, 1)
+    assert np.abs(caffe - U).max() > 0.1
+
+
 # ---- bad input ---------------------------------------------------------------------------
 def test_bad_input():
     rng = np.random.default_rng(11)
@@ -265,6 +450,14 @@ def test_bad_input():
         F.segaware_crf(U, e, compat=np.eye(2))
     with pytest.raises(TypeError, match="segaware_crf: compat must have U's dtype float64"):
         F.segaware_crf(U, e, compat=np.eye(3, dtype=np.float32))
+    with pytest.raises(ValueError, match=r"segaware_crf: w_b must be \(L, L\) = \(3, 3\); "
+                                         r"got shape \(2, 2\)"):
+        F.segaware_crf(U, e, w_b=np.eye(2))
+    with pytest.raises(TypeError, match="segaware_crf: w_s must have U's dtype float64"):
+        F.segaware_crf(U, e, w_s=np.eye(3, dtype=np.float32))
+    with pytest.raises(ValueError, match=r"segaware_crf: w_s must be a float, a 0-d Tensor "
+                                         r"or an \(L, L\) = \(3, 3\) matrix; got shape \(3,\)"):
+        F.segaware_crf(U, e, w_s=Tensor(np.ones(3)))
     with pytest.raises(ValueError, match="segaware_crf: spatial_sigma .* must be > 0; got 0"):
         F.segaware_crf(U, e, spatial_sigma=0.0)
     with pytest.raises(ValueError, match="lam .* must be >= 0; got -1"):
