@@ -332,11 +332,12 @@ def test_module_matrix_filter_weights():
 
 
 # ---- the authors' Caffe CRF, written from its layers (docs/caffe.md) ------------------------
-def caffe_filter(Q, feat, ksize, dilation):
+def caffe_filter(Q, feat, ksize, dilation, eps=0.0):
     """Caffe's normalised filter with the centre and the taps outside the image removed:
     weights softmax_j(-1/2 ||feat_i - feat_j||^2) over the valid taps j; a window
     without a valid tap gives every one of its K taps the weight 1/K, and only its
-    centre holds data (the others are zero padding), so its output is Q_i / K."""
+    centre holds data (the others are zero padding), so its output is Q_i / K.
+    ``eps`` > 0 adds eps to the sum of the unshifted weights, as segnp does."""
     N, _, H, W = Q.shape
     out = np.zeros_like(Q)
     r = ksize // 2
@@ -350,12 +351,13 @@ def caffe_filter(Q, feat, ksize, dilation):
         z = np.array([-0.5 * np.sum((feat[n, :, i, j] - feat[n, :, ti, tj]) ** 2)
                       for ti, tj in taps])
         w = np.exp(z - z.max())
-        w /= w.sum()
+        w /= w.sum() + (eps * np.exp(-z.max()) if eps else 0.0)
         out[n, :, i, j] = sum(wk * Q[n, :, ti, tj] for wk, (ti, tj) in zip(w, taps))
     return out
 
 
-def caffe_crf(U, e, scale_e, scale_xy, scale_xy2, K_b, K_s, M, bk, bd, sk, sd, iterations):
+def caffe_crf(U, e, scale_e, scale_xy, scale_xy2, K_b, K_s, M, bk, bd, sk, sd, iterations,
+              eps=0.0):
     """The released NormConvMeanfield: bilateral features [scale_e e, scale_xy xy],
     spatial features scale_xy2 xy, logits = U - M (K_s S(Q) + K_b B(Q))."""
     N, _, H, W = U.shape
@@ -365,8 +367,8 @@ def caffe_crf(U, e, scale_e, scale_xy, scale_xy2, K_b, K_s, M, bk, bd, sk, sd, i
     logits = U
     for _ in range(iterations):
         Q = softmax(logits)
-        msg = (np.einsum("lk,nkhw->nlhw", K_s, caffe_filter(Q, scale_xy2 * xy, sk, sd))
-               + np.einsum("lk,nkhw->nlhw", K_b, caffe_filter(Q, f_b, bk, bd)))
+        msg = (np.einsum("lk,nkhw->nlhw", K_s, caffe_filter(Q, scale_xy2 * xy, sk, sd, eps))
+               + np.einsum("lk,nkhw->nlhw", K_b, caffe_filter(Q, f_b, bk, bd, eps)))
         logits = U - np.einsum("lk,nkhw->nlhw", M, msg)
     return logits
 
@@ -389,9 +391,12 @@ def test_matrix_option_reproduces_the_caffe_crf():
     got = F.segaware_crf(U, e, bilateral_ksize=3, bilateral_dilation=2, spatial_ksize=5,
                          spatial_dilation=1, iterations=2,
                          **caffe_settings(*scales, K_b, K_s, M)).numpy()
-    # segnp divides by sum + NORM_EPS where Caffe divides by the sum: 1e-6 relative at most
+    # segnp divides by sum + NORM_EPS where Caffe divides by the sum (3e-6 here) ...
     np.testing.assert_allclose(got, ref, rtol=0, atol=1e-5)
-    assert np.abs(got - ref).max() > 1e-12
+    assert np.abs(got - ref).max() > 1e-9
+    # ... and that is the only difference
+    ref = caffe_crf(U, e, *scales, K_b, K_s, M, 3, 2, 5, 1, 2, eps=NORM_EPS)
+    np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12)
     # Caffe's defaults: K_b = K_s = I, M = -I, i.e. segnp's w_b = w_s = 1, compat = I
     ref = caffe_crf(U, e, *scales, np.eye(3), np.eye(3), -np.eye(3), 3, 2, 5, 1, 2)
     got = F.segaware_crf(U, e, bilateral_ksize=3, bilateral_dilation=2, spatial_ksize=5,
