@@ -404,6 +404,28 @@ def test_matrix_option_reproduces_the_caffe_crf():
     np.testing.assert_allclose(got.numpy(), ref, rtol=0, atol=1e-5)
 
 
+def test_documented_setting_reproduces_the_released_crf_at_its_start():
+    # docs/caffe.md, "The setting that reproduces the released CRF": Caffe's initial
+    # values (scales 200, 0.05, 0.05; K_b = K_s = I; M = -I) and windows, on embeddings
+    # close enough (|de| ~ 0.003) that the bilateral weights stay far above NORM_EPS,
+    # and an image 18 rows high, so that every pixel has another 9 rows away (a
+    # window without a valid tap is the difference pinned in the next test).
+    rng = np.random.default_rng(29)
+    U, _, _ = inputs(rng, 1, 3, 2, 18, 7)
+    e = 0.002 * rng.normal(size=(1, 2, 18, 7))
+    crf = nn.SegAwareCRF(3, bilateral_ksize=13, bilateral_dilation=9, spatial_ksize=5,
+                         spatial_dilation=1, iterations=2, filter_weights="matrix",
+                         norm="l2sq", lam_init=0.5 * 200 ** 2, bilateral_sigma_init=1 / 0.05,
+                         spatial_sigma_init=1 / 0.05, w_b_init=1.0, w_s_init=1.0).double()
+    ref = caffe_crf(U, e, 200.0, 0.05, 0.05, np.eye(3), np.eye(3), -np.eye(3), 13, 9, 5, 1,
+                    2)
+    got = crf(Tensor(U), Tensor(e)).numpy()
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-5)
+    ref = caffe_crf(U, e, 200.0, 0.05, 0.05, np.eye(3), np.eye(3), -np.eye(3), 13, 9, 5, 1,
+                    2, eps=NORM_EPS)
+    np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12)
+
+
 def test_window_without_valid_tap_sends_no_message():
     # A 3x3 bilateral window at dilation 9 on a 5x6 image: every tap but the centre lies
     # outside.  segnp's normalised filter then gives 0 (nothing to average), so w_b has
