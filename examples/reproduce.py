@@ -39,7 +39,9 @@ except ImportError:  # a source checkout without `pip install .`
 
 import numpy as np  # noqa: E402
 
-from segnp.experiments.cli import base_parser, setup, write_json  # noqa: E402
+from segnp.command import fraction, nonnegative_int, positive_int  # noqa: E402
+from segnp.experiments.cli import (RunError, base_parser, run_script, setup,  # noqa: E402
+                                   write_json)
 from segnp.experiments.protocol import (FLOW_ROWS, SEG_ROWS, constant_flow,  # noqa: E402
                                         prepare_data, seed_jobs)
 from segnp.experiments.report import report_lines, summary_lines  # noqa: E402
@@ -162,27 +164,30 @@ def figures(out, cfg, results, job_results):
 
 
 def main(argv=None):
-    p = base_parser(__doc__.split("\n")[0])
+    p = base_parser(__doc__.split("\n")[0], seed=False)   # each job seeds from --seeds
     p.add_argument("--quick", action="store_true", help="one seed, small data, short runs")
     p.add_argument("--preset", choices=list(PRESETS), help="overrides --quick")
-    p.add_argument("--seeds", type=int, nargs="+", help="seeds (default: the preset's)")
+    p.add_argument("--seeds", type=nonnegative_int, nargs="+", help="seeds (default: the preset's)")
     p.add_argument("--out", default="results", help="folder for REPORT.md and figures")
     p.add_argument("--cache", default=None, help="cache folder for generated data")
     p.add_argument("--resume", action="store_true", help="reuse finished runs in --out")
-    p.add_argument("--workers", type=int, default=2, help="worker processes (1: all "
+    p.add_argument("--workers", type=positive_int, default=2, help="worker processes (1: all "
                    "runs in this process)")
-    p.add_argument("--keep-all", type=float, help="mask weight that a same-region tap "
+    p.add_argument("--keep-all", type=fraction, help="mask weight that a same-region tap "
                    "keeps in the all-layers rows (sets their lams)")
-    p.add_argument("--keep-fc6", type=float, help="the same for the FC6 row")
-    p.add_argument("--keep-flow", type=float, help="the same for the flow network")
+    p.add_argument("--keep-fc6", type=fraction, help="the same for the FC6 row")
+    p.add_argument("--keep-flow", type=fraction, help="the same for the flow network")
     for k in OVERRIDES:
-        p.add_argument("--" + k.replace("_", "-"), type=int, help="override the preset")
+        p.add_argument("--" + k.replace("_", "-"), type=positive_int,
+                       help="override the preset")
     args = p.parse_args(argv)
+    if args.seeds and len(set(args.seeds)) != len(args.seeds):
+        p.error(f"--seeds must be distinct; got {args.seeds}")
     setup(args)
     cfg = config(args)
     if os.path.exists(os.path.join(args.out, "runs")) and not args.resume:
-        sys.exit(f"reproduce.py: {args.out!r} already holds runs; pass --resume to reuse "
-                 f"them or choose another --out")
+        raise RunError(f"{args.out!r} already holds runs; pass --resume to reuse them or "
+                       f"choose another --out")
     os.makedirs(args.out, exist_ok=True)
     t0 = time.perf_counter()
     prepare_data(cfg, progress=not args.no_progress)
@@ -213,4 +218,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main, hint="; --resume reuses the finished runs"))

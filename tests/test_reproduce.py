@@ -46,7 +46,7 @@ def test_reproduce_tiny_end_to_end(tmp_path, capsys):
         # every row is paired with the same seed's control, on val and test
         assert "val" in r["segmentation"]["baseline"]
     # an existing output is refused without --resume
-    with pytest.raises(SystemExit, match="already holds runs"):
+    with pytest.raises(ValueError, match="already holds runs"):
         mod.main(args)
     # --resume reuses the finished runs: the same numbers again
     again = mod.main(args + ["--resume"])
