@@ -76,10 +76,11 @@ PRESETS = {
 }
 COMMON = {"batch_size": 8, "seg_batch_size": 4, "emb_lr": 5e-3, "seg_lr": 3e-3,
           "ft_lr": 1e-3, "flow_lr": 5e-3, "flow_ft_lr": 1e-3, "lam_mult": 10.0,
-          "keep_all": 0.9, "keep_fc6": 0.5, "keep_flow": 0.9, "segnet": SEGNET,
-          "flownet": FLOWNET}
+          "keep_all": 0.9, "keep_fc6": 0.5, "keep_flow": 0.9, "e2e_emb_mult": 1.0,
+          "e2e_aux_weight": 0.0, "segnet": SEGNET, "flownet": FLOWNET}
 OVERRIDES = ("size", "count", "flow_count", "emb_epochs", "flow_emb_epochs", "seg_epochs",
              "ft_epochs", "flow_epochs", "flow_ft_epochs")
+FLOAT_OVERRIDES = ("keep_all", "keep_fc6", "keep_flow", "e2e_emb_mult", "e2e_aux_weight")
 
 
 def config(args):
@@ -88,12 +89,21 @@ def config(args):
     for k in OVERRIDES:
         if getattr(args, k) is not None:
             cfg[k] = getattr(args, k)
-    for k in ("keep_all", "keep_fc6", "keep_flow"):
+    for k in FLOAT_OVERRIDES:
         if getattr(args, k) is not None:
             cfg[k] = getattr(args, k)
     if args.seeds:
         cfg["seeds"] = list(args.seeds)
+    if args.no_flow:
+        cfg["flow"] = False
+    if args.rows:
+        cfg["rows"] = [r for r in SEG_ROWS if r in args.rows or r == "baseline"]
     return cfg
+
+
+# what a segmentation row may report besides its metrics: the lams' calibration, the
+# mean masks of same- and different-region taps, a fine-tuned embedder's mask quality
+ROW_EXTRAS = ("calibration", "mask_values", "embedder_masks")
 
 
 def collect(cfg, results):
@@ -109,8 +119,7 @@ def collect(cfg, results):
         for name in cfg["rows"]:
             row = results[p + "seg/" + name]
             r["segmentation"][name] = dict(row["test"], val=row["val"], lams=row["lams"],
-                                           **({"calibration": row["calibration"]}
-                                              if "calibration" in row else {}))
+                                           **{k: row[k] for k in ROW_EXTRAS if k in row})
         for name in FLOW_ROWS if cfg["flow"] else ():
             row = results[p + "flow/" + name]
             r["flow"][name] = dict(row["test"], val=row["val"])
@@ -175,6 +184,14 @@ def main(argv=None):
                    "keeps in the all-layers rows (sets their lams)")
     p.add_argument("--keep-fc6", type=float, help="the same for the FC6 row")
     p.add_argument("--keep-flow", type=float, help="the same for the flow network")
+    p.add_argument("--e2e-emb-mult", type=float, help="lr multiplier of the embedder in "
+                   "the end-to-end row")
+    p.add_argument("--e2e-aux-weight", type=float, help="weight of the embedding loss "
+                   "added to the end-to-end row's task loss")
+    p.add_argument("--rows", nargs="+", choices=list(SEG_ROWS), metavar="ROW",
+                   help="Table 1 rows to run (the control always runs); default: the "
+                   "preset's")
+    p.add_argument("--no-flow", action="store_true", help="skip the flow comparison")
     for k in OVERRIDES:
         p.add_argument("--" + k.replace("_", "-"), type=int, help="override the preset")
     args = p.parse_args(argv)
