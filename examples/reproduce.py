@@ -76,11 +76,12 @@ PRESETS = {
 }
 COMMON = {"batch_size": 8, "seg_batch_size": 4, "emb_lr": 5e-3, "seg_lr": 3e-3,
           "ft_lr": 1e-3, "flow_lr": 5e-3, "flow_ft_lr": 1e-3, "lam_mult": 10.0,
-          "keep_all": 0.9, "keep_fc6": 0.5, "keep_flow": 0.9, "e2e_emb_mult": 1.0,
-          "e2e_aux_weight": 0.0, "segnet": SEGNET, "flownet": FLOWNET}
+          "keep_all": 0.9, "keep_fc6": 0.5, "keep_flow": 0.9, "keep_all_end": None,
+          "e2e_emb_mult": 1.0, "e2e_aux_weight": 0.0, "segnet": SEGNET, "flownet": FLOWNET}
 OVERRIDES = ("size", "count", "flow_count", "emb_epochs", "flow_emb_epochs", "seg_epochs",
              "ft_epochs", "flow_epochs", "flow_ft_epochs")
-FLOAT_OVERRIDES = ("keep_all", "keep_fc6", "keep_flow", "e2e_emb_mult", "e2e_aux_weight")
+FLOAT_OVERRIDES = ("keep_all", "keep_all_end", "keep_fc6", "keep_flow", "e2e_emb_mult",
+                   "e2e_aux_weight")
 
 
 def config(args):
@@ -182,6 +183,8 @@ def main(argv=None):
                    "runs in this process)")
     p.add_argument("--keep-all", type=float, help="mask weight that a same-region tap "
                    "keeps in the all-layers rows (sets their lams)")
+    p.add_argument("--keep-all-end", type=float, help="sharpen the all-layers rows' masks "
+                   "over the fine-tuning, to this keep at its end")
     p.add_argument("--keep-fc6", type=float, help="the same for the FC6 row")
     p.add_argument("--keep-flow", type=float, help="the same for the flow network")
     p.add_argument("--e2e-emb-mult", type=float, help="lr multiplier of the embedder in "

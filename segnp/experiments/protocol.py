@@ -19,7 +19,10 @@ Per seed:
    and kept fixed (in the end-to-end row too: its embedder can scale its distances,
    which is what a trained lam would do, and learning lam from 0 fails); the row "lam
    learned from 0" learns them from 0 with Adam instead, and the row "ground-truth
-   masks" masks with one-hot labels (the ceiling of what masks can give).  Each row
+   masks" masks with one-hot labels (the ceiling of what masks can give).  With
+   ``keep_all_end``, the calibrated lams of the all-layers rows rise linearly over the
+   fine-tuning, so that a same-region tap keeps ``keep_all`` at the start and
+   ``keep_all_end`` at the end.  Each row
    with segmentation-aware layers reports the mean mask of same- and
    different-region taps on test.
 4. **Flow**: a baseline FlowNetS, then the control and the segmentation-aware variant
@@ -149,11 +152,14 @@ def job_seg_row(out, cfg, seed, name, deps, curve=tuple(range(1, 21))):
     init = load_state(deps["baseline"]["checkpoint"])[0]
     oracle = masks == "oracle"
     end_to_end = masks == "end to end"
-    lams, train_lams, stats = None, True, None
+    lams, train_lams, stats, sharpen = None, True, None, 1.0
     if masks in ("calibrated", "end to end"):
         keep = cfg["keep_fc6"] if variant.get("segaware") == "fc6" else cfg["keep_all"]
         lams, stats = segnet_lams(train, emb, keep, cfg["segnet"])
         train_lams = False
+        if variant.get("segaware") == "all" and cfg.get("keep_all_end"):
+            # lam is proportional to -ln(keep): the masks sharpen to keep_all_end
+            sharpen = np.log(cfg["keep_all_end"]) / np.log(keep)
     elif oracle:
         lams = dict.fromkeys(SEGNET_LAYERS, ORACLE_LAM)
         train_lams = False
@@ -163,7 +169,7 @@ def job_seg_row(out, cfg, seed, name, deps, curve=tuple(range(1, 21))):
         init=init, lam_mult=cfg["lam_mult"],
         embedder_mult=cfg["e2e_emb_mult"] if end_to_end else 0.0,
         aux_weight=cfg["e2e_aux_weight"] if end_to_end else 0.0, progress=False,
-        resume=True, lams=lams, train_lams=train_lams, oracle=oracle)
+        resume=True, lams=lams, train_lams=train_lams, oracle=oracle, sharpen=sharpen)
     inp = emb[1]["input"]
     res = {"val": _seg_metrics(net, sets["val"], inp, train.num_classes, oracle, None),
            "test": _seg_metrics(net, sets["test"], inp, train.num_classes, oracle, curve),
