@@ -54,7 +54,8 @@ def test_reproduce_tiny_end_to_end(tmp_path, capsys):
     mod = _reproduce()
     out = str(tmp_path / "results")
     args = ["--preset", "tiny", "--out", out, "--cache", str(tmp_path / "cache"),
-            "--no-progress", "--seeds", "0", "1", "--e2e-aux-weight", "0.5"]
+            "--no-progress", "--seeds", "0", "1", "--e2e-aux-weight", "0.5",
+            "--keep-all-fc6", "0.5"]
     results = mod.main(args)
     printed = capsys.readouterr().out
     report = open(os.path.join(out, "REPORT.md")).read()
@@ -83,6 +84,15 @@ def test_reproduce_tiny_end_to_end(tmp_path, capsys):
         assert seg["ground-truth masks"]["mask_values"]["same"] == 1.0
         assert 0 <= seg[E2E]["embedder_masks"]["embedding_auc"] <= 1
         assert [n for n in seg if "embedder_masks" in seg[n]] == [E2E]
+        # FC6 of the all-layers rows keeps 0.5, body.7 (same stride, same dilation)
+        # 0.9: lam is proportional to -ln(keep)
+        for name in ("all segaware", E2E, "all + CRF"):
+            cal = seg[name]["calibration"]
+            assert cal["fc6"]["lam"] / cal["body.7"]["lam"] == \
+                pytest.approx(np.log(0.5) / np.log(0.9), rel=1e-5)
+        # the FC6 row's keep (--keep-fc6, 0.5 by default) gives the same lam
+        assert seg["FC6 segaware"]["calibration"]["fc6"]["lam"] == \
+            pytest.approx(seg["all segaware"]["calibration"]["fc6"]["lam"], rel=1e-6)
     _check_embedders(out, mod.SEG_ROWS)
     # an existing output is refused without --resume
     with pytest.raises(SystemExit, match="already holds runs"):

@@ -19,7 +19,8 @@ Per seed:
    and kept fixed (in the end-to-end row too: its embedder can scale its distances,
    which is what a trained lam would do, and learning lam from 0 fails); the row "lam
    learned from 0" learns them from 0 with Adam instead, and the row "ground-truth
-   masks" masks with one-hot labels (the ceiling of what masks can give).  With
+   masks" masks with one-hot labels (the ceiling of what masks can give).
+   ``keep_all_fc6`` gives FC6 of the all-layers rows its own keep.  With
    ``keep_all_end``, the calibrated lams of the all-layers rows rise linearly over the
    fine-tuning, so that a same-region tap keeps ``keep_all`` at the start and
    ``keep_all_end`` at the end.  Each row
@@ -157,6 +158,9 @@ def job_seg_row(out, cfg, seed, name, deps, curve=tuple(range(1, 21))):
         keep = cfg["keep_fc6"] if variant.get("segaware") == "fc6" else cfg["keep_all"]
         lams, stats = segnet_lams(train, emb, keep, cfg["segnet"])
         train_lams = False
+        if variant.get("segaware") == "all" and cfg.get("keep_all_fc6"):
+            fc6, fc6_stats = segnet_lams(train, emb, cfg["keep_all_fc6"], cfg["segnet"])
+            lams["fc6"], stats["fc6"] = fc6["fc6"], fc6_stats["fc6"]
         if variant.get("segaware") == "all" and cfg.get("keep_all_end"):
             # lam is proportional to -ln(keep): the masks sharpen to keep_all_end
             sharpen = np.log(cfg["keep_all_end"]) / np.log(keep)
