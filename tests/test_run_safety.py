@@ -356,3 +356,19 @@ def test_evaluate_defaults_to_the_runs_own_data(emb_run, cache, tmp_path):
     ev = script("evaluate").main([_ckpt(out), "--no-progress"])    # no --size, --test-count
     assert ev["samples"] == 4
     assert ev["miou"] == pytest.approx(hist[-1]["miou"])
+
+
+def _sigint_handler_name(deps):
+    return signal.getsignal(signal.SIGINT).__name__
+
+
+def test_reproduce_workers_listen_to_ctrl_c_only_after_their_bootstrap():
+    """The workers are born with SIGINT ignored (no traceback from a Ctrl-C while they
+    import) and their initializer turns Ctrl-C back into KeyboardInterrupt for the job;
+    the parent's own handler is restored after each submit."""
+    from segnp.experiments.schedule import Job, run_jobs
+    before = signal.getsignal(signal.SIGINT)
+    out = run_jobs([Job("a", _sigint_handler_name, {}, ()),
+                    Job("b", _sigint_handler_name, {}, ())], workers=2, log=lambda _: None)
+    assert out == {"a": "default_int_handler", "b": "default_int_handler"}
+    assert signal.getsignal(signal.SIGINT) is before

@@ -14,6 +14,8 @@ the training of finished jobs and only re-evaluates them.
 """
 import collections
 import os
+import signal
+import threading
 import time
 
 __all__ = ["Job", "run_jobs"]
@@ -26,6 +28,33 @@ _THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 def _call(fn, kwargs, deps):
     t0 = time.perf_counter()
     return fn(**kwargs, deps=deps), time.perf_counter() - t0
+
+
+def _listen_for_ctrl_c():
+    """A worker's initializer: Ctrl-C (and SIGTERM) interrupt its job from now on.  It is born with
+    SIGINT ignored (see :func:`_spawning`), so a Ctrl-C while it still imports NumPy
+    cannot print a traceback from inside multiprocessing's bootstrap."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+class _spawning:
+    """Ignore SIGINT in this process while a submit may start a worker: a child keeps an
+    ignored signal across exec, and Python then installs no handler of its own."""
+
+    def __enter__(self):
+        # signal handlers belong to the main thread; elsewhere leave SIGINT as it is
+        self.main = threading.current_thread() is threading.main_thread()
+        if self.main:
+            self.previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def __exit__(self, *exc):
+        if self.main:
+            signal.signal(signal.SIGINT, self.previous)
 
 
 def _check(jobs):
@@ -55,27 +84,20 @@ def run_jobs(jobs, workers=2, log=print):
             log(f"done {j.key} ({seconds[j.key]:.0f} s)")
         return results
     import multiprocessing
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures import ProcessPoolExecutor
     saved = {k: os.environ.get(k) for k in _THREAD_VARS}
     # children read these when they import NumPy: one BLAS thread per worker
     os.environ.update(dict.fromkeys(_THREAD_VARS, "1"))
     try:
         ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
+                                 initializer=_listen_for_ctrl_c) as pool:
             pending, running = list(jobs), {}
-            while pending or running:
-                for j in [j for j in pending if all(d in results for d in j.deps)]:
-                    if len(running) >= workers:
-                        break
-                    pending.remove(j)
-                    fut = pool.submit(_call, j.fn, j.kwargs,
-                                      {d: results[d] for d in j.deps})
-                    running[fut] = j.key
-                done, _ = wait(list(running), return_when=FIRST_COMPLETED)
-                for fut in done:
-                    key = running.pop(fut)
-                    results[key], seconds[key] = fut.result()
-                    log(f"done {key} ({seconds[key]:.0f} s)")
+            try:
+                _run_graph(pool, workers, pending, running, results, seconds, log)
+            except KeyboardInterrupt:
+                _stop_workers(pool, running)
+                raise
     finally:
         for k, v in saved.items():
             if v is None:
@@ -83,3 +105,36 @@ def run_jobs(jobs, workers=2, log=print):
             else:
                 os.environ[k] = v
     return results
+
+
+def _run_graph(pool, workers, pending, running, results, seconds, log):
+    """Hand each job to a free worker once its dependencies are done, at most
+    ``workers`` at a time (so no job waits in the pool's queue)."""
+    from concurrent.futures import FIRST_COMPLETED, wait
+    while pending or running:
+        for j in [j for j in pending if all(d in results for d in j.deps)]:
+            if len(running) >= workers:
+                break
+            pending.remove(j)
+            with _spawning():
+                fut = pool.submit(_call, j.fn, j.kwargs,
+                                  {d: results[d] for d in j.deps})
+            running[fut] = j.key
+        done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+        for fut in done:
+            key = running.pop(fut)
+            results[key], seconds[key] = fut.result()
+            log(f"done {key} ({seconds[key]:.0f} s)")
+
+
+def _stop_workers(pool, running, grace=10.0):
+    """After Ctrl-C: a worker running a job got the same SIGINT and unwinds (its atomic
+    writers remove their temporary files); one still in its bootstrap ignored it and
+    would run its job to the end, so whatever is still running after ``grace`` seconds
+    is sent SIGTERM, which its initializer turned into KeyboardInterrupt: it unwinds
+    the same way."""
+    from concurrent.futures import wait
+    wait(list(running), timeout=grace)
+    for proc in list(getattr(pool, "_processes", {}).values()):
+        if proc.is_alive():
+            proc.terminate()
