@@ -353,6 +353,9 @@ def test_modules_have_segnps_arguments_and_initialisation():
     with pytest.raises(TypeError, match="SegAwareCRF: dtype must be floating"):
         st.SegAwareCRF(3, dtype=torch.int32)
     crf = st.SegAwareCRF(4)
+    assert crf.bilateral_sigma is None
+    assert [n for n, _ in crf.named_parameters()] == \
+        [n for n, _ in snn.SegAwareCRF(4).named_parameters()]
     with pytest.raises(ValueError, match="SegAwareCRF: U must be .* L = num_classes = 4"):
         crf(torch.zeros(1, 3, 8, 8), torch.zeros(1, 2, 8, 8))
 

@@ -2,8 +2,9 @@
 that knows about devices, backends, streams and DLPack.
 
 - CPU tensors run on the NumPy backend; CUDA tensors on the CuPy backend, on the
-  tensor's device and on PyTorch's current stream (``cupy.cuda.ExternalStream``), so
-  segnp's kernels are ordered with PyTorch's own work and nothing waits on the host.
+  tensor's device and on PyTorch's current stream (``cupy.cuda.Stream.from_external``),
+  so segnp's kernels are ordered with PyTorch's own work.  (segnp's check of a tensor
+  lam reads its value, one wait for the stream per call, as segnp itself does.)
 - Tensors cross by DLPack both ways (``xp.from_dlpack``, ``torch.from_dlpack``): the
   kernels read the tensors' memory and PyTorch gets segnp's results, with no copy.
 - Strides cross too.  Nothing here makes a tensor contiguous: the CUDA launchers copy
@@ -37,10 +38,15 @@ class Place:
         import cupy  # place_of checked that it imports
         index = self.device.index if self.device.index is not None \
             else torch.cuda.current_device()
-        # Read at each entry: torch runs a CUDA backward on its own thread and stream.
-        stream = torch.cuda.current_stream(index).cuda_stream
-        with cupy.cuda.Device(index), cupy.cuda.ExternalStream(stream, index):
-            yield get_backend("cupy")
+        with cupy.cuda.Device(index):
+            # Read at each entry: torch runs a CUDA backward on its own thread and stream.
+            current = torch.cuda.current_stream(index)
+            if hasattr(cupy.cuda.Stream, "from_external"):  # CuPy >= 14
+                stream = cupy.cuda.Stream.from_external(current)
+            else:
+                stream = cupy.cuda.ExternalStream(current.cuda_stream, index)
+            with stream:
+                yield get_backend("cupy")
 
     @staticmethod
     def array(backend, t):

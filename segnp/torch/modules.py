@@ -89,7 +89,8 @@ class SegAwareConv2d(_Twin):
         super().__init__()
         self._adopt(snn.SegAwareConv2d(
             in_channels, out_channels, kernel_size, stride, padding, dilation, bias, norm,
-            normalize, lam_init, _numpy_dtype("SegAwareConv2d", dtype), _numpy_rng(rng)), device)
+            normalize, lam_init, _numpy_dtype("SegAwareConv2d", dtype), _numpy_rng(rng)),
+            device)
 
     def forward(self, x, e):
         return segaware_conv2d(x, e, self.weight, self.bias, _projected(self.lam, 0.0),
@@ -135,12 +136,17 @@ class SegAwareCRF(_Twin):
             spatial_dilation, norm, lam_init, w_b_init, w_s_init, spatial_sigma_init,
             _numpy_dtype("SegAwareCRF", dtype), bilateral_sigma_init), device)
 
+    def _adopt(self, module, device=None):
+        super()._adopt(module, device)
+        if "bilateral_sigma" not in self._parameters:  # None, as in segnp's module
+            self.register_parameter("bilateral_sigma", None)
+
     def forward(self, U, e):
         if U.ndim == 4 and U.shape[1] != self.num_classes:
             raise ValueError(f"SegAwareCRF: U must be (N, L, H, W) with L = num_classes = "
                              f"{self.num_classes}; got shape {tuple(U.shape)}")
         sigma_min = snn.crf.SIGMA_MIN
-        bilateral_sigma = self._parameters.get("bilateral_sigma")
+        bilateral_sigma = self.bilateral_sigma
         if bilateral_sigma is not None:
             bilateral_sigma = _projected(bilateral_sigma, sigma_min)
         return segaware_crf(U, e, _projected(self.lam, 0.0), self.w_b, self.w_s,
