@@ -10,13 +10,17 @@ prints the segnp figures only.  Workloads, float32, on all cores:
    mask of Eq. 3 from the unfolded embeddings, one batched product);
 2. ``conv2d`` forward+backward, N=8, C=F=64, 128x128, 3x3, padding 1, gradients to x, W, b;
 3. ``segaware_conv2d`` forward+backward, same shape, D=16, l1, normalised, lam=0.5,
-   gradients to x, e, W, b and lam; and its peak memory.
+   gradients to x, e, W, b and lam; and its peak memory;
+4. ``--only bridge``: workload 3 through ``segnp.torch.segaware_conv2d`` (torch tensors,
+   torch's autograd, segnp's kernels) against segnp called directly on the same memory
+   and against the unfold peer, in time and peak memory (see ``bridge_rows``).
 
 segnp and PyTorch run in alternation, ``--repeat`` rounds; each figure is the minimum over
 the rounds (other work on the machine only ever adds time).  Peak memory is the growth of
 the peak resident set during one forward+backward, each measured in a fresh subprocess.
 
-Run:  /path/to/venv/bin/python benchmarks/compare_torch.py [--repeat 7] [--only train|conv|segaware]
+Run:  /path/to/venv/bin/python benchmarks/compare_torch.py [--repeat 7]
+      [--only train|conv|segaware|bridge]
 """
 import argparse
 import os
@@ -160,6 +164,68 @@ def layer_step(lib, kind):
     return run
 
 
+# ---- segnp.torch, the bridge ---------------------------------------------------------------
+def bridge_step(direct=False, arrays=None):
+    """layer_step's segaware_conv2d on torch tensors through ``segnp.torch`` or, with
+    ``direct``, segnp's own function on the same memory (DLPack views of those tensors):
+    the bridge's overhead is the difference.  ``arrays``: layer_inputs()'s, by default."""
+    import segnp.torch as st
+    arrays = layer_inputs() if arrays is None else arrays
+    tensors = [torch.from_numpy(a) for a in arrays[:4]] + [torch.tensor(0.5)]
+    gy = torch.from_numpy(arrays[4])
+    if direct:
+        x, e, w, b, lam = (segnp.Tensor(np.from_dlpack(t), requires_grad=True)
+                           for t in tensors)
+        aware, gy = SF.segaware_conv2d, np.from_dlpack(gy)
+    else:
+        x, e, w, b, lam = (t.requires_grad_(True) for t in tensors)
+        aware = st.segaware_conv2d
+
+    def run():
+        for t in (x, e, w, b, lam):
+            t.grad = None
+        aware(x, e, w, b, lam).backward(gy)
+
+    return run
+
+
+def bridge_fixed_cost(repeat, settle, calls=200):
+    """The bridge's own cost per call, in microseconds: fwd+bwd of a tiny input (N=1,
+    C=F=2, D=16, 8x8) through segnp.torch and through segnp directly, where the kernels
+    take almost no time; ``calls`` calls per round."""
+    rng = np.random.default_rng(0)
+    tiny = [rng.standard_normal(shape, dtype=np.float32)
+            for shape in ((1, 2, 8, 8), (1, D, 8, 8), (2, 2, K, K), (2,), (1, 2, 8, 8))]
+    rows = [("direct", bridge_step(True, tiny), None, calls),
+            ("bridge", bridge_step(False, tiny), None, calls)]
+    return {label: 1e6 * a for label, (a, _) in compare(rows, repeat, settle).items()}
+
+
+def bridge_rows():
+    """compare()'s rows of the bridge's workload, each timed alone, in alternation."""
+    return [("segnp direct", bridge_step(direct=True), None, 1),
+            ("segnp.torch", bridge_step(), None, 1),
+            ("torch unfold", layer_step("torch", "segaware"), None, 1)]
+
+
+def report_bridge(repeat, settle):
+    best = {label: a for label, (a, _) in compare(bridge_rows(), repeat, settle).items()}
+    direct, bridge, unfold = best["segnp direct"], best["segnp.torch"], best["torch unfold"]
+    print(f"segaware_conv2d fwd+bwd: segnp direct {direct:.3f} s, segnp.torch {bridge:.3f} s,"
+          f" torch unfold {unfold:.3f} s")
+    print(f"segnp.torch / torch unfold: {bridge / unfold:.2f}x time; bridge overhead over "
+          f"segnp direct: {100 * (bridge / direct - 1):+.1f} %")
+    fixed = bridge_fixed_cost(repeat, settle)
+    extra = fixed["bridge"] - fixed["direct"]
+    print(f"one tiny fwd+bwd (N=1, C=F=2, 8x8): segnp.torch {fixed['bridge']:.0f} us, "
+          f"segnp direct {fixed['direct']:.0f} us: the bridge adds {extra:.0f} us a call, "
+          f"{100 * extra / 1e6 / direct:.2f} % of the large call")
+    mine, alone, theirs = peak_mib("bridge"), peak_mib("segnp"), peak_mib("torch")
+    print(f"segaware_conv2d peak memory: segnp.torch {mine:.0f} MiB, segnp direct "
+          f"{alone:.0f} MiB, torch unfold {theirs:.0f} MiB; segnp.torch / torch unfold "
+          f"{mine / theirs:.2f}x")
+
+
 # ---- measuring ---------------------------------------------------------------------------
 def best_time(fn, number):
     start = time.perf_counter()
@@ -192,7 +258,12 @@ def compare(rows, repeat, settle):
 
 def peak_child(which):
     """In a subprocess: the peak RSS growth (bytes) of one segaware forward+backward."""
-    fn = layer_step(which, "segaware")
+    fn = bridge_step() if which == "bridge" else layer_step(which, "segaware")
+    if which != "segnp":
+        # The first Tensor.backward(gradient) imports torch.fx's symbolic shapes and sympy
+        # (about 25 MiB of Python objects): a one-time cost, not the op's memory.
+        t = torch.ones(1, requires_grad=True)
+        (2 * t).backward(torch.ones(1))
     rss = _status_kib("VmRSS")
     fn()
     # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across exec.
@@ -216,10 +287,11 @@ def peak_mib(which):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=7)
-    parser.add_argument("--only", choices=("train", "conv", "segaware"))
+    parser.add_argument("--only", choices=("train", "conv", "segaware", "bridge"))
     parser.add_argument("--settle", type=float, default=0.5,
                         help="seconds of sleep before each timed round (see compare())")
-    parser.add_argument("--peak-child", choices=("segnp", "torch"), help=argparse.SUPPRESS)
+    parser.add_argument("--peak-child", choices=("segnp", "torch", "bridge"),
+                        help=argparse.SUPPRESS)
     parser.add_argument("--malloc-default", action="store_true",
                         help="leave glibc's malloc thresholds alone (see segnp.allocator)")
     args = parser.parse_args()
@@ -236,6 +308,11 @@ def main():
         print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"numpy {np.__version__}, {os.cpu_count()} cpus; min over {args.repeat} rounds, "
           f"segnp and torch alternating, {args.settle} s of sleep before each")
+    if args.only == "bridge":
+        if torch is None:
+            raise SystemExit("compare_torch.py: --only bridge needs torch")
+        report_bridge(args.repeat, args.settle)
+        return
     rows = []
     want = (args.only,) if args.only else ("train", "conv", "segaware")
     if "train" in want:

@@ -162,9 +162,61 @@ def _lam(fn, lam, e):
     return lam
 
 
-def _mask(fn, e, lam, win, norm, include_center):
-    lam = _lam(fn, lam, e)
-    return SegAwareMask(win, norm, include_center)(e, lam)
+# ---- the checks of each public function -------------------------------------------
+# Each validates its function's arguments once (errors name ``fn``) and builds the
+# window; the wrappers below and segnp.torch (on arrays from PyTorch tensors) call them.
+def im2dist_args(e, ksize, stride=1, padding=None, dilation=1, norm="l1", fn="im2dist"):
+    """Checked (e, window) of :func:`im2dist`."""
+    e = _embeddings(fn, e)
+    check_norm(fn, norm)
+    return e, Window.segaware(fn, e.shape[2], e.shape[3], ksize, stride, padding, dilation)
+
+
+def segaware_mask_args(e, lam, ksize, stride=1, padding=None, dilation=1, norm="l1",
+                       fn="segaware_mask"):
+    """Checked (e, lam, window) of :func:`segaware_mask`."""
+    e, win = im2dist_args(e, ksize, stride, padding, dilation, norm, fn)
+    return e, _lam(fn, lam, e), win
+
+
+def segaware_bilateral_args(x, e, lam, ksize=9, dilation=1, norm="l1", repeat=1,
+                            fn="segaware_bilateral"):
+    """Checked (x, e, lam, window) of :func:`segaware_bilateral`."""
+    x = as_tensor(x)
+    check_float(fn, "x", x.data)
+    check_ndim(fn, "x", x, "(N, C, H, W)")
+    e = _embeddings(fn, e, x)
+    check_same_dtype(fn, ("x", "e"), (x.data, e.data))
+    int_at_least(fn, "repeat", repeat, 1)
+    check_norm(fn, norm)
+    win = Window.segaware(fn, x.shape[2], x.shape[3], ksize, 1, None, dilation)
+    return x, e, _lam(fn, lam, e), win
+
+
+def segaware_conv2d_args(x, e, W, b=None, lam=0.0, stride=1, padding=None, dilation=1,
+                         norm="l1", fn="segaware_conv2d"):
+    """Checked (x, e, W, b, lam, window) of :func:`segaware_conv2d`."""
+    x, W = as_tensor(x), as_tensor(W)
+    check_float(fn, "x", x.data)
+    check_ndim(fn, "x", x, "(N, C, H, W)")
+    e = _embeddings(fn, e, x)
+    check_ndim(fn, "W", W, "(F, C, KH, KW)")
+    F, C, KH, KW = W.shape
+    if C != x.shape[1] or KH != KW:
+        raise ValueError(f"{fn}: W must be (F, C, k, k) with C = {x.shape[1]} (x's channels) "
+                         f"and a square odd window; got W of shape {W.shape}")
+    names, arrays = ("x", "e", "W"), [x, e, W]
+    if b is not None:
+        b = as_tensor(b)
+        if b.shape != (F,):
+            raise ValueError(f"{fn}: b must have shape ({F},); got {b.shape}")
+        names, arrays = names + ("b",), arrays + [b]
+    check_same_dtype(fn, names, [a.data for a in arrays])
+    check_norm(fn, norm)
+    # The one place the window is worked out: the mask, the product and both backward
+    # passes read this object.
+    win = Window.segaware(fn, x.shape[2], x.shape[3], KH, stride, padding, dilation)
+    return x, e, W, b, _lam(fn, lam, e), win
 
 
 # ---- public functions ---------------------------------------------------------------
@@ -176,10 +228,7 @@ def im2dist(e, ksize, stride=1, padding=None, dilation=1, norm="l1"):
     delta**2), gradient 0 where delta = 0) or 'l2sq' (sum delta**2).  d is 0 at taps
     outside the image.
     """
-    fn = "im2dist"
-    e = _embeddings(fn, e)
-    check_norm(fn, norm)
-    win = Window.segaware(fn, e.shape[2], e.shape[3], ksize, stride, padding, dilation)
+    e, win = im2dist_args(e, ksize, stride, padding, dilation, norm)
     return Im2Dist(win, norm)(e)
 
 
@@ -192,11 +241,8 @@ def segaware_mask(e, lam, ksize, stride=1, padding=None, dilation=1, norm="l1",
     ``include_center`` is False, at the centre tap K//2; elsewhere it is 1, so the
     centre weight is exp(0) = 1.  Gradients flow to e and lam.
     """
-    fn = "segaware_mask"
-    e = _embeddings(fn, e)
-    check_norm(fn, norm)
-    win = Window.segaware(fn, e.shape[2], e.shape[3], ksize, stride, padding, dilation)
-    return _mask(fn, e, lam, win, norm, include_center)
+    e, lam, win = segaware_mask_args(e, lam, ksize, stride, padding, dilation, norm)
+    return SegAwareMask(win, norm, include_center)(e, lam)
 
 
 def segaware_bilateral(x, e, lam, ksize=9, dilation=1, norm="l1", repeat=1,
@@ -212,16 +258,8 @@ def segaware_bilateral(x, e, lam, ksize=9, dilation=1, norm="l1", repeat=1,
     'l2sq' and lam = 1/2 gives Gaussian smoothing; e = (coordinates / sigma_s,
     colour / sigma_r) gives the classic bilateral filter.  Gradients flow to x, e, lam.
     """
-    fn = "segaware_bilateral"
-    x = as_tensor(x)
-    check_float(fn, "x", x.data)
-    check_ndim(fn, "x", x, "(N, C, H, W)")
-    e = _embeddings(fn, e, x)
-    check_same_dtype(fn, ("x", "e"), (x.data, e.data))
-    int_at_least(fn, "repeat", repeat, 1)
-    check_norm(fn, norm)
-    win = Window.segaware(fn, x.shape[2], x.shape[3], ksize, 1, None, dilation)
-    m = _mask(fn, e, lam, win, norm, include_center)
+    x, e, lam, win = segaware_bilateral_args(x, e, lam, ksize, dilation, norm, repeat)
+    m = SegAwareMask(win, norm, include_center)(e, lam)
     y = x
     for _ in range(int(repeat)):
         y = Bilateral(win)(y, m)
@@ -244,26 +282,7 @@ def segaware_conv2d(x, e, W, b=None, lam=0.0, stride=1, padding=None, dilation=1
     N, H and W (resize embeddings to each layer's resolution).  Gradients flow to x, W,
     b, e and lam.
     """
-    fn = "segaware_conv2d"
-    x, W = as_tensor(x), as_tensor(W)
-    check_float(fn, "x", x.data)
-    check_ndim(fn, "x", x, "(N, C, H, W)")
-    e = _embeddings(fn, e, x)
-    check_ndim(fn, "W", W, "(F, C, KH, KW)")
-    F, C, KH, KW = W.shape
-    if C != x.shape[1] or KH != KW:
-        raise ValueError(f"{fn}: W must be (F, C, k, k) with C = {x.shape[1]} (x's channels) "
-                         f"and a square odd window; got W of shape {W.shape}")
-    names, arrays = ("x", "e", "W"), [x, e, W]
-    if b is not None:
-        b = as_tensor(b)
-        if b.shape != (F,):
-            raise ValueError(f"{fn}: b must have shape ({F},); got {b.shape}")
-        names, arrays = names + ("b",), arrays + [b]
-    check_same_dtype(fn, names, [a.data for a in arrays])
-    check_norm(fn, norm)
-    # The one place the window is worked out: the mask, the product and both backward
-    # passes read this object.
-    win = Window.segaware(fn, x.shape[2], x.shape[3], KH, stride, padding, dilation)
-    m = _mask(fn, e, lam, win, norm, True)
+    x, e, W, b, lam, win = segaware_conv2d_args(x, e, W, b, lam, stride, padding, dilation,
+                                                norm)
+    m = SegAwareMask(win, norm, True)(e, lam)
     return MaskedConv2d(win, normalize)(x, m, W, b)
