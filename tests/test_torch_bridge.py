@@ -302,7 +302,17 @@ SEGNP_MODULES = {
     "bilateral": lambda: snn.BilateralFilter(ksize=3, repeat=2, include_center=False),
     "crf": lambda: snn.SegAwareCRF(3, bilateral_ksize=3, bilateral_dilation=2,
                                    spatial_ksize=3, bilateral_sigma_init=2.0),
+    "crf, Caffe's (L, L) filter weights": lambda: _trained_matrices(snn.SegAwareCRF(
+        3, bilateral_ksize=3, spatial_ksize=3, filter_weights="matrix")),
 }
+
+
+def _trained_matrices(crf):
+    """The CRF with full (not diagonal) filter weights, as training would leave them."""
+    rng = np.random.default_rng(5)
+    for p in (crf.w_b, crf.w_s):
+        p.data[...] = rng.uniform(-1, 1, p.shape)
+    return crf
 
 
 @pytest.mark.parametrize("kind", sorted(SEGNP_MODULES))

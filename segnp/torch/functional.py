@@ -146,13 +146,23 @@ def segaware_conv2d(x, e, W, b=None, lam=0.0, stride=1, padding=None, dilation=1
 # its segnp checks, then SegAwareMask and its masked Function through SegnpFunction.
 
 
+def _weighted(w, Y):
+    """w * Y for a scalar weight; for an (L, L) matrix (compat, or Caffe's per-label
+    filter weights), w applied to the label vector of every pixel of Y (N, L, H, W)."""
+    if not isinstance(w, torch.Tensor) or w.ndim == 0:
+        return w * Y
+    N, L, H, W = Y.shape
+    return (w @ Y.reshape(N, L, H * W)).reshape(N, L, H, W)
+
+
 def segaware_crf(U, e, lam=1.0, w_b=1.0, w_s=1.0, spatial_sigma=1.0, compat=None,
                  bilateral_ksize=13, bilateral_dilation=9, spatial_ksize=5,
                  spatial_dilation=1, iterations=2, norm="l1", bilateral_sigma=None):
     """:func:`segnp.functions.segaware_crf` on tensors: mean-field inference of the
     segmentation-aware CRF (Sec. 3.3), U (N, L, H, W) unary logits, e (N, D, H, W) ->
-    logits (N, L, H, W).  The scalars are floats or 0-d tensors of U's dtype, compat
-    None or (L, L); every tensor that requires grad gets one."""
+    logits (N, L, H, W).  The scalars are floats or 0-d tensors of U's dtype; w_b and w_s
+    may also be (L, L) tensors (Caffe's per-label filter weights), compat None or
+    (L, L); every tensor that requires grad gets one."""
     fn = "segaware_crf"
     int_at_least(fn, "iterations", iterations, 0)
     scalars = {"lam": lam, "w_b": w_b, "w_s": w_s, "spatial_sigma": spatial_sigma,
@@ -185,9 +195,9 @@ def segaware_crf(U, e, lam=1.0, w_b=1.0, w_s=1.0, spatial_sigma=1.0, compat=None
     logits = U
     for _ in range(int(iterations)):
         Q = torch.softmax(logits, dim=1)
-        msg = (w_b * SegnpFunction.apply(place, _sa.Bilateral(win_b), Q, m_b)
-               + w_s * SegnpFunction.apply(place, _sa.Bilateral(win_s), Q, m_s))
+        msg = (_weighted(w_b, SegnpFunction.apply(place, _sa.Bilateral(win_b), Q, m_b))
+               + _weighted(w_s, SegnpFunction.apply(place, _sa.Bilateral(win_s), Q, m_s)))
         if compat is not None:
-            msg = (compat @ msg.reshape(N, L, H * W)).reshape(N, L, H, W)
+            msg = _weighted(compat, msg)
         logits = U + msg
     return logits

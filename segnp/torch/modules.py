@@ -58,6 +58,8 @@ class _Twin(torch.nn.Module):
     def _adopt(self, module, device=None):
         for name in self._CONFIG:
             setattr(self, name, getattr(module, name))
+        # segnp's extra_repr, borrowed below, reads the settings its conv base names
+        self._settings = getattr(module, "_settings", ())
         for name, p in module._parameters.items():
             value = None if p is None else torch.nn.Parameter(
                 torch.from_numpy(np.array(p.numpy(), copy=True)).to(device))
@@ -124,17 +126,19 @@ class SegAwareCRF(_Twin):
 
     _SEGNP = snn.SegAwareCRF
     _CONFIG = ("num_classes", "bilateral_ksize", "bilateral_dilation", "spatial_ksize",
-               "spatial_dilation", "iterations", "norm")
+               "spatial_dilation", "iterations", "norm", "filter_weights")
 
     def __init__(self, num_classes, bilateral_ksize=13, bilateral_dilation=9,
                  spatial_ksize=5, iterations=2, spatial_dilation=1, norm="l1",
                  lam_init=1.0, w_b_init=1.0, w_s_init=1.0, spatial_sigma_init=1.0,
-                 dtype=torch.float32, bilateral_sigma_init=None, device=None):
+                 dtype=torch.float32, bilateral_sigma_init=None, filter_weights="scalar",
+                 device=None):
         super().__init__()
         self._adopt(snn.SegAwareCRF(
             num_classes, bilateral_ksize, bilateral_dilation, spatial_ksize, iterations,
             spatial_dilation, norm, lam_init, w_b_init, w_s_init, spatial_sigma_init,
-            _numpy_dtype("SegAwareCRF", dtype), bilateral_sigma_init), device)
+            _numpy_dtype("SegAwareCRF", dtype), bilateral_sigma_init, filter_weights),
+            device)
 
     def _adopt(self, module, device=None):
         super()._adopt(module, device)
