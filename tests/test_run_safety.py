@@ -356,3 +356,16 @@ def test_evaluate_defaults_to_the_runs_own_data(emb_run, cache, tmp_path):
     ev = script("evaluate").main([_ckpt(out), "--no-progress"])    # no --size, --test-count
     assert ev["samples"] == 4
     assert ev["miou"] == pytest.approx(hist[-1]["miou"])
+
+
+def test_make_synthetic_refuses_a_file_as_out_before_any_work(tmp_path, capsys):
+    # --out names a folder: an existing file there is one line naming --out, before a
+    # scene is drawn (it was '[Errno 17] File exists' after the progress bar started)
+    out = tmp_path / "notes.txt"
+    out.write_text("keep me")
+    assert make_synthetic.main(["--out", str(out), "--count", "2", "--size", "16", "16"]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and "--out" in err[0] and "not a folder" in err[0]
+    assert "FlyingShapes" not in captured.err + captured.out
+    assert out.read_text() == "keep me"
