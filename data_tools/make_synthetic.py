@@ -7,8 +7,8 @@ import sys
 import time
 
 from segnp.atomic import cleanup_on_sigterm
-from segnp.command import (Parser, check_new_output, nonnegative_int, positive_int,
-                           run_command)
+from segnp.command import (Parser, UserError, check_new_output, nonnegative_int,
+                           positive_int, run_command)
 from segnp.data.flyingshapes import MIN_CLASSES, generate
 from segnp.data.shapes import SHAPES
 
@@ -35,6 +35,9 @@ def _main(argv):
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the files of a dataset already in --out")
     args = parser.parse_args(argv)
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise UserError(f"--out: {args.out!r} is not a folder; expected the folder of "
+                        f"the dataset's files")
     for name in OUTPUTS:
         check_new_output(os.path.join(args.out, name), "--out", args.overwrite)
     start = time.perf_counter()

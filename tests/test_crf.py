@@ -373,3 +373,15 @@ def test_bad_input():
         nn.SegAwareCRF(3, spatial_ksize=2)
     with pytest.raises(ValueError, match="SegAwareCRF: lam_init must be a float >= 0.0"):
         nn.SegAwareCRF(3, lam_init=-0.5)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+@pytest.mark.parametrize("name", ["w_b", "w_s"])
+def test_matrix_filter_weights_refuse_non_finite(name, bad):
+    # a scalar weight refuses nan and inf; its (L, L) form must too, not return nan
+    rng = np.random.default_rng(0)
+    U, e = rng.standard_normal((1, 2, 5, 5)), rng.standard_normal((1, 3, 5, 5))
+    w = np.eye(2)
+    w[0, 1] = bad
+    with pytest.raises(ValueError, match=f"segaware_crf: {name} .*finite"):
+        F.segaware_crf(U, e, **{name: w})

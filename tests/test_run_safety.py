@@ -372,3 +372,16 @@ def test_reproduce_workers_listen_to_ctrl_c_only_after_their_bootstrap():
                     Job("b", _sigint_handler_name, {}, ())], workers=2, log=lambda _: None)
     assert out == {"a": "default_int_handler", "b": "default_int_handler"}
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_make_synthetic_refuses_a_file_as_out_before_any_work(tmp_path, capsys):
+    # --out names a folder: an existing file there is one line naming --out, before a
+    # scene is drawn (it was '[Errno 17] File exists' after the progress bar started)
+    out = tmp_path / "notes.txt"
+    out.write_text("keep me")
+    assert make_synthetic.main(["--out", str(out), "--count", "2", "--size", "16", "16"]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and "--out" in err[0] and "not a folder" in err[0]
+    assert "FlyingShapes" not in captured.err + captured.out
+    assert out.read_text() == "keep me"

@@ -63,14 +63,17 @@ def _scalar(fn, name, value, dtype, positive=True):
 
 
 def _matrix(fn, name, value, L, dtype):
-    """An (L, L) float array or Tensor of U's dtype, as a Tensor (it gets a gradient
-    when it requires one)."""
+    """An (L, L) finite float array or Tensor of U's dtype, as a Tensor (it gets a
+    gradient when it requires one)."""
     value = as_tensor(value)
     check_float(fn, name, value.data)
     if value.shape != (L, L):
         raise ValueError(f"{fn}: {name} must be (L, L) = ({L}, {L}); got shape {value.shape}")
     if value.dtype != dtype:
         raise TypeError(f"{fn}: {name} must have U's dtype {dtype}; got {value.dtype}")
+    # as the scalar weights: a nan or inf entry would make every output nan
+    if not bool(get_backend().xp.isfinite(value.data).all()):
+        raise ValueError(f"{fn}: {name} must be finite; got non-finite entries")
     return value
 
 
