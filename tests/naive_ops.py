@@ -169,3 +169,30 @@ def naive_segaware_conv_transpose(x, e, Wt, lam, stride, padding, dilation, norm
                                       dilation, norm)
     return naive_masked_conv_transpose(x, m, Wt, e.shape[2:], stride, padding, dilation,
                                        normalize)
+
+
+def naive_segaware_avg_pool(x, e, ksize, lam, stride, padding, dilation, norm):
+    """Issue 22's segmentation-aware average pooling, per output pixel: the window of
+    output o is centred on pixel o*stride - padding + dilation*(ksize//2); each tap
+    inside the image weighs m = exp(-lam ||e[tap] - e[centre]||) and the output is
+    sum m x / (sum m + NORM_EPS).  x (N, C, H, W), e (N, D, H, W) (float64)."""
+    from segnp.window import NORM_EPS  # a constant of the definition, not code
+    (SH, SW), (PH, PW), (DH, DW) = map(_pair, (stride, padding, dilation))
+    N, C, H, W = x.shape
+    OH, OW = _out_len(H, ksize, SH, PH, DH), _out_len(W, ksize, SW, PW, DW)
+    y = np.zeros((N, C, OH, OW))
+    for n in range(N):
+        for oh in range(OH):
+            for ow in range(OW):
+                ch = oh * SH - PH + DH * (ksize // 2)
+                cw = ow * SW - PW + DW * (ksize // 2)
+                num, den = np.zeros(C), 0.0
+                for i in range(ksize):
+                    for j in range(ksize):
+                        r, q = oh * SH - PH + i * DH, ow * SW - PW + j * DW
+                        if 0 <= r < H and 0 <= q < W:
+                            m = np.exp(-lam * norm_of(e[n, :, r, q] - e[n, :, ch, cw], norm))
+                            num += m * x[n, :, r, q]
+                            den += m
+                y[n, :, oh, ow] = num / (den + NORM_EPS)
+    return y

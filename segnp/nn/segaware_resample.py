@@ -6,10 +6,12 @@ import numpy as np
 
 from .. import functions as F
 from .._validate import check_norm
+from ..window import pair
 from .layers import ConvTranspose2d
+from .module import Module
 from .segaware import _lam_parameter, _odd_ksize
 
-__all__ = ["SegAwareConvTranspose2d"]
+__all__ = ["SegAwareAvgPool2d", "SegAwareConvTranspose2d"]
 
 
 class SegAwareConvTranspose2d(ConvTranspose2d):
@@ -51,3 +53,32 @@ class SegAwareConvTranspose2d(ConvTranspose2d):
 
     def extra_repr(self):
         return super().extra_repr() + f", norm={self.norm!r}, normalize={self.normalize}"
+
+
+class SegAwareAvgPool2d(Module):
+    """Segmentation-aware average pooling: ``forward(x, e)`` ->
+    ``F.segaware_avg_pool2d(x, e, ksize, lam, stride, padding, dilation, norm)``.
+
+    x (N, C, H, W), e (N, D, H, W) -> y (N, C, OH, OW).  ``ksize`` odd (an even window
+    has no centre pixel to measure Eq. 3 from), ``stride`` None means ``ksize``; lam ()
+    >= 0 is the only parameter; lam = 0 is the average over the valid taps.
+    """
+
+    def __init__(self, ksize=3, stride=None, padding=None, dilation=1, norm="l1",
+                 lam_init=1.0, dtype=np.float32):
+        super().__init__()
+        fn = "SegAwareAvgPool2d"
+        self.ksize = _odd_ksize(fn, "ksize", ksize)
+        self.stride = pair(self.ksize if stride is None else stride, fn, "stride", 1)
+        self.padding = None if padding is None else pair(padding, fn, "padding", 0)
+        self.dilation = pair(dilation, fn, "dilation", 1)
+        self.norm = check_norm(fn, norm)
+        self.lam = _lam_parameter(fn, lam_init, np.dtype(dtype))
+
+    def forward(self, x, e):
+        return F.segaware_avg_pool2d(x, e, self.ksize, self.lam, self.stride, self.padding,
+                                     self.dilation, self.norm)
+
+    def extra_repr(self):
+        return (f"ksize={self.ksize}, stride={self.stride}, padding={self.padding}, "
+                f"dilation={self.dilation}, norm={self.norm!r}")
