@@ -17,9 +17,10 @@ least PH + OH; likewise columns) whose row r is output row r - PH, so that every
 target pixels are one strided slice of it, ``[ki*DH : : SH, kj*DW : : SW]``, and no tap
 needs clipping; rows outside the output are cut away at the end.  The mask is a
 per-sample scalar of each tap, so it commutes with the channel product: a tap costs one
-GEMM (F, C) x (C, H*W) and one slice addition.  The images are the pieces spread over
-the cores (``threads.py``), one image at a time, so temporaries stay the size of one
-image's x and y and no (C*K, H*W) column matrix is ever built.
+GEMM (F, C) x (C, n*H*W) and one slice addition.  The pieces spread over the cores
+(``threads.py``) are runs of n images, channels first, with n fixed by the shapes alone
+(so results do not depend on the threads): temporaries stay the size of a few images'
+x and y, and no (C*K, H*W) column matrix is ever built.
 """
 import numpy as np
 
@@ -31,7 +32,7 @@ __all__ = ["masked_conv_transpose", "masked_conv_transpose_backward"]
 
 
 class _Canvas:
-    """The geometry of the output canvas of one image (see the module docstring)."""
+    """The geometry of the output canvas (see the module docstring)."""
 
     def __init__(self, win):
         self.win = win
@@ -41,28 +42,51 @@ class _Canvas:
         self.inner = (slice(win.PH, win.PH + win.H), slice(win.PW, win.PW + win.W))
         rows = (H - 1) * win.SH + 1
         cols = (W - 1) * win.SW + 1
-        self.taps = [(slice(ki * win.DH, ki * win.DH + rows, win.SH),
+        # (..., rows, cols) slices of the pixels that tap k of every sample reaches
+        self.taps = [(Ellipsis, slice(ki * win.DH, ki * win.DH + rows, win.SH),
                       slice(kj * win.DW, kj * win.DW + cols, win.SW))
                      for ki in range(win.KS) for kj in range(win.KS)]
+        self.out = (Ellipsis,) + self.inner
+
+    def zeros(self, lead, dtype):
+        return np.zeros(tuple(lead) + (self.HC, self.WC), dtype=dtype)
 
     def inverse(self, m, normalize):
-        """(HC, WC): 1 / Z on the output pixels (1 without ``normalize``), 0 off them,
-        for one image's mask m (K, H, W)."""
-        inv = np.zeros((self.HC, self.WC), dtype=m.dtype)
+        """(n, HC, WC): 1 / Z on the output pixels (1 without ``normalize``), 0 off them,
+        for the mask m (n, K, H, W) of n images."""
+        inv = self.zeros(m.shape[:1], m.dtype)
         if normalize:
-            z = np.zeros_like(inv)
+            z = self.zeros(m.shape[:1], m.dtype)
             for k, tap in enumerate(self.taps):
-                z[tap] += m[k]
-            inv[self.inner] = 1 / (z[self.inner] + NORM_EPS)
+                z[tap] += m[:, k]
+            inv[self.out] = 1 / (z[self.out] + NORM_EPS)
         else:
-            inv[self.inner] = 1
+            inv[self.out] = 1
         return inv
+
+
+# Pieces: runs of images whose x or y (the larger) holds about this many elements, and
+# at least _MIN_PIECES of them where the batch allows (so that small layers spread over
+# the cores too): a rule of the shapes, never of the threads.
+_PIECE_ELEMENTS = 1 << 18
+_MIN_PIECES = 4
+
+
+def _pieces(x, F):
+    N, C, H, W = x.shape
+    n = max(1, min(-(-N // _MIN_PIECES), _PIECE_ELEMENTS // max(1, max(C, F) * H * W)))
+    return [(lo, min(N, lo + n)) for lo in range(0, N, n)]
 
 
 def _filters(W):
     """W (C, F, KS, KS) as (K, F, C): each tap's product matrix contiguous for BLAS."""
     C, F, KS, _ = W.shape
     return np.ascontiguousarray(W.transpose(2, 3, 1, 0)).reshape(KS * KS, F, C)
+
+
+def _channels_first(a):
+    """(n, C, H, W) -> a contiguous (C, n*H*W): one matrix for the run's GEMMs."""
+    return np.ascontiguousarray(a.transpose(1, 0, 2, 3)).reshape(a.shape[1], -1)
 
 
 def masked_conv_transpose(x, m, W, win, normalize=True):
@@ -76,21 +100,22 @@ def masked_conv_transpose(x, m, W, win, normalize=True):
     F, K = W.shape[1], win.K
     cv, Wk = _Canvas(win), _filters(W)
     y = np.empty((N, F, win.H, win.W), dtype=x.dtype)
+    pieces = _pieces(x, F)
 
-    def image(n):
-        xn = x[n].reshape(C, H * Wd)
-        yc = np.zeros((F, cv.HC, cv.WC), dtype=x.dtype)
-        xm = np.empty_like(xn)
-        prod = np.empty((F, H * Wd), dtype=x.dtype)
+    def piece(lo, hi):
+        n, mn = hi - lo, m[lo:hi]
+        xc = _channels_first(x[lo:hi])
+        yc = cv.zeros((F, n), x.dtype)
+        xm, prod = np.empty_like(xc), np.empty((F, xc.shape[1]), dtype=x.dtype)
         for k, tap in enumerate(cv.taps):
-            np.multiply(xn, m[n, k].reshape(-1), out=xm)
+            np.multiply(xc, mn[:, k].reshape(-1), out=xm)
             np.matmul(Wk[k], xm, out=prod)
-            yc[(slice(None),) + tap] += prod.reshape(F, H, Wd)
-        inner = yc[(slice(None),) + cv.inner]
-        np.multiply(inner, cv.inverse(m[n], normalize)[cv.inner], out=y[n])
+            yc[tap] += prod.reshape(F, n, H, Wd)
+        yc *= cv.inverse(mn, normalize)
+        y[lo:hi] = yc[cv.out].transpose(1, 0, 2, 3)
 
-    for_runs(lambda lo, hi: [image(n) for n in range(lo, hi)], N,
-             flops=2 * K * C * F * x[:, 0].size + ELEMENT_FLOPS * K * F * x[:, 0].size)
+    for_runs(lambda a, b: [piece(*p) for p in pieces[a:b]], len(pieces),
+             flops=(2 * C + ELEMENT_FLOPS) * K * F * N * H * Wd)
     return y
 
 
@@ -104,53 +129,58 @@ def masked_conv_transpose_backward(x, m, W, gy, win, normalize=True, need_x=True
     ``Q_k = sum_c x (W_k gu_k)``, which is gm without ``normalize``.  With it, every
     tap reaching o also feels Z[o]: ``gm_k(i) = Q_k(i) + gZ[tap_k(i)]`` with
     ``gZ[o] = -(1/Z[o]) sum_{(i,k) -> o} m_k(i) Q_k(i)`` (= -sum_f gu y, so y is not
-    needed).  gW is summed over the images in image order: the same on any number of
+    needed).  gW is summed over the pieces in piece order: the same on any number of
     threads.
     """
     win.check_transposed_operands("masked_conv_transpose_backward", x, m, W, gy)
     N, C, H, Wd = x.shape
-    F, K, P = W.shape[1], win.K, H * Wd
+    F, K = W.shape[1], win.K
     cv, Wk = _Canvas(win), _filters(W)
-    # C-ordered whatever the inputs' strides: the images write through reshaped views
     gx = np.empty(x.shape, dtype=x.dtype) if need_x else None
     gm = np.empty(m.shape, dtype=x.dtype) if need_m else None
+    pieces = _pieces(x, F)
 
-    def image(n):
-        xn = x[n].reshape(C, P)
-        inv = cv.inverse(m[n], normalize)
-        gu = np.zeros((F, cv.HC, cv.WC), dtype=x.dtype)
-        np.multiply(gy[n], inv[cv.inner], out=gu[(slice(None),) + cv.inner])
+    def piece(lo, hi):
+        n, mn = hi - lo, m[lo:hi]
+        xc = _channels_first(x[lo:hi])
+        inv = cv.inverse(mn, normalize)
+        gu = cv.zeros((F, n), x.dtype)
+        gu[cv.out] = gy[lo:hi].transpose(1, 0, 2, 3)
+        gu *= inv
         gW = np.zeros((K, C, F), dtype=x.dtype) if need_W else None
-        if need_x:
-            gx[n] = 0
-        s = np.zeros((cv.HC, cv.WC), dtype=x.dtype) if need_m and normalize else None
-        guk = np.empty((F, P), dtype=x.dtype)
+        gxc = np.zeros_like(xc) if need_x else None
+        q = np.empty((K, n, H, Wd), dtype=x.dtype) if need_m else None
+        s = cv.zeros((n,), x.dtype) if need_m and normalize else None
+        guk = np.empty((F, n, H, Wd), dtype=x.dtype)
+        g2 = guk.reshape(F, -1)
         for k, tap in enumerate(cv.taps):
-            guk.reshape(F, H, Wd)[...] = gu[(slice(None),) + tap]
-            mk = m[n, k].reshape(P)
+            guk[...] = gu[tap]
+            mk = mn[:, k].reshape(-1)
             if need_x or need_m:
-                a = Wk[k].T @ guk  # (C, P): the masked product's gradient
+                a = Wk[k].T @ g2  # (C, n*H*W): the masked product's gradient
                 if need_m:
-                    q = gm[n, k].reshape(P)
-                    np.einsum("cp,cp->p", a, xn, out=q)
+                    qk = q[k].reshape(-1)
+                    np.einsum("cp,cp->p", a, xc, out=qk)
                     if s is not None:
-                        s[tap] += (q * mk).reshape(H, Wd)
+                        s[tap] += q[k] * mn[:, k]
                 if need_x:
                     a *= mk
-                    gx[n].reshape(C, P)[...] += a
+                    gxc += a
             if need_W:
-                guk *= mk
-                np.matmul(xn, guk.T, out=gW[k])
-        if s is not None:
-            s *= -inv  # gZ, 0 off the output
-            for k, tap in enumerate(cv.taps):
-                gm[n, k] += s[tap]
+                g2 *= mk
+                np.matmul(xc, g2.T, out=gW[k])
+        if need_x:
+            gx[lo:hi] = gxc.reshape(C, n, H, Wd).transpose(1, 0, 2, 3)
+        if need_m:
+            if s is not None:
+                s *= -inv  # gZ, 0 off the output
+                for k, tap in enumerate(cv.taps):
+                    q[k] += s[tap]
+            gm[lo:hi] = q.transpose(1, 0, 2, 3)
         return gW
 
-    def run(lo, hi):
-        return [image(n) for n in range(lo, hi)]
-
-    parts = for_pieces(run, N, flops=6 * K * C * F * P * N)
+    parts = for_pieces(lambda a, b: [piece(*p) for p in pieces[a:b]], len(pieces),
+                       flops=6 * K * C * F * N * H * Wd)
     gW = None
     if need_W:
         gW = sum_in_order(parts, lambda: np.zeros((K, C, F), dtype=x.dtype))
