@@ -40,6 +40,7 @@ except ImportError:  # a source checkout without `pip install .`
 import numpy as np  # noqa: E402
 
 from segnp.experiments.cli import base_parser, setup, write_json  # noqa: E402
+from segnp.models import FlowNetS  # noqa: E402
 from segnp.experiments.protocol import (FLOW_ROWS, SEG_ROWS, constant_flow,  # noqa: E402
                                         prepare_data, seed_jobs)
 from segnp.experiments.report import report_lines, summary_lines  # noqa: E402
@@ -93,6 +94,8 @@ def config(args):
             cfg[k] = getattr(args, k)
     if args.seeds:
         cfg["seeds"] = list(args.seeds)
+    if args.flow_upsample != "bilinear":
+        cfg["flownet"] = dict(cfg["flownet"], upsample=args.flow_upsample)
     return cfg
 
 
@@ -175,6 +178,9 @@ def main(argv=None):
                    "keeps in the all-layers rows (sets their lams)")
     p.add_argument("--keep-fc6", type=float, help="the same for the FC6 row")
     p.add_argument("--keep-flow", type=float, help="the same for the flow network")
+    p.add_argument("--flow-upsample", choices=FlowNetS.UPSAMPLE, default="bilinear",
+                   help="upsampling of the segmentation-aware flow row's 1/4-resolution "
+                   "prediction (FlowNetS upsample; the control stays bilinear)")
     for k in OVERRIDES:
         p.add_argument("--" + k.replace("_", "-"), type=int, help="override the preset")
     args = p.parse_args(argv)
