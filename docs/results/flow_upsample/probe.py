@@ -2,7 +2,8 @@
 seed 0), fine-tuned from the same baseline checkpoint and motion embedder, with each
 upsampling variant; validation EPE (test printed for the record, not for choosing)."""
 import json, os, sys, time
-sys.path.insert(0, "/work/wt/upsample/examples")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..",
+                                "examples"))
 import reproduce
 from segnp.experiments.protocol import job_flow_row
 variant, out = sys.argv[1], sys.argv[2]
