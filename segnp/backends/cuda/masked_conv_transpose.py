@@ -19,16 +19,16 @@ def _launch(rt, name, dtype, total, args):
 
 
 def _operands(rt, fn, win, x, m, W, gy=None):
-    """The arrays checked against the window and the 32-bit per-image indices, and made
-    C-contiguous (kernels ignore strides); then inv (N, OH, OW), 1 / Z or ones."""
+    """The arrays checked against the window and the kernels' 32-bit per-image indices,
+    and made C-contiguous (kernels ignore strides)."""
     win.check_transposed_operands(fn, x, m, W, gy)
     plane_limit(fn, "OH*OW", win.H * win.W)
     plane_limit(fn, "H*W", win.OH * win.OW)
-    arrays = [rt.xp.ascontiguousarray(a) for a in (x, m, W) + (() if gy is None else (gy,))]
-    return arrays
+    return [rt.xp.ascontiguousarray(a) for a in (x, m, W) + (() if gy is None else (gy,))]
 
 
 def _inv(rt, m, win, normalize):
+    """inv (N, OH, OW): 1 / (the mask weights reaching each pixel + NORM_EPS), or ones."""
     N = m.shape[0]
     inv = rt.xp.empty((N, win.H, win.W), dtype=m.dtype)
     _launch(rt, "tconv_inv", m.dtype, inv.size,
