@@ -95,7 +95,8 @@ def config(args):
     if args.seeds:
         cfg["seeds"] = list(args.seeds)
     if args.flow_upsample != "bilinear":
-        cfg["flownet"] = dict(cfg["flownet"], upsample=args.flow_upsample)
+        # lam 2 at the start: the best of 0 and 2 on validation (docs/results/flow_upsample)
+        cfg["flownet"] = dict(cfg["flownet"], upsample=args.flow_upsample, up_lam_init=2.0)
     return cfg
 
 
@@ -179,8 +180,8 @@ def main(argv=None):
     p.add_argument("--keep-fc6", type=float, help="the same for the FC6 row")
     p.add_argument("--keep-flow", type=float, help="the same for the flow network")
     p.add_argument("--flow-upsample", choices=FlowNetS.UPSAMPLE, default="bilinear",
-                   help="upsampling of the segmentation-aware flow row's 1/4-resolution "
-                   "prediction (FlowNetS upsample; the control stays bilinear)")
+                   help="upsampling of the segmentation-aware flow row's flow predictions "
+                   "(FlowNetS upsample, lam starting at 2; the control stays bilinear)")
     for k in OVERRIDES:
         p.add_argument("--" + k.replace("_", "-"), type=int, help="override the preset")
     args = p.parse_args(argv)
