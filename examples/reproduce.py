@@ -1,7 +1,7 @@
 """Reproduce the paper's comparisons on FlyingShapes (generated; nothing to download).
 
     python examples/reproduce.py --quick      # one seed, small: about 5 min on 2 CPU cores
-    python examples/reproduce.py              # 3 seeds, mean and spread: about 30 min
+    python examples/reproduce.py              # 3 seeds, mean and spread: about 40 min
     python examples/reproduce.py --seeds 0 1 2 3 4 --out results-5
 
 The protocol (``segnp/experiments/protocol.py`` has the details), for every seed:
@@ -15,15 +15,16 @@ The protocol (``segnp/experiments/protocol.py`` has the details), for every seed
    being the control fine-tuned in exactly the same way; (b) mIoU and trimap mIoU
    (Fig. 7) are measured on validation and test scenes, and every Δ is paired with the
    same seed's control.  The masks' lams are set from embedding statistics of training
-   scenes (``segnp.nn.calibrate_lams``) and fixed; two extra rows show the ceiling
-   (ground-truth masks) and what learning lam from 0 does (it stays at 0);
+   scenes (``segnp.nn.calibrate_lams``) and fixed; the row "all segaware, end to end"
+   also fine-tunes the embedder through the task loss; two extra rows show the ceiling
+   (ground-truth masks) and what learning lam from 0 does (it stays near 0);
 3. a FlowNetS is trained, then the control and the segmentation-aware variant are
    fine-tuned from it; (c) EPE and AAE next to the floor of a constant flow per image.
 
 The runs of all seeds are independent jobs, spread over ``--workers`` processes (one
 BLAS thread each).  Choices are made on the validation split: compare the "val"
-columns of runs with other ``--keep-all`` / ``--keep-fc6`` values; test is only
-reported.  Writes ``--out/REPORT.md``, ``results.json``, the figures
+columns of one-seed runs (``--seeds 0 --rows ... --no-flow``) with other settings
+(docs/results/probes.md lists those behind the defaults); test is only reported.  Writes ``--out/REPORT.md``, ``results.json``, the figures
 ``fig3_embeddings.png``, ``fig4_bilateral.png``, ``fig7_trimap.png``,
 ``fig8_flow.png``, and each run's checkpoint and log under ``--out/runs``;
 ``--resume`` reuses finished runs.
@@ -39,7 +40,9 @@ except ImportError:  # a source checkout without `pip install .`
 
 import numpy as np  # noqa: E402
 
-from segnp.experiments.cli import base_parser, setup, write_json  # noqa: E402
+from segnp.command import fraction, nonnegative_float, nonnegative_int, positive_int  # noqa: E402
+from segnp.experiments.cli import (RunError, base_parser, run_script, setup,  # noqa: E402
+                                   write_json)
 from segnp.models import FlowNetS  # noqa: E402
 from segnp.experiments.protocol import (FLOW_ROWS, SEG_ROWS, constant_flow,  # noqa: E402
                                         prepare_data, seed_jobs)
@@ -65,9 +68,11 @@ PRESETS = {
               "seg_epochs": 6, "ft_epochs": 2, "flow_epochs": 8, "flow_ft_epochs": 2,
               "flow": False,
               "rows": ["baseline", "+9x9 BF", "all segaware", "ground-truth masks"]},
+    # 16 baseline epochs and 1,536 fine-tuning steps (docs/results/probes.md): the
+    # control on validation 36.4 % (8 epochs, 768 steps) -> 47.8 %
     "default": {"size": 64, "count": 1024, "flow_count": 2048, "val_count": 128,
                 "test_count": 128, "seeds": [0, 1, 2], "emb_epochs": 6,
-                "flow_emb_epochs": 6, "seg_epochs": 8, "ft_epochs": 3, "flow_epochs": 16,
+                "flow_emb_epochs": 6, "seg_epochs": 16, "ft_epochs": 6, "flow_epochs": 16,
                 "flow_ft_epochs": 2, "flow": True, "rows": list(SEG_ROWS)},
     # tests: end to end in seconds
     "tiny": {"size": 32, "count": 16, "flow_count": 16, "val_count": 8, "test_count": 8,
@@ -75,12 +80,19 @@ PRESETS = {
              "ft_epochs": 1, "flow_epochs": 1, "flow_ft_epochs": 1, "flow": True,
              "rows": list(SEG_ROWS)},
 }
+# The end-to-end row: embedder at 0.3 x the lr, plus the embedding loss at weight 1
+# (validation, seed 0, docs/results/probes.md: without it the task loss pulls the
+# embeddings together, AUC 0.88 -> 0.77).  keep_all_end, keep_all_fc6: off (a
+# sharpening schedule lost 1.4 points; a sharper FC6 gains mostly what an FC6 cut to
+# its centre tap gains).
 COMMON = {"batch_size": 8, "seg_batch_size": 4, "emb_lr": 5e-3, "seg_lr": 3e-3,
           "ft_lr": 1e-3, "flow_lr": 5e-3, "flow_ft_lr": 1e-3, "lam_mult": 10.0,
-          "keep_all": 0.9, "keep_fc6": 0.5, "keep_flow": 0.9, "segnet": SEGNET,
-          "flownet": FLOWNET}
+          "keep_all": 0.9, "keep_fc6": 0.5, "keep_flow": 0.9, "keep_all_end": None,
+          "keep_all_fc6": None, "e2e_emb_mult": 1.0, "e2e_aux_weight": 0.0, "segnet": SEGNET, "flownet": FLOWNET}
 OVERRIDES = ("size", "count", "flow_count", "emb_epochs", "flow_emb_epochs", "seg_epochs",
              "ft_epochs", "flow_epochs", "flow_ft_epochs")
+FLOAT_OVERRIDES = ("keep_all", "keep_all_end", "keep_all_fc6", "keep_fc6", "keep_flow",
+                   "e2e_emb_mult", "e2e_aux_weight")
 
 
 def config(args):
@@ -89,15 +101,24 @@ def config(args):
     for k in OVERRIDES:
         if getattr(args, k) is not None:
             cfg[k] = getattr(args, k)
-    for k in ("keep_all", "keep_fc6", "keep_flow"):
+    for k in FLOAT_OVERRIDES:
         if getattr(args, k) is not None:
             cfg[k] = getattr(args, k)
     if args.seeds:
         cfg["seeds"] = list(args.seeds)
+    if args.no_flow:
+        cfg["flow"] = False
+    if args.rows:
+        cfg["rows"] = [r for r in SEG_ROWS if r in args.rows or r == "baseline"]
     if args.flow_upsample != "bilinear":
         # lam 2 at the start: the best of 0 and 2 on validation (docs/results/flow_upsample)
         cfg["flownet"] = dict(cfg["flownet"], upsample=args.flow_upsample, up_lam_init=2.0)
     return cfg
+
+
+# what a segmentation row may report besides its metrics: the lams' calibration, the
+# mean masks of same- and different-region taps, a fine-tuned embedder's mask quality
+ROW_EXTRAS = ("calibration", "mask_values", "embedder_masks")
 
 
 def collect(cfg, results):
@@ -113,8 +134,7 @@ def collect(cfg, results):
         for name in cfg["rows"]:
             row = results[p + "seg/" + name]
             r["segmentation"][name] = dict(row["test"], val=row["val"], lams=row["lams"],
-                                           **({"calibration": row["calibration"]}
-                                              if "calibration" in row else {}))
+                                           **{k: row[k] for k in ROW_EXTRAS if k in row})
         for name in FLOW_ROWS if cfg["flow"] else ():
             row = results[p + "flow/" + name]
             r["flow"][name] = dict(row["test"], val=row["val"])
@@ -166,30 +186,45 @@ def figures(out, cfg, results, job_results):
 
 
 def main(argv=None):
-    p = base_parser(__doc__.split("\n")[0])
+    p = base_parser(__doc__.split("\n")[0], seed=False)   # each job seeds from --seeds
     p.add_argument("--quick", action="store_true", help="one seed, small data, short runs")
     p.add_argument("--preset", choices=list(PRESETS), help="overrides --quick")
-    p.add_argument("--seeds", type=int, nargs="+", help="seeds (default: the preset's)")
+    p.add_argument("--seeds", type=nonnegative_int, nargs="+", help="seeds (default: the preset's)")
     p.add_argument("--out", default="results", help="folder for REPORT.md and figures")
     p.add_argument("--cache", default=None, help="cache folder for generated data")
     p.add_argument("--resume", action="store_true", help="reuse finished runs in --out")
-    p.add_argument("--workers", type=int, default=2, help="worker processes (1: all "
+    p.add_argument("--workers", type=positive_int, default=2, help="worker processes (1: all "
                    "runs in this process)")
-    p.add_argument("--keep-all", type=float, help="mask weight that a same-region tap "
+    p.add_argument("--keep-all", type=fraction, help="mask weight that a same-region tap "
                    "keeps in the all-layers rows (sets their lams)")
-    p.add_argument("--keep-fc6", type=float, help="the same for the FC6 row")
-    p.add_argument("--keep-flow", type=float, help="the same for the flow network")
+    p.add_argument("--keep-all-end", type=fraction, help="sharpen the all-layers rows' masks "
+                   "over the fine-tuning, to this keep at its end")
+    p.add_argument("--keep-all-fc6", type=fraction, help="FC6's keep in the all-layers rows "
+                   "(default: --keep-all)")
+    p.add_argument("--keep-fc6", type=fraction, help="the same for the FC6 row")
+    p.add_argument("--keep-flow", type=fraction, help="the same for the flow network")
+    p.add_argument("--e2e-emb-mult", type=nonnegative_float, help="lr multiplier of the embedder in "
+                   "the end-to-end row")
+    p.add_argument("--e2e-aux-weight", type=nonnegative_float, help="weight of the embedding loss "
+                   "added to the end-to-end row's task loss")
+    p.add_argument("--rows", nargs="+", choices=list(SEG_ROWS), metavar="ROW",
+                   help="Table 1 rows to run (the control always runs); default: the "
+                   "preset's")
+    p.add_argument("--no-flow", action="store_true", help="skip the flow comparison")
     p.add_argument("--flow-upsample", choices=FlowNetS.UPSAMPLE, default="bilinear",
                    help="upsampling of the segmentation-aware flow row's flow predictions "
                    "(FlowNetS upsample, lam starting at 2; the control stays bilinear)")
     for k in OVERRIDES:
-        p.add_argument("--" + k.replace("_", "-"), type=int, help="override the preset")
+        p.add_argument("--" + k.replace("_", "-"), type=positive_int,
+                       help="override the preset")
     args = p.parse_args(argv)
+    if args.seeds and len(set(args.seeds)) != len(args.seeds):
+        p.error(f"--seeds must be distinct; got {args.seeds}")
     setup(args)
     cfg = config(args)
     if os.path.exists(os.path.join(args.out, "runs")) and not args.resume:
-        sys.exit(f"reproduce.py: {args.out!r} already holds runs; pass --resume to reuse "
-                 f"them or choose another --out")
+        raise RunError(f"{args.out!r} already holds runs; pass --resume to reuse them or "
+                       f"choose another --out")
     os.makedirs(args.out, exist_ok=True)
     t0 = time.perf_counter()
     prepare_data(cfg, progress=not args.no_progress)
@@ -220,4 +255,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main, hint="; --resume reuses the finished runs"))

@@ -365,3 +365,27 @@ def test_figure_flow_png(tmp_path):
     with pytest.raises(FileNotFoundError, match="figure_flow"):
         figures.figure_flow(tmp_path / "no" / "x.png", x, flow, flows, mean, 1)
     assert sorted(os.listdir(tmp_path)) == ["fig8.png"]
+
+
+def test_sharpening_schedule_raises_frozen_lams_linearly_and_resumes():
+    from segnp.experiments.runs import _SharpeningPolyLR
+    from segnp.models import SegNet
+    from segnp.optim import Adam
+    net = SegNet(3, widths=(2, 2, 2, 2), fc_width=4, segaware="all",
+                 lam_init={"body.0": 0.5, "fc6": 0.25})
+    layers = [layer for _, layer, _ in net.segaware_layers()]
+    opt = Adam(net.fc8.parameters(), lr=1e-2)
+    sched = _SharpeningPolyLR(opt, 4, layers, 3.0)
+    for t in range(6):
+        frac = min(t, 4) / 4
+        assert float(net.body[0].lam.data) == pytest.approx(0.5 * (1 + 2 * frac))
+        assert float(net.fc6.lam.data) == pytest.approx(0.25 * (1 + 2 * frac))
+        assert float(net.body[1].lam.data) == 0.0     # 0 stays 0
+        assert opt.param_groups[0]["lr"] == pytest.approx(1e-2 * (1 - frac) ** 0.9)
+        sched.step()
+    # a resumed run: rebuilt with the start lams, its schedule restored at step 2 of 4
+    state = json.loads(json.dumps(dict(sched.state_dict(), last_epoch=2)))
+    net.body[0].lam.data[...] = 0.5
+    again = _SharpeningPolyLR(Adam(net.fc8.parameters(), lr=1e-2), 4, layers[:1], 3.0)
+    again.load_state_dict(state)
+    assert float(net.body[0].lam.data) == pytest.approx(0.5 * 2.0)

@@ -1,8 +1,10 @@
 """The reproduction protocol's pieces: lam calibration, the job scheduler, the oracle
-embeddings, SegNet's output stride and per-layer lams, and the report tables."""
+embeddings, SegNet's output stride and per-layer lams, the mean masks of same- and
+different-region taps, and the report tables."""
 import numpy as np
 import pytest
 
+from segnp.experiments.masks import layer_mask_means
 from segnp.experiments.report import report_lines, stat, summary_lines
 from segnp.experiments.schedule import Job, run_jobs
 from segnp.experiments.tasks import label_embeddings
@@ -173,3 +175,68 @@ def test_report_pairs_deltas_with_the_same_seeds_control():
     assert "| -14.3 ± 0.0 | 2/2 |" in flow      # -0.2 / 1.4, lower in both seeds
     report = report_lines(_fake_results(), {"preset": "x"}, "cmd", 60.0, ["f.png"])
     assert "![f.png](f.png)" in report and any("Validation" in line for line in report)
+
+
+def test_layer_mask_means_match_loops_and_the_oracle_bounds():
+    rng = np.random.default_rng(2)
+    net = SegNet(3, widths=(2, 2, 2, 2), fc_width=4, segaware="all",
+                 lam_init={n: 0.3 + 0.1 * i for i, n in enumerate(
+                     [f"body.{i}" for i in range(8)] + ["fc6"])})
+    e = rng.random((2, 3, 40, 40)) * 2.0    # FC6 (stride 8, dilation 4) has taps at 40
+    labels = rng.integers(0, 3, (2, 40, 40))
+    got = layer_mask_means(net.segaware_layers(), e, labels)
+    want = {}
+    for name, layer, s in net.segaware_layers():
+        d, same = naive_tap_distances(e[..., ::s, ::s], labels[:, ::s, ::s], 3,
+                                      layer.dilation[0])
+        m, same = np.exp(-float(layer.lam.data) * d), np.asarray(same, bool)
+        want[name] = (m[same].mean(), m[~same].mean())
+        assert got["layers"][name]["same"] == pytest.approx(want[name][0], rel=1e-6)
+        assert got["layers"][name]["diff"] == pytest.approx(want[name][1], rel=1e-6)
+    # each layer counts once
+    assert got["same"] == pytest.approx(np.mean([v[0] for v in want.values()]))
+    assert got["diff"] == pytest.approx(np.mean([v[1] for v in want.values()]))
+    # one-hot labels at the oracle's lam 2: same-region taps keep 1, the others exp(-4)
+    for _, layer, _ in net.segaware_layers():
+        layer.lam.data[...] = 2.0
+    oracle = layer_mask_means(net.segaware_layers(), label_embeddings(labels, 3), labels)
+    assert oracle["same"] == 1.0 and oracle["diff"] == pytest.approx(np.exp(-4.0))
+
+
+def test_table1_gives_each_rows_share_of_the_ground_truth_ceiling():
+    results = _fake_results()
+    for r in results:
+        seg = r["segmentation"]
+        # the ceiling is 8 points above the control in seed 0, 4 in seed 1
+        gain = 0.08 if r["seed"] == 0 else 0.04
+        seg["ground-truth masks"] = dict(seg["baseline"], miou=seg["baseline"]["miou"] + gain)
+        seg["ground-truth masks"]["val"] = dict(seg["ground-truth masks"])
+    lines = summary_lines(results)
+    assert lines[lines.index(next(x for x in lines if x.startswith("| method |")))] \
+        .endswith("| share of the ground-truth ceiling |")
+    row = next(line for line in lines if line.startswith("| all segaware |"))
+    assert row.endswith("| 38 ± 18 % |")        # 2/8 and 2/4
+    gt = next(line for line in lines if line.startswith("| ground-truth masks |"))
+    assert gt.endswith("| 100 ± 0 % |")
+    base = next(line for line in lines if line.startswith("| baseline |"))
+    assert base.endswith("| — | — |")
+    # without the ground-truth row there is no ceiling column
+    assert "share" not in summary_lines(_fake_results())[9]
+
+
+def test_mask_table_and_the_fine_tuned_embedders_auc():
+    results = _fake_results()
+    for r in results:
+        seg = r["segmentation"]
+        seg["all segaware"]["mask_values"] = {"same": 0.9, "diff": 0.6, "layers": {}}
+        seg["all segaware, end to end"] = dict(
+            seg["all segaware"], mask_values={"same": 0.8, "diff": 0.2, "layers": {}},
+            embedder_masks=dict(r["masks"], embedding_auc=0.95))
+    lines = summary_lines(results)
+    assert "| all segaware | 0.900 ± 0.000 | 0.600 ± 0.000 | 0.667 ± 0.000 |" in lines
+    assert "| all segaware, end to end | 0.800 ± 0.000 | 0.200 ± 0.000 | 0.250 ± 0.000 |" \
+        in lines
+    e2e = next(line for line in lines if line.startswith("| semantic, fine-tuned in"))
+    assert "| 0.950 ± 0.000 | 0.700 ± 0.000 | 0.250 ± 0.000 |" in e2e
+    # no segmentation-aware row reports masks: no mask table
+    assert not any("(b3)" in line for line in summary_lines(_fake_results()))

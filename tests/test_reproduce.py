@@ -6,6 +6,7 @@ import importlib.util
 import json
 import os
 
+import numpy as np
 import pytest
 
 EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -20,11 +21,41 @@ def _reproduce():
     return mod
 
 
+E2E = "all segaware, end to end"
+
+
+def _check_embedders(out, rows):
+    """The end-to-end row's embedder has moved from the trained embedder; every other
+    row's is bitwise the trained one."""
+    from segnp.experiments.protocol import _slug
+    from segnp.experiments.runs import load_state
+    for seed in (0, 1):
+        runs = os.path.join(out, "runs", f"seed{seed}")
+        trained = load_state(os.path.join(runs, "embedding", "checkpoint.npz"))[0]
+        checked = 0
+        for name in rows:
+            state = load_state(os.path.join(runs, "seg_" + _slug(name),
+                                            "checkpoint.npz"))[0]
+            emb = {k[len("embedder."):]: v for k, v in state.items()
+                   if k.startswith("embedder.")}
+            if not emb:   # the control, the oracle: no embedder
+                continue
+            assert emb.keys() == trained.keys()
+            same = [np.array_equal(emb[k], trained[k]) for k in trained]
+            if name == E2E:
+                assert not any(same), name
+            else:
+                assert all(same), name
+            checked += 1
+        assert checked == 8    # the eight rows but the control and the oracle
+
+
 def test_reproduce_tiny_end_to_end(tmp_path, capsys):
     mod = _reproduce()
     out = str(tmp_path / "results")
     args = ["--preset", "tiny", "--out", out, "--cache", str(tmp_path / "cache"),
-            "--no-progress", "--seeds", "0", "1"]
+            "--no-progress", "--seeds", "0", "1", "--e2e-aux-weight", "0.5",
+            "--keep-all-fc6", "0.5"]
     results = mod.main(args)
     printed = capsys.readouterr().out
     report = open(os.path.join(out, "REPORT.md")).read()
@@ -45,8 +76,26 @@ def test_reproduce_tiny_end_to_end(tmp_path, capsys):
         assert r["flow"]["constant flow"]["epe"] > 0
         # every row is paired with the same seed's control, on val and test
         assert "val" in r["segmentation"]["baseline"]
+        seg = r["segmentation"]
+        # every row with segmentation-aware layers reports its masks on test; the
+        # oracle's one-hot masks keep 1 within a region
+        assert {n for n in seg if "mask_values" in seg[n]} == {
+            n for n, (v, _) in mod.SEG_ROWS.items() if v.get("segaware")}
+        assert seg["ground-truth masks"]["mask_values"]["same"] == 1.0
+        assert 0 <= seg[E2E]["embedder_masks"]["embedding_auc"] <= 1
+        assert [n for n in seg if "embedder_masks" in seg[n]] == [E2E]
+        # FC6 of the all-layers rows keeps 0.5, body.7 (same stride, same dilation)
+        # 0.9: lam is proportional to -ln(keep)
+        for name in ("all segaware", E2E, "all + CRF"):
+            cal = seg[name]["calibration"]
+            assert cal["fc6"]["lam"] / cal["body.7"]["lam"] == \
+                pytest.approx(np.log(0.5) / np.log(0.9), rel=1e-5)
+        # the FC6 row's keep (--keep-fc6, 0.5 by default) gives the same lam
+        assert seg["FC6 segaware"]["calibration"]["fc6"]["lam"] == \
+            pytest.approx(seg["all segaware"]["calibration"]["fc6"]["lam"], rel=1e-6)
+    _check_embedders(out, mod.SEG_ROWS)
     # an existing output is refused without --resume
-    with pytest.raises(SystemExit, match="already holds runs"):
+    with pytest.raises(ValueError, match="already holds runs"):
         mod.main(args)
     # --resume reuses the finished runs: the same numbers again
     again = mod.main(args + ["--resume"])

@@ -8,9 +8,9 @@ different-label pairs.  How well it separates the two is the ROC AUC of the scor
 """
 import numpy as np
 
-from ..nn.calibrate import offset_pairs
+from ..nn.calibrate import offset_pairs, tap_distances
 
-__all__ = ["roc_auc", "pair_distances", "mask_quality"]
+__all__ = ["roc_auc", "pair_distances", "mask_quality", "layer_mask_means"]
 
 
 def roc_auc(scores, positive):
@@ -69,3 +69,27 @@ def mask_quality(embeddings, images, labels, distance=4, embed_norm="l1",
             "embedding_auc": roc_auc(-de, same), "colour_auc": roc_auc(-dc, same),
             "embedding_same_mean": float(de[same].mean()) if same.any() else float("nan"),
             "embedding_diff_mean": float(de[~same].mean()) if (~same).any() else float("nan")}
+
+
+def layer_mask_means(layers, embeddings, labels):
+    """What the masks of segmentation-aware layers do on labelled images: the mean mask
+    ``exp(-lam d)`` (Eq. 3) of the same-region and of the different-region taps of
+    each layer's window, at the layer's stride, dilation, norm and current lam.
+
+    layers: [(name, layer, stride)] as :meth:`segnp.models.SegNet.segaware_layers`
+    gives them; embeddings (N, D, H, W) at the input resolution; labels (N, H, W).
+    Returns {"same": mean over layers, "diff": mean over layers, "layers": {name:
+    {"same", "diff"}}} (each layer counts once, whatever its resolution; NaN where a
+    layer sees no tap of that kind).
+    """
+    per = {}
+    for name, layer, s in layers:
+        dilation = layer.dilation[0] if isinstance(layer.dilation, tuple) else layer.dilation
+        d, same = tap_distances(embeddings[..., ::s, ::s], labels[:, ::s, ::s],
+                                layer.kernel_size, dilation, layer.norm)
+        m = np.exp(-float(layer.lam.data) * d)
+        per[name] = {k: float(m[sel].mean()) if sel.any() else float("nan")
+                     for k, sel in (("same", same), ("diff", ~same))}
+    out = {k: float(np.mean([v[k] for v in per.values()])) for k in ("same", "diff")}
+    out["layers"] = per
+    return out

@@ -11,11 +11,21 @@ Per seed:
 2. **Baseline** segmentation network, trained from scratch.
 3. **Table 1 rows**, each fine-tuned from that baseline for the same number of steps
    with the same data order; the "baseline" row is the control, fine-tuned in exactly
-   the same way, and every Δ is paired with it.  The embedder is frozen.  The lams of
-   the segmentation-aware convolutions are set once from embedding statistics of
-   training scenes (:func:`segnp.nn.calibrate_lams`) and kept fixed; the row "lam
+   the same way, and every Δ is paired with it.  The embedder is frozen, except in
+   "all segaware, end to end", where it is fine-tuned through the task loss (the
+   paper's Fig. 5) at ``e2e_emb_mult`` times the lr, with ``e2e_aux_weight`` times
+   the embedding loss added.  The lams of the segmentation-aware convolutions are set
+   once from embedding statistics of training scenes (:func:`segnp.nn.calibrate_lams`)
+   and kept fixed (in the end-to-end row too: its embedder can scale its distances,
+   which is what a trained lam would do, and learning lam from 0 fails); the row "lam
    learned from 0" learns them from 0 with Adam instead, and the row "ground-truth
    masks" masks with one-hot labels (the ceiling of what masks can give).
+   ``keep_all_fc6`` gives FC6 of the all-layers rows its own keep.  With
+   ``keep_all_end``, the calibrated lams of the all-layers rows rise linearly over the
+   fine-tuning, so that a same-region tap keeps ``keep_all`` at the start and
+   ``keep_all_end`` at the end.  Each row
+   with segmentation-aware layers reports the mean mask of same- and
+   different-region taps on test.
 4. **Flow**: a baseline FlowNetS, then the control and the segmentation-aware variant
    fine-tuned from it; the EPE of the best constant flow per image (its mean) is the
    floor a network must beat.
@@ -30,7 +40,7 @@ import numpy as np
 
 from ..metrics import angular_error, end_point_error
 from .data import load_split
-from .masks import mask_quality
+from .masks import layer_mask_means, mask_quality
 from ..models import FlowNetS
 from ..models.segnet import SEGAWARE_LAYERS as SEGNET_LAYERS
 from ..nn.calibrate import tap_distances
@@ -46,13 +56,15 @@ CHECKPOINT = "checkpoint.npz"
 # The rows of Table 1: name -> (SegNet switches, how the masks are set).
 #   "calibrated": lams from calibrate_lams at the preset's keep, fixed;
 #   "learned": lams from 0, learned with Adam (the failure the calibration avoids);
-#   "oracle": one-hot ground-truth labels as embeddings.
+#   "oracle": one-hot ground-truth labels as embeddings;
+#   "end to end": calibrated and fixed, the embedder fine-tuned through the task loss.
 SEG_ROWS = {
     "baseline": ({}, None),
     "+9x9 BF": ({"bf": [1, 9]}, None),
     "+9x9 BF x4": ({"bf": [4, 9]}, None),
     "FC6 segaware": ({"segaware": "fc6"}, "calibrated"),
     "all segaware": ({"segaware": "all"}, "calibrated"),
+    "all segaware, end to end": ({"segaware": "all"}, "end to end"),
     "all + BF": ({"segaware": "all", "bf": [1, 9]}, "calibrated"),
     "all + CRF": ({"segaware": "all", "crf": True, "crf_kwargs": CRF_KWARGS}, "calibrated"),
     "ground-truth masks": ({"segaware": "all"}, "oracle"),
@@ -109,13 +121,19 @@ def job_embedding(out, cfg, seed, labels, deps):
     test = sets["test"]
     images = test_arrays(test, ("image",), inp)[0]
     lab = test.stack(key).astype(np.int64)
-    e = embed(net, images)
-    quality = mask_quality(e, images, lab)
-    d, same = tap_distances(e, lab, 3, 1)
-    quality.update(same_median=float(np.median(d[same])),
-                   diff_median=float(np.median(d[~same])),
-                   final_loss=float(hist[-1]["loss"]) if hist else float("nan"))
+    quality = _quality(embed(net, images), images, lab)
+    quality["final_loss"] = float(hist[-1]["loss"]) if hist else float("nan")
     return {"masks": quality, "checkpoint": os.path.join(out, CHECKPOINT)}
+
+
+def _quality(e, images, labels):
+    """Mask quality of embeddings e on labelled images (:func:`.masks.mask_quality`)
+    with the median distances of same- and different-region neighbours."""
+    quality = mask_quality(e, images, labels)
+    d, same = tap_distances(e, labels, 3, 1)
+    quality.update(same_median=float(np.median(d[same])),
+                   diff_median=float(np.median(d[~same])))
+    return quality
 
 
 def job_seg_baseline(out, cfg, seed, deps):
@@ -134,19 +152,28 @@ def job_seg_row(out, cfg, seed, name, deps, curve=tuple(range(1, 21))):
     emb = load_state(deps["embedding"]["checkpoint"])
     init = load_state(deps["baseline"]["checkpoint"])[0]
     oracle = masks == "oracle"
-    lams, train_lams, stats = None, True, None
-    if masks == "calibrated":
+    end_to_end = masks == "end to end"
+    lams, train_lams, stats, sharpen = None, True, None, 1.0
+    if masks in ("calibrated", "end to end"):
         keep = cfg["keep_fc6"] if variant.get("segaware") == "fc6" else cfg["keep_all"]
         lams, stats = segnet_lams(train, emb, keep, cfg["segnet"])
         train_lams = False
+        if variant.get("segaware") == "all" and cfg.get("keep_all_fc6"):
+            fc6, fc6_stats = segnet_lams(train, emb, cfg["keep_all_fc6"], cfg["segnet"])
+            lams["fc6"], stats["fc6"] = fc6["fc6"], fc6_stats["fc6"]
+        if variant.get("segaware") == "all" and cfg.get("keep_all_end"):
+            # lam is proportional to -ln(keep): the masks sharpen to keep_all_end
+            sharpen = np.log(cfg["keep_all_end"]) / np.log(keep)
     elif oracle:
         lams = dict.fromkeys(SEGNET_LAYERS, ORACLE_LAM)
         train_lams = False
     net, _ = run_segmentation(
         out, train, variant=variant, epochs=cfg["ft_epochs"], lr=cfg["ft_lr"],
         batch_size=cfg["seg_batch_size"], seed=seed, model=cfg["segnet"], embedder=emb,
-        init=init, lam_mult=cfg["lam_mult"], embedder_mult=0.0, progress=False,
-        resume=True, lams=lams, train_lams=train_lams, oracle=oracle)
+        init=init, lam_mult=cfg["lam_mult"],
+        embedder_mult=cfg["e2e_emb_mult"] if end_to_end else 0.0,
+        aux_weight=cfg["e2e_aux_weight"] if end_to_end else 0.0, progress=False,
+        resume=True, lams=lams, train_lams=train_lams, oracle=oracle, sharpen=sharpen)
     inp = emb[1]["input"]
     res = {"val": _seg_metrics(net, sets["val"], inp, train.num_classes, oracle, None),
            "test": _seg_metrics(net, sets["test"], inp, train.num_classes, oracle, curve),
@@ -155,7 +182,24 @@ def job_seg_row(out, cfg, seed, name, deps, curve=tuple(range(1, 21))):
            "checkpoint": os.path.join(out, CHECKPOINT)}
     if stats is not None:
         res["calibration"] = stats
+    res.update(_mask_report(net, sets["test"], inp, train.num_classes, oracle, end_to_end))
     return res
+
+
+def _mask_report(net, test, inp, num_classes, oracle, end_to_end):
+    """On test: the mean mask of same- and different-region taps of the row's
+    segmentation-aware layers ("mask_values"), and for a row whose embedder trained,
+    the mask quality of its fine-tuned embeddings ("embedder_masks", as the
+    embedding job measures the frozen ones)."""
+    layers = net.segaware_layers()
+    if not layers:
+        return {}
+    images, labels = test_arrays(test, ("image", "label"), inp)
+    e = label_embeddings(labels, num_classes) if oracle else embed(net.embedder, images)
+    out = {"mask_values": layer_mask_means(layers, e, labels)}
+    if end_to_end:
+        out["embedder_masks"] = _quality(e, images, labels)
+    return out
 
 
 def job_flow_baseline(out, cfg, seed, deps):

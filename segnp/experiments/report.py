@@ -37,17 +37,48 @@ def _paired(results, row, base, pick=_test):
     return d, d3
 
 
+CEILING = "ground-truth masks"
+
+
 def _seg_table(results, split):
+    """Table 1 on ``split``; with the ground-truth row, each row's share of its
+    ceiling: Δ row / Δ ground-truth masks, per seed."""
     rows = list(results[0]["segmentation"])
     pick = _test if split == "test" else _val
-    lines = ["| method | mIoU | trimap-3 mIoU | Δ mIoU | Δ trimap-3 | Δ > 0 |",
-             "|---|---|---|---|---|---|"]
+    ceiling = _paired(results, CEILING, "baseline", pick)[0] if CEILING in rows else None
+    lines = ["| method | mIoU | trimap-3 mIoU | Δ mIoU | Δ trimap-3 | Δ > 0 |"
+             + (" share of the ground-truth ceiling |" if ceiling else ""),
+             "|---|---|---|---|---|---|" + ("---|" if ceiling else "")]
     for name in rows:
         ms = [pick(r, name) for r in results]
         d, d3 = _paired(results, name, "baseline", pick)
-        lines.append(f"| {name} | {stat([m['miou'] for m in ms], 100)} | "
-                     f"{stat([m['trimap3_miou'] for m in ms], 100)} | {stat(d, 100)} | "
-                     f"{stat(d3, 100)} | {'—' if name == 'baseline' else _positive(d)} |")
+        line = (f"| {name} | {stat([m['miou'] for m in ms], 100)} | "
+                f"{stat([m['trimap3_miou'] for m in ms], 100)} | {stat(d, 100)} | "
+                f"{stat(d3, 100)} | {'—' if name == 'baseline' else _positive(d)} |")
+        if ceiling:
+            with np.errstate(divide="ignore", invalid="ignore"):   # a ceiling of 0
+                share = np.divide(d, ceiling)
+            line += " — |" if name == "baseline" else f" {stat(share, 100, 0)} % |"
+        lines.append(line)
+    return lines
+
+
+def _mask_table(results):
+    """Each row with segmentation-aware layers: the mean mask of same- and
+    different-region taps on test (the mean over its layers)."""
+    seg = results[0]["segmentation"]
+    rows = [n for n in seg if "mask_values" in seg[n]]
+    if not rows:
+        return []
+    lines = ["", "### (b3) What the masks keep: mean mask of the taps of the "
+             "segmentation-aware layers (mean over layers), test", "",
+             "| method | same region | different region | different / same |",
+             "|---|---|---|---|"]
+    for name in rows:
+        mv = [_test(r, name)["mask_values"] for r in results]
+        lines.append(f"| {name} | {stat([m['same'] for m in mv], 1, 3)} | "
+                     f"{stat([m['diff'] for m in mv], 1, 3)} | "
+                     f"{stat([m['diff'] / m['same'] for m in mv], 1, 3)} |")
     return lines
 
 
@@ -70,6 +101,15 @@ def _filter_table(results):
     return lines
 
 
+END_TO_END = "all segaware, end to end"
+# table (a)'s embedders: (label, its mask quality in a seed's results or None)
+_EMBEDDERS = (
+    ("semantic (class labels)", lambda r: r.get("masks")),
+    (f"semantic, fine-tuned in \"{END_TO_END}\"",
+     lambda r: r["segmentation"].get(END_TO_END, {}).get("embedder_masks")),
+    ("motion (instance labels)", lambda r: r.get("flow_masks")))
+
+
 def summary_lines(results):
     """The three tables (test split)."""
     n = len(results)
@@ -80,18 +120,17 @@ def summary_lines(results):
              f"pairs at distance {results[0]['masks']['distance']} (test)", "",
              "| embedding | learned (L1) | colour (RGB, L2) | learned − colour | median "
              "distance same / different region |", "|---|---|---|---|---|"]
-    for key, label in (("masks", "semantic (class labels)"),
-                       ("flow_masks", "motion (instance labels)")):
-        if key not in results[0]:
+    for label, get in _EMBEDDERS:
+        if get(results[0]) is None:
             continue
-        ms = [r[key] for r in results]
+        ms = [get(r) for r in results]
         lines.append(f"| {label} | {stat([m['embedding_auc'] for m in ms], 1, 3)} | "
                      f"{stat([m['colour_auc'] for m in ms], 1, 3)} | "
                      f"{stat([m['embedding_auc'] - m['colour_auc'] for m in ms], 1, 3)} | "
                      f"{stat([m['same_median'] for m in ms])} / "
                      f"{stat([m['diff_median'] for m in ms])} |")
     lines += ["", "### (b) Table 1 analogue: semantic segmentation, test (%)", ""]
-    lines += _seg_table(results, "test")
+    lines += _seg_table(results, "test") + _mask_table(results)
     filters = _filter_table(results)
     if len(filters) > 3:   # two filter rows or more (one would repeat table (b))
         lines += ["", "### (b2) What each filter adds to the row it is added to, test (%)",

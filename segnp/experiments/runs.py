@@ -8,6 +8,7 @@ Each ``run_*`` function takes in-memory datasets (:func:`load_split`), writes
 run is only reloaded), and ends with the parameters of an uninterrupted run.
 """
 import copy
+import functools
 
 import numpy as np
 
@@ -16,8 +17,9 @@ from ..optim import SGD, Adam, PolyLR
 from ..random import manual_seed
 from .data import INPUT_SCALE, make_loader, preprocess
 from .paper import PAPER_CROPS, PAPER_INPUT_SCALE, is_paper
-from .tasks import (build_model, embed, embedding_step, evaluate_embedding, evaluate_flow,
-                    evaluate_segmentation, flow_step, label_embeddings,
+from .tasks import (build_model, embed, embedding_step, end_to_end_step,
+                    evaluate_embedding, evaluate_flow, evaluate_segmentation, flow_step,
+                    label_embeddings,
                     oracle_segmentation_step, segmentation_step, transfer_weights)
 from .trainer import Trainer, lr_mult_groups
 
@@ -128,9 +130,33 @@ def _param_groups(net, lr, lam_mult, embedder_mult):
     return lr_mult_groups(net, lr, {r"(^|\.)lam$": lam_mult, r"^embedder\.": embedder_mult})
 
 
+class _SharpeningPolyLR(PolyLR):
+    """A poly lr schedule that also raises the (frozen) lams of ``layers`` linearly over
+    it, from their values when it starts to ``factor`` times them at its end: masks
+    that sharpen while the network adapts to them (a sudden sharp mask breaks a
+    network trained without masks)."""
+
+    def __init__(self, optimizer, max_iters, layers, factor):
+        self._ramp = [(layer, float(layer.lam.data)) for layer in layers]
+        self._factor = float(factor)
+        super().__init__(optimizer, max_iters)
+
+    def _apply(self):
+        super()._apply()
+        t = min(1.0, self.last_epoch / self.max_iters)
+        for layer, lam in self._ramp:
+            layer.lam.data[...] = lam * (1.0 + (self._factor - 1.0) * t)
+
+    def state_dict(self):
+        return {k: v for k, v in super().state_dict().items() if not k.startswith("_")}
+
+
 def _fit(model, optimizer, loader, step, out_dir, epochs, config, evaluate, progress,
-         resume, desc, poly=True):
-    scheduler = PolyLR(optimizer, max_iters=max(1, epochs * len(loader))) if poly else None
+         resume, desc, poly=True, sharpen=None):
+    iters = max(1, epochs * len(loader))
+    scheduler = PolyLR(optimizer, max_iters=iters) if poly else None
+    if sharpen is not None:
+        scheduler = _SharpeningPolyLR(optimizer, iters, *sharpen)
     trainer = Trainer(model, optimizer, loader, step, out_dir, epochs, scheduler=scheduler,
                       evaluate=evaluate, config=config, progress=progress, desc=desc)
     return trainer.fit(resume=resume)
@@ -166,7 +192,7 @@ def run_segmentation(out_dir, train, test=None, variant=None, epochs=6, batch_si
                      lr=3e-3, seed=0, model=None, embedder=None, init=None,
                      lam_mult=10.0, embedder_mult=0.1, progress=True, resume=False,
                      optimizer="adam", lams=None, train_lams=True, oracle=False,
-                     vgg16=None):
+                     vgg16=None, aux_weight=0.0, sharpen=1.0):
     """Train a :class:`SegNet` with softmax cross-entropy (Sec. 5.1).
 
     variant: SegNet switches (a row of :data:`SEG_VARIANTS`).  embedder: (state, config)
@@ -180,6 +206,11 @@ def run_segmentation(out_dir, train, test=None, variant=None, epochs=6, batch_si
     that train (those, and the bilateral filter's) do so at ``lam_mult`` times the lr.
     oracle: the segmentation-aware layers see one-hot ground-truth labels as embeddings
     (:func:`~segnp.experiments.tasks.label_embeddings`), the "ground-truth masks" row.
+    aux_weight: with an embedder that trains (``embedder_mult`` > 0), add this times
+    the embedding loss of its outputs to the task loss
+    (:func:`~segnp.experiments.tasks.end_to_end_step`).
+    sharpen: > 1 raises the frozen lams (``train_lams`` False) linearly over the
+    schedule, from ``lams`` to ``sharpen`` times them.
     SGD with momentum 0.9 (or Adam) and a poly schedule, as DeepLab.
     ``model={"arch": "paper"}``: DeepLab-LargeFOV on VGG-16 (:mod:`.paper`), its 13
     VGG layers from the weights file ``vgg16`` when given.
@@ -196,6 +227,10 @@ def run_segmentation(out_dir, train, test=None, variant=None, epochs=6, batch_si
     if needs and embedder is None and not oracle:
         raise ValueError(f"run_segmentation: the variant {variant} needs a pre-trained "
                          f"embedder")
+    if aux_weight and (not needs or oracle or not embedder_mult > 0):
+        raise ValueError(f"run_segmentation: aux_weight={aux_weight} needs an embedder "
+                         f"that trains (embedder_mult > 0; got {embedder_mult}), a variant "
+                         f"that uses it and no oracle")
     net, config = _task_network("segmentation", mcfg, train,
                                 embedder if needs and not oracle else None, init, vgg16)
     config["oracle"] = bool(oracle)
@@ -211,8 +246,16 @@ def run_segmentation(out_dir, train, test=None, variant=None, epochs=6, batch_si
         evaluate = lambda m: evaluate_segmentation(  # noqa: E731
             m, images, labels, train.num_classes, embeddings=e)[0]
     step = oracle_segmentation_step if oracle else segmentation_step
+    if aux_weight:
+        step = functools.partial(end_to_end_step, aux_weight=float(aux_weight))
+    ramp = None
+    if float(sharpen) != 1.0:
+        if train_lams or float(sharpen) < 1.0:
+            raise ValueError(f"run_segmentation: sharpen={sharpen} needs frozen lams "
+                             f"(train_lams False) and a value >= 1")
+        ramp = ([layer for _, layer, _ in net.segaware_layers()], sharpen)
     hist = _fit(net, opt, loader, step, out_dir, epochs, config, evaluate,
-                progress, resume, "segmentation")
+                progress, resume, "segmentation", sharpen=ramp)
     return net, hist
 
 

@@ -31,7 +31,8 @@ from ..models.grids import subsample_point
 from ..nn import SegAwareConv2d
 
 __all__ = ["TASKS", "build_model", "load_run", "transfer_weights", "embedding_step",
-           "segmentation_step", "oracle_segmentation_step", "label_embeddings",
+           "segmentation_step", "oracle_segmentation_step", "end_to_end_step",
+           "label_embeddings",
            "flow_step", "embed", "segment", "predict_flow", "evaluate_embedding",
            "evaluate_segmentation", "evaluate_flow", "downsample_labels",
            "downsample_flow"]
@@ -200,14 +201,20 @@ def embedding_loss_terms(e, sides, labels, loss_kwargs=None):
     return terms
 
 
-def embedding_step(model, batch):
-    images, labels = batch
-    e, sides = model(_tensor(images))
+def _embedding_total(e, sides, labels):
+    """(the sum of :func:`embedding_loss_terms`, the final embedding's term)."""
     terms = embedding_loss_terms(e, sides, labels)
     loss = terms[0]
     for t in terms[1:]:
         loss = loss + t
-    return loss, {"final_loss": float(terms[0].item())}
+    return loss, terms[0]
+
+
+def embedding_step(model, batch):
+    images, labels = batch
+    e, sides = model(_tensor(images))
+    loss, final = _embedding_total(e, sides, labels)
+    return loss, {"final_loss": float(final.item())}
 
 
 def embed(model, images, batch_size=16):
@@ -255,6 +262,22 @@ def oracle_segmentation_step(model, batch):
     e = _tensor(label_embeddings(labels, model.num_classes))
     scores = model(_tensor(images), e)
     return F.softmax_cross_entropy(scores, labels), {}
+
+
+def end_to_end_step(model, batch, aux_weight=0.0):
+    """:func:`segmentation_step` of a network whose embedder trains through the task
+    loss (the end of Sec. 3.1: "the final objective backpropagates through both
+    networks"), plus ``aux_weight`` times the embedding loss of the embedder's final
+    and side outputs (Sec. 4.1), which keeps the embeddings tied to the regions while
+    the task reshapes them.  Bind ``aux_weight`` with functools.partial."""
+    images, labels = batch
+    x = _tensor(images)
+    e, sides = model.embedder(x)
+    loss = F.softmax_cross_entropy(model(x, e), labels)
+    if not aux_weight:
+        return loss, {}
+    aux, _ = _embedding_total(e, sides, labels)
+    return loss + float(aux_weight) * aux, {"embedding_loss": float(aux.item())}
 
 
 def segment(model, images, batch_size=16, embeddings=None):
