@@ -43,6 +43,7 @@ import numpy as np  # noqa: E402
 from segnp.command import fraction, nonnegative_float, nonnegative_int, positive_int  # noqa: E402
 from segnp.experiments.cli import (RunError, base_parser, run_script, setup,  # noqa: E402
                                    write_json)
+from segnp.models import FlowNetS  # noqa: E402
 from segnp.experiments.protocol import (FLOW_ROWS, SEG_ROWS, constant_flow,  # noqa: E402
                                         prepare_data, seed_jobs)
 from segnp.experiments.report import report_lines, summary_lines  # noqa: E402
@@ -109,6 +110,9 @@ def config(args):
         cfg["flow"] = False
     if args.rows:
         cfg["rows"] = [r for r in SEG_ROWS if r in args.rows or r == "baseline"]
+    if args.flow_upsample != "bilinear":
+        # lam 2 at the start: the best of 0 and 2 on validation (docs/results/flow_upsample)
+        cfg["flownet"] = dict(cfg["flownet"], upsample=args.flow_upsample, up_lam_init=2.0)
     return cfg
 
 
@@ -207,6 +211,9 @@ def main(argv=None):
                    help="Table 1 rows to run (the control always runs); default: the "
                    "preset's")
     p.add_argument("--no-flow", action="store_true", help="skip the flow comparison")
+    p.add_argument("--flow-upsample", choices=FlowNetS.UPSAMPLE, default="bilinear",
+                   help="upsampling of the segmentation-aware flow row's flow predictions "
+                   "(FlowNetS upsample, lam starting at 2; the control stays bilinear)")
     for k in OVERRIDES:
         p.add_argument("--" + k.replace("_", "-"), type=positive_int,
                        help="override the preset")

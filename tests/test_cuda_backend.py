@@ -23,6 +23,7 @@ from segnp.backends.emulator import EmulatorRuntime
 from segnp.backends.emulator import EmulatorBackend
 from segnp.backends.cuda import masked_conv as mc
 from segnp.backends.cuda.source import CUDA_DIR, load_source, parse_kernels
+from segnp.window import Window
 from cuda_composed import masked_conv_composed, masked_conv_composed_backward
 from windows import win
 
@@ -65,6 +66,8 @@ def _sample_calls(rng):
     w = win(x, 3)
     d = NUMPY.im2dist(x, w)
     labels = rng.integers(0, 2, (1, 5, 6))
+    # the transposed product: x's 5x6 samples to a 10x12 output, W as (C, F, 3, 3)
+    wt, Wt = Window.transposed("test", 5, 6, 3, 2, 1, 1, 1), W.transpose(1, 0, 2, 3).copy()
     return [
         ("im2col", (x, 3), dict(padding=1)),
         ("col2im", (NUMPY.im2col(x, 3, padding=1), (5, 6)), dict(padding=1)),
@@ -80,6 +83,9 @@ def _sample_calls(rng):
         ("same_label_pairs", (labels, 3), {}),
         ("embedding_pair_loss", (x, labels), {}),
         ("embedding_pair_loss_backward", (x, labels, 1.0), {}),
+        ("masked_conv_transpose", (x, m, Wt, wt), {}),
+        ("masked_conv_transpose_backward", (x, m, Wt, rng.standard_normal((1, 3, 10, 12)), wt),
+         {}),
     ]
 
 
