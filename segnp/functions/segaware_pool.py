@@ -20,7 +20,7 @@ its window reaching one pixel further on each side).
 from .._validate import check_float, check_ndim, check_norm
 from ..autograd import as_tensor
 from ..window import Window
-from .segaware import Bilateral, _embeddings, _mask
+from .segaware import Bilateral, SegAwareMask, _embeddings, _lam
 
 __all__ = ["segaware_avg_pool2d"]
 
@@ -44,4 +44,4 @@ def segaware_avg_pool2d(x, e, ksize, lam=0.0, stride=None, padding=None, dilatio
     check_norm(fn, norm)
     win = Window.segaware(fn, x.shape[2], x.shape[3], ksize,
                           ksize if stride is None else stride, padding, dilation)
-    return Bilateral(win)(x, _mask(fn, e, lam, win, norm, True))
+    return Bilateral(win)(x, SegAwareMask(win, norm, True)(e, _lam(fn, lam, e)))

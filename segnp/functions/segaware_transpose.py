@@ -17,7 +17,7 @@ the product is its own kernel, ``masked_conv_transpose`` (every backend).
 from .._validate import check_float, check_ndim, check_norm, check_same_dtype
 from ..autograd import Function, as_tensor
 from ..window import Window
-from .segaware import _embeddings, _mask
+from .segaware import SegAwareMask, _embeddings, _lam
 
 __all__ = ["segaware_conv_transpose2d"]
 
@@ -88,5 +88,5 @@ def segaware_conv_transpose2d(x, e, W, b=None, lam=0.0, stride=1, padding=0,
             raise ValueError(f"{fn}: b must have shape (F,) = ({F},); got {b.shape}")
     check_same_dtype(fn, list(arrays), [a.data for a in arrays.values()])
     check_norm(fn, norm)
-    m = _mask(fn, e, lam, win, norm, True)
+    m = SegAwareMask(win, norm, True)(e, _lam(fn, lam, e))
     return MaskedConvTranspose2d(win, normalize)(x, m, W, b)
