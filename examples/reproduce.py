@@ -85,7 +85,8 @@ PRESETS = {
 COMMON = {"batch_size": 8, "seg_batch_size": 4, "emb_lr": 5e-3, "seg_lr": 3e-3,
           "ft_lr": 1e-3, "flow_lr": 5e-3, "flow_ft_lr": 1e-3, "lam_mult": 10.0,
           "keep_all": 0.9, "keep_fc6": 0.5, "keep_flow": 0.9, "keep_all_end": None,
-          "keep_all_fc6": None, "e2e_emb_mult": 1.0, "e2e_aux_weight": 0.0, "segnet": SEGNET, "flownet": FLOWNET}
+          "keep_all_fc6": None, "e2e_emb_mult": 0.3, "e2e_aux_weight": 1.0,
+          "segnet": SEGNET, "flownet": FLOWNET}
 OVERRIDES = ("size", "count", "flow_count", "emb_epochs", "flow_emb_epochs", "seg_epochs",
              "ft_epochs", "flow_epochs", "flow_ft_epochs")
 FLOAT_OVERRIDES = ("keep_all", "keep_all_end", "keep_all_fc6", "keep_fc6", "keep_flow",
