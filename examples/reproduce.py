@@ -41,6 +41,7 @@ except ImportError:  # a source checkout without `pip install .`
 import numpy as np  # noqa: E402
 
 from segnp.experiments.cli import base_parser, setup, write_json  # noqa: E402
+from segnp.models import FlowNetS  # noqa: E402
 from segnp.experiments.protocol import (FLOW_ROWS, SEG_ROWS, constant_flow,  # noqa: E402
                                         prepare_data, seed_jobs)
 from segnp.experiments.report import report_lines, summary_lines  # noqa: E402
@@ -57,7 +58,11 @@ SEGNET = {"widths": [16, 32, 48, 64], "fc_width": 128, "fc6_dilation": 2, "dropo
 # 1.301; the filter once at lam 1 (trained), keep 0.5: 1.354.  lam 5 was the best of
 # 0.5-40 for the filter applied to the baseline's flow.  The motion embedder trains 6
 # epochs: that filter's validation EPE was 1.306 with 4 and 1.297 with 6.
-FLOWNET = {"widths": [16, 24, 32, 48], "bf_repeat": 4, "bf_lam_init": 5.0}
+# Its upsamplings (1/16 -> 1/8 -> 1/4 -> 1) are segmentation-aware
+# (docs/results/flow_upsample: validation EPE, seed 0, 1.2975 bilinear, 1.2907 the
+# last one only, 1.2818 all three).
+FLOWNET = {"widths": [16, 24, 32, 48], "bf_repeat": 4, "bf_lam_init": 5.0,
+           "upsample": "segaware+decoder"}
 PRESETS = {
     # the README's main job: no flow (it shows Table 1's point in under 5 minutes)
     "quick": {"size": 64, "count": 1024, "flow_count": 1024, "val_count": 128,
@@ -108,6 +113,8 @@ def config(args):
         cfg["flow"] = False
     if args.rows:
         cfg["rows"] = [r for r in SEG_ROWS if r in args.rows or r == "baseline"]
+    if args.flow_upsample is not None:
+        cfg["flownet"] = dict(cfg["flownet"], upsample=args.flow_upsample)
     return cfg
 
 
@@ -206,6 +213,10 @@ def main(argv=None):
                    help="Table 1 rows to run (the control always runs); default: the "
                    "preset's")
     p.add_argument("--no-flow", action="store_true", help="skip the flow comparison")
+    p.add_argument("--flow-upsample", choices=FlowNetS.UPSAMPLE, help="upsampling of the "
+                   "segmentation-aware flow row's 1/4-resolution prediction and decoder "
+                   "(FlowNetS upsample; the control stays bilinear); default: "
+                   f"{FLOWNET['upsample']}")
     for k in OVERRIDES:
         p.add_argument("--" + k.replace("_", "-"), type=int, help="override the preset")
     args = p.parse_args(argv)

@@ -29,14 +29,21 @@ def main(argv=None):
     add_train_args(p, "runs/flow", epochs=20, lr=2e-3)
     p.add_argument("--segaware", action="store_true", help="segmentation-aware prediction "
                    "layer and bilateral filter (needs --embedder)")
+    p.add_argument("--upsample", choices=("bilinear", "segaware", "segaware+decoder"),
+                   default="bilinear", help="with --segaware: the final (and the decoder's) "
+                   "flow upsampling, bilinear or segmentation-aware (issue 22)")
     add_finetune_args(p)
     add_arch_args(p, "flow", argv)
     args = p.parse_args(argv)
     if args.segaware and not args.embedder:
         p.error("--segaware needs --embedder (run train_embeddings.py first)")
+    if args.upsample != "bilinear" and not args.segaware:
+        p.error("--upsample needs --segaware (the embeddings guide it)")
     setup(args)
     embedder, init, model = load_finetune(args, "flow")
     model["arch"] = args.arch
+    if args.upsample != "bilinear":
+        model["upsample"] = args.upsample
     prepare_run(args)
     from segnp.experiments import run_flow
     train, test = load_data(args, "flow")

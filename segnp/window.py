@@ -82,6 +82,37 @@ def segaware_geometry(fn, H, W, ksize, stride=1, padding=None, dilation=1):
     return conv_geometry(fn, H, W, int(ksize), stride, padding, (DH, DW))
 
 
+def transposed_geometry(fn, H, W, ksize, stride, padding, output_padding, dilation):
+    """Normalised (k, s, p, op, d) pairs and the output size (OH, OW) of a transposed
+    convolution of an H x W input, ``OH = (H - 1)*SH - 2*PH + DH*(KH - 1) + OPH + 1``;
+    ValueError when the output would be empty or output_padding is not below the stride
+    (it picks one of the stride's input sizes that a strided convolution maps alike)."""
+    KH, KW = pair(ksize, fn, "ksize", 1)
+    SH, SW = pair(stride, fn, "stride", 1)
+    PH, PW = pair(padding, fn, "padding", 0)
+    OPH, OPW = pair(output_padding, fn, "output_padding", 0)
+    DH, DW = pair(dilation, fn, "dilation", 1)
+    if OPH >= SH or OPW >= SW:
+        raise ValueError(f"{fn}: output_padding must be smaller than stride ({SH}, {SW}); "
+                         f"got ({OPH}, {OPW})")
+    OH = (H - 1) * SH - 2 * PH + DH * (KH - 1) + OPH + 1
+    OW = (W - 1) * SW - 2 * PW + DW * (KW - 1) + OPW + 1
+    if OH < 1 or OW < 1:
+        raise ValueError(f"{fn}: padding ({PH}, {PW}) crops more than a {KH}x{KW} window "
+                         f"with stride ({SH}, {SW}) produces from an input of size "
+                         f"({H}, {W}); the output would be ({OH}, {OW})")
+    return (KH, KW), (SH, SW), (PH, PW), (OPH, OPW), (DH, DW), (OH, OW)
+
+
+def _centre_padding(fn, KS, padding, dilation, why):
+    """ValueError unless padding <= dilation * (KS // 2) on both axes (``why`` says what
+    that rule keeps)."""
+    (PH, PW), (DH, DW), half = padding, dilation, KS // 2
+    if PH > DH * half or PW > DW * half:
+        raise ValueError(f"{fn}: padding must be at most dilation*(ksize//2) = "
+                         f"({DH * half}, {DW * half}) {why}; got ({PH}, {PW})")
+
+
 @dataclass(frozen=True)
 class Window:
     """The window of a segmentation-aware op on an H x W input, worked out once.
@@ -116,13 +147,50 @@ class Window:
         the reference embeddings of Eq. 3, outside the image."""
         (KS, _), (SH, SW), (PH, PW), (DH, DW), (OH, OW) = segaware_geometry(
             fn, H, W, ksize, stride, padding, dilation)
-        half = KS // 2
-        if PH > DH * half or PW > DW * half:
-            raise ValueError(
-                f"{fn}: padding must be at most dilation*(ksize//2) = "
-                f"({DH * half}, {DW * half}) so that the centre of every window lies in "
-                f"the image; got ({PH}, {PW})")
+        _centre_padding(fn, KS, (PH, PW), (DH, DW),
+                        "so that the centre of every window lies in the image")
         return cls(int(H), int(W), KS, OH, OW, SH, SW, PH, PW, DH, DW)
+
+    @classmethod
+    def transposed(cls, fn, H, W, ksize, stride=1, padding=0, output_padding=0, dilation=1):
+        """The window of a segmentation-aware *transposed* convolution of an H x W input
+        (``segaware_conv_transpose2d``), whose output is (OH, OW) with
+        ``OH = (H - 1)*SH - 2*PH + DH*(KS - 1) + OPH + 1`` as in ``conv_transpose2d``.
+
+        It is the window of the segmentation-aware convolution that op is the adjoint
+        of, so its *image* is the transposed op's output and its *outputs* are the
+        input samples: ``win.H, win.W`` = (OH, OW) and ``win.OH, win.OW`` = (H, W).
+        Input sample i sends tap k to pixel ``tap_k(i) = i*S - P + k*D`` of the output
+        and sits at ``p(i) = i*S - P + D*(KS//2)``, the window's centre, so
+        :meth:`segaware`'s rule (padding at most ``dilation * (ksize // 2)``) is what
+        keeps every p(i) inside the output, and ``im2dist`` of this window gives the
+        distances ``||e[tap_k(i)] - e[p(i)]||`` of the op's mask.
+        """
+        if not is_int(ksize) or ksize < 1 or ksize % 2 == 0:
+            raise ValueError(f"{fn}: the kernel size must be odd and positive, so that "
+                             f"every input sample has a centre tap; got {ksize!r}")
+        (KS, _), (SH, SW), (PH, PW), _, (DH, DW), (OH, OW) = transposed_geometry(
+            fn, H, W, int(ksize), stride, padding, output_padding, dilation)
+        _centre_padding(fn, KS, (PH, PW), (DH, DW),
+                        "so that every input sample's position p(i) = i*stride - padding + "
+                        "dilation*(ksize//2) lies in the output")
+        return cls(OH, OW, KS, int(H), int(W), SH, SW, PH, PW, DH, DW)
+
+    def check_transposed_operands(self, fn, x, m, W, gy=None):
+        """What a transposed kernel keeps of the checks (the public function made the
+        rest): x (N, C, H, W) and the mask m (N, K, H, W) on the input plane, W (C, F,
+        KS, KS), and gy (N, F, OH, OW) on the output plane of :meth:`transposed`."""
+        N, C = x.shape[:2]
+        F = W.shape[1] if W.ndim == 4 else -1
+        want = [("x", x, (N, C, self.OH, self.OW), "(N, C, H, W)"),
+                ("m", m, (N, self.K, self.OH, self.OW), "(N, K, H, W)"),
+                ("W", W, (C, F, self.KS, self.KS), "(C, F, KS, KS)")]
+        if gy is not None:
+            want.append(("gy", gy, (N, F, self.H, self.W), "(N, F, OH, OW)"))
+        for name, a, shape, letters in want:
+            if tuple(a.shape) != shape:
+                raise ValueError(f"{fn}: {name} must be {letters} = {shape} for this "
+                                 f"window; got {tuple(a.shape)}")
 
     K = property(lambda self: self.KS * self.KS, doc="The number of taps, KS**2.")
     ksize = property(lambda self: (self.KS, self.KS), doc="(KH, KW) = (KS, KS).")

@@ -23,6 +23,11 @@ Signatures (the NumPy backend documents each in full):
 - ``bilateral(x, m, ksize, stride=1, padding=None, dilation=1)``: Eq. 4 -> y (N, C, OH, OW)
 - ``bilateral_backward(x, m, gy, ksize, stride=1, padding=None, dilation=1,
   need_x=True, need_m=True)`` -> (gx, gm)
+- ``masked_conv_transpose(x, m, W, win, normalize=True)``: the transposed product of
+  ``segaware_conv_transpose2d``; x (N, C, H, W), m (N, K, H, W), W (C, F, KS, KS),
+  ``win`` = ``Window.transposed`` -> y (N, F, OH, OW)
+- ``masked_conv_transpose_backward(x, m, W, gy, win, normalize=True, need_x=True,
+  need_m=True, need_W=True)`` -> (gx, gm, gW), None where not needed
 - ``same_label_pairs(labels, ksize, dilation=1, ignore_index=255)``: (N, H, W) ->
   int8 (N, K, H, W): 1 same label, 0 different, -1 not counted (outside, centre, ignored)
 - ``embedding_pair_loss(e, labels, ksize=3, dilation=1, alpha=0.5, beta=2.0, norm='l1',
@@ -43,6 +48,8 @@ KERNEL_NAMES = (
     "masked_conv_backward",
     "bilateral",
     "bilateral_backward",
+    "masked_conv_transpose",
+    "masked_conv_transpose_backward",
     "same_label_pairs",
     "embedding_pair_loss",
     "embedding_pair_loss_backward",

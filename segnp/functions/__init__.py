@@ -14,4 +14,6 @@ from .dropout import *  # noqa: F401,F403  dropout
 from .loss import *  # noqa: F401,F403  softmax_cross_entropy l1_loss mse_loss epe_loss
 from .segaware import *  # noqa: F401,F403  im2dist segaware_mask segaware_bilateral segaware_conv2d
 from .embedding_loss import *  # noqa: F401,F403  embedding_loss
+from .segaware_transpose import *  # noqa: F401,F403  segaware_conv_transpose2d
+from .segaware_pool import *  # noqa: F401,F403  segaware_avg_pool2d
 from .crf import *  # noqa: F401,F403  segaware_crf

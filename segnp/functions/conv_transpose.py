@@ -24,7 +24,7 @@ input sizes SH*k ... SH*k + SH - 1 all give the same output size, so it must be 
 """
 from ..autograd import Function
 from .._validate import check_float, check_ndim, check_same_dtype
-from ..window import conv_geometry, pair
+from ..window import conv_geometry, transposed_geometry
 
 __all__ = ["conv_transpose2d"]
 
@@ -33,24 +33,11 @@ FN = "conv_transpose2d"
 
 def transpose_geometry(H, W, ksize, stride, padding, output_padding, dilation):
     """Normalised (k, s, p, d) pairs and the output size (OH, OW) of a transposed
-    convolution of an H x W input; ValueError when the output would be empty or
-    output_padding is not below the stride."""
-    KH, KW = pair(ksize, FN, "ksize", 1)
-    SH, SW = pair(stride, FN, "stride", 1)
-    PH, PW = pair(padding, FN, "padding", 0)
-    OPH, OPW = pair(output_padding, FN, "output_padding", 0)
-    DH, DW = pair(dilation, FN, "dilation", 1)
-    if OPH >= SH or OPW >= SW:
-        raise ValueError(f"{FN}: output_padding must be smaller than stride ({SH}, {SW}); "
-                         f"got ({OPH}, {OPW})")
-    OH = (H - 1) * SH - 2 * PH + DH * (KH - 1) + OPH + 1
-    OW = (W - 1) * SW - 2 * PW + DW * (KW - 1) + OPW + 1
-    if OH < 1 or OW < 1:
-        raise ValueError(f"{FN}: padding ({PH}, {PW}) crops more than a {KH}x{KW} window "
-                         f"with stride ({SH}, {SW}) produces from an input of size "
-                         f"({H}, {W}); the output would be ({OH}, {OW})")
+    convolution of an H x W input (:func:`segnp.window.transposed_geometry`)."""
+    k, s, p, _, d, (OH, OW) = transposed_geometry(FN, H, W, ksize, stride, padding,
+                                                  output_padding, dilation)
     # The conv2d this is the adjoint of maps (OH, OW) back to exactly (H, W).
-    k, s, p, d, back = conv_geometry(FN, OH, OW, (KH, KW), (SH, SW), (PH, PW), (DH, DW))
+    back = conv_geometry(FN, OH, OW, k, s, p, d)[4]
     assert back == (H, W), (back, H, W)
     return k, s, p, d, (OH, OW)
 

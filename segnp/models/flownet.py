@@ -14,6 +14,15 @@ With ``segaware=True`` the final prediction layer is a
 :class:`~segnp.nn.SegAwareConv2d` and the upsampled flow goes through a
 ``bf_ksize`` x ``bf_ksize`` segmentation-aware bilateral filter, both with the
 embeddings of frame 1.
+
+``upsample`` chooses how the 1/4-resolution prediction reaches full resolution:
+``"bilinear"`` (the default, :func:`.grids.upsample_point`) or ``"segaware"``, the
+segmentation-aware bilinear upsampling of issue 22 (:class:`~segnp.nn.SegAwareUpsample`,
+guided by the full-resolution embeddings of frame 1, so that a motion boundary is not
+blurred across 4 pixels before any mask sees it); ``"segaware+decoder"`` also upsamples
+the decoder's 1/16 and 1/8 predictions that way (guided by the embeddings' pixels at
+1/8 and 1/4).  Both equal the bilinear network at lam = 0, their initial lam, so a
+network fine-tuned from a bilinear checkpoint starts where it was.
 """
 from .. import functions as F
 from .. import nn
@@ -41,13 +50,19 @@ class FlowNetS(nn.Module):
         in_channels: channels of the concatenated frames (6 for two RGB frames).
         bf_repeat: how many times the bilateral filter is applied, with one mask (the
             "x4" of Table 1).
+        upsample: "bilinear", "segaware" or "segaware+decoder" (module docstring); the
+            segmentation-aware ones need embeddings, like ``segaware``.
+        up_lam_init: the initial lam of those upsamplings (0: bilinear).
     """
+
+    UPSAMPLE = ("bilinear", "segaware", "segaware+decoder")
 
     # The strides of the side predictions, in the order forward returns them.
     SCALE_STRIDES = (16, 8, 4)
 
     def __init__(self, widths=(16, 32, 64, 96), segaware=False, bf_ksize=9, embedder=None,
-                 norm="l1", lam_init=0.0, bf_lam_init=1.0, in_channels=6, bf_repeat=1):
+                 norm="l1", lam_init=0.0, bf_lam_init=1.0, in_channels=6, bf_repeat=1,
+                 upsample="bilinear", up_lam_init=0.0):
         super().__init__()
         w1, w2, w3, w4 = check_widths("FlowNetS", widths, 4)
         if min(w2, w3) < 2:
@@ -58,6 +73,10 @@ class FlowNetS(nn.Module):
             raise ValueError(f"FlowNetS: in_channels must be even (two frames "
                              f"concatenated); got {in_channels}")
         self.segaware = bool(segaware)
+        if upsample not in self.UPSAMPLE:
+            raise ValueError(f"FlowNetS: upsample must be one of {self.UPSAMPLE}; got "
+                             f"{upsample!r}")
+        self.upsample = upsample
         self.embedder = embedder
         self.conv1 = nn.Conv2d(in_channels, w1, 3, stride=2, padding=1)
         self.conv2 = nn.Conv2d(w1, w2, 3, stride=2, padding=1)
@@ -77,6 +96,16 @@ class FlowNetS(nn.Module):
         else:
             self.predict2 = nn.Conv2d(cin2, 2, 3, padding=1)
             self.bf = None
+        # The flow upsamplings 1/16 -> 1/8 -> 1/4 -> 1: segmentation-aware, or None for
+        # the bilinear upsample_point.
+        decoder, final = upsample == "segaware+decoder", upsample != "bilinear"
+        self.up_flow4 = self._aware_up(2, norm, up_lam_init) if decoder else None
+        self.up_flow3 = self._aware_up(2, norm, up_lam_init) if decoder else None
+        self.up_flow = self._aware_up(4, norm, up_lam_init) if final else None
+
+    @staticmethod
+    def _aware_up(factor, norm, lam_init):
+        return nn.SegAwareUpsample(factor, "point", norm=norm, lam_init=lam_init)
 
     def segaware_layers(self):
         """[(name, SegAwareConv2d, stride of its input map)]: the prediction layer of
@@ -91,10 +120,11 @@ class FlowNetS(nn.Module):
         H, W = x.shape[2:]
         if e is not None:
             e = check_embeddings(fn, e, x)
-        elif self.segaware:
+        elif self.segaware or self.upsample != "bilinear":
             if self.embedder is None:
-                raise ValueError("FlowNetS.forward: segaware=True needs embeddings; pass e or "
-                                 "build the network with an embedder")
+                what = "segaware=True" if self.segaware else f"upsample={self.upsample!r}"
+                raise ValueError(f"FlowNetS.forward: {what} needs embeddings; pass e or build "
+                                 f"the network with an embedder")
             e, _ = self.embedder(x[:, :self.in_channels // 2])
         c1 = F.leaky_relu(self.conv1(x), 0.1)
         c2 = F.leaky_relu(self.conv2(c1), 0.1)
@@ -103,15 +133,23 @@ class FlowNetS(nn.Module):
         flow4 = self.predict4(c4)
         s3, s2 = tuple(c3.shape[2:]), tuple(c2.shape[2:])
         u3 = F.leaky_relu(self.up3(upsample_point(c4, 2, s3)), 0.1)
-        j3 = F.concat([c3, u3, upsample_point(flow4, 2, s3)], axis=1)
+        j3 = F.concat([c3, u3, self._up_flow(self.up_flow4, flow4, 2, s3, e, 8)], axis=1)
         flow3 = self.predict3(j3)
         u2 = F.leaky_relu(self.up2(upsample_point(j3, 2, s2)), 0.1)
-        j2 = F.concat([c2, u2, upsample_point(flow3, 2, s2)], axis=1)
+        j2 = F.concat([c2, u2, self._up_flow(self.up_flow3, flow3, 2, s2, e, 4)], axis=1)
         if self.segaware:
             flow2 = self.predict2(j2, subsample_point(e, 4))
         else:
             flow2 = self.predict2(j2)
-        flow = upsample_point(flow2, 4, (H, W))
+        flow = self._up_flow(self.up_flow, flow2, 4, (H, W), e, 1)
         if self.bf is not None:
             flow = self.bf(flow, e)
         return flow, [flow4, flow3, flow2]
+
+    @staticmethod
+    def _up_flow(layer, flow, factor, size, e, e_stride):
+        """``flow`` on the point grid, upsampled by ``factor`` to ``size``: bilinear, or
+        by ``layer`` guided by the embeddings' pixels at the target stride."""
+        if layer is None:
+            return upsample_point(flow, factor, size)
+        return layer(flow, subsample_point(e, e_stride))

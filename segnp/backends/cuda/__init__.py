@@ -4,6 +4,8 @@
 - ``conv.cu`` / ``conv.py``: im2col and col2im, and the convolution built on them;
 - ``segaware.cu`` / ``segaware.py``: im2dist (Sec. 4.2) and the bilateral filter (Eq. 4);
 - ``masked_conv.cu`` / ``masked_conv.py``: the masked GEMM of Eq. 7;
+- ``masked_conv_transpose.cu`` / ``masked_conv_transpose.py``: its adjoint, the
+  segmentation-aware transposed convolution (joint upsampling);
 - ``pairs.cu`` / ``pairs.py``: the embedding loss (Eqs. 1-2);
 - ``window.cuh``: the window arithmetic every source includes (``segnp/window.py``'s twin);
 - ``_common.py``: what the launchers share; ``source.py``: reading and parsing the
@@ -19,6 +21,7 @@ from ..base import Backend
 from . import conv, pairs, segaware
 # An alias: in the class body the name masked_conv is the kernel from its own line on.
 from . import masked_conv as mconv
+from . import masked_conv_transpose as mconvt
 
 __all__ = ["CudaBackend"]
 
@@ -60,6 +63,8 @@ class CudaBackend(Backend):
     bilateral_backward = _Launcher(segaware.bilateral_backward)
     masked_conv = _Launcher(mconv.masked_conv)
     masked_conv_backward = _Launcher(mconv.masked_conv_backward)
+    masked_conv_transpose = _Launcher(mconvt.masked_conv_transpose)
+    masked_conv_transpose_backward = _Launcher(mconvt.masked_conv_transpose_backward)
     same_label_pairs = _Launcher(pairs.same_label_pairs)
     embedding_pair_loss = _Launcher(pairs.embedding_pair_loss)
     embedding_pair_loss_backward = _Launcher(pairs.embedding_pair_loss_backward)

@@ -1,0 +1,209 @@
+"""Joint upsampling of optical flow (issue 22, part 3; ``examples/joint_upsampling.py``).
+
+The true flow of FlyingShapes scenes, average-pooled by a factor f, is brought back to
+full resolution by bilinear interpolation or by :class:`JointUpsampler`: a
+segmentation-aware bilinear upsampling (``nn.SegAwareUpsample``, block grid) guided by
+frame 1, followed by back-projection steps ``y <- y + U(pooled - avgpool_f(y))`` with
+the same masks.  With masks that follow the objects, a pixel next to a motion boundary
+takes the flow of the samples on its own side, and back-projection removes what the
+pooled samples that straddle the boundary mixed in.  The guide is the concatenation of
+frame 1 (times a weight) and the embeddings of a motion embedder trained on the
+generator's instance labels of frame 1 (Eqs. 1-2).  The upsampler's lam is learned with
+the end-point error (through the back-projection steps); the image weight and the
+number of steps at test time are chosen on the validation split.
+"""
+import time
+
+import numpy as np
+
+from .. import functions as F
+from .. import nn
+from ..autograd import Tensor, no_grad
+from ..backends import get_backend
+from ..data.flyingshapes import render_scene
+from ..metrics import end_point_error
+from ..models import EmbeddingNet
+from ..optim import Adam
+from ..random import manual_seed
+from .data import INPUT_SCALE, SPLIT_SEEDS, preprocess
+from .tasks import embedding_loss_terms
+
+__all__ = ["JointUpsampler", "scenes", "avg_pool_flow", "pretrain_embedder", "embed_images",
+           "guide", "upsample", "learn_lam", "run", "figure"]
+
+# The motion embedder of the reproduction's flow row (protocol: flow_embedding).
+FACTORS = (4, 8)
+EMBEDDER = {"widths": (8, 16, 32), "embed_dim": 16, "side_dim": 8}
+
+
+def scenes(split, count, size):
+    """(frames uint8 (N, H, W, 3), instances int64 (N, H, W), flow float32 (N, 2, H, W))
+    of FlyingShapes ``split`` (the generator seeds of ``experiments.data``)."""
+    out = [render_scene(SPLIT_SEEDS[split], i, (size, size)) for i in range(count)]
+    return (np.stack([s["image1"] for s in out]),
+            np.stack([s["instances"] for s in out]).astype(np.int64),
+            np.stack([s["flow"] for s in out]).transpose(0, 3, 1, 2).copy())
+
+
+def avg_pool_flow(flow, factor):
+    """(N, 2, H, W) -> (N, 2, H/f, W/f): the mean flow of each f x f block."""
+    N, C, H, W = flow.shape
+    return flow.reshape(N, C, H // factor, factor, W // factor, factor).mean(axis=(3, 5))
+
+
+class JointUpsampler(nn.Module):
+    """Pooled flow lo (N, 2, H/f, W/f) and a guide (N, D, H, W) -> flow (N, 2, H, W):
+    ``nn.SegAwareUpsample`` (block grid), then ``iterations`` back-projection steps
+    ``y <- y + up(lo - avgpool_f(y))`` with the same masks.  lam is the only parameter."""
+
+    def __init__(self, factor, lam_init=2.0):
+        super().__init__()
+        self.factor = factor
+        self.up = nn.SegAwareUpsample(factor, "block", lam_init=lam_init)
+
+    def forward(self, lo, guide, iterations):
+        y = self.up(lo, guide)
+        for _ in range(iterations):
+            y = y + self.up(lo - F.avg_pool2d(y, self.factor), guide)
+        return y
+
+
+def _batches(rng, n, batch_size, steps):
+    """``steps`` index batches of an epoch-wise shuffled range(n)."""
+    order = []
+    for _ in range(steps):
+        if len(order) < batch_size:
+            order = order + list(rng.permutation(n))
+        yield np.asarray(order[:batch_size])
+        order = order[batch_size:]
+
+
+def pretrain_embedder(images, instances, steps, batch_size, seed, lr=5e-3):
+    """An EmbeddingNet trained on frame 1's instances with the embedding loss of the
+    final embedding and the side outputs (Sec. 4.1), Adam with a poly schedule."""
+    manual_seed(seed)
+    net = EmbeddingNet(**EMBEDDER)
+    opt = Adam(net.parameters(), lr=lr)
+    rng = np.random.default_rng(seed)
+    xp = get_backend().xp
+    for i, idx in enumerate(_batches(rng, len(images), batch_size, steps)):
+        for group in opt.param_groups:
+            group["lr"] = lr * (1 - i / max(1, steps)) ** 0.9
+        e, sides = net(Tensor(xp.asarray(images[idx])))
+        terms = embedding_loss_terms(e, sides, xp.asarray(instances[idx]))
+        loss = terms[0]
+        for term in terms[1:]:
+            loss = loss + term
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return net
+
+
+def embed_images(embedder, images, batch_size=16):
+    """Final embeddings (N, D, H, W) of preprocessed images, without gradients."""
+    xp, out = get_backend().xp, []
+    with no_grad():
+        for i in range(0, len(images), batch_size):
+            e, _ = embedder(Tensor(xp.asarray(images[i:i + batch_size])))
+            out.append(get_backend().to_numpy(e.data))
+    return np.concatenate(out)
+
+
+def guide(images, embeddings, image_weight):
+    """[image_weight * frame 1, embeddings] (N, 3 + D, H, W) float32."""
+    return np.concatenate([images * np.float32(image_weight), embeddings], axis=1)
+
+
+def upsample(model, lo, guides, iterations, batch_size=16):
+    xp, out = get_backend().xp, []
+    with no_grad():
+        for i in range(0, len(lo), batch_size):
+            y = model(Tensor(xp.asarray(lo[i:i + batch_size])),
+                      Tensor(xp.asarray(guides[i:i + batch_size])), iterations)
+            out.append(get_backend().to_numpy(y.data))
+    return np.concatenate(out)
+
+
+def learn_lam(model, guides, flow, steps, iterations, batch_size, seed, lr=0.05):
+    """lam learned with the end-point error of the upsampled pooled training flows (Adam);
+    the guide is fixed, so no gradient flows to the embeddings."""
+    lo_all = avg_pool_flow(flow, model.factor)
+    opt = Adam(model.parameters(), lr=lr)
+    rng = np.random.default_rng(seed)
+    xp = get_backend().xp
+    for idx in _batches(rng, len(guides), batch_size, steps):
+        y = model(Tensor(xp.asarray(lo_all[idx])), Tensor(xp.asarray(guides[idx])), iterations)
+        loss = F.epe_loss(y, xp.asarray(flow[idx]))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model
+
+
+IMAGE_WEIGHTS = (0.0, 0.5, 1.0)
+
+
+def run(args):
+    """The experiment of ``examples/joint_upsampling.py``: (results, details, figure
+    arguments).  Per factor and image weight, lam is learned on the training split;
+    the image weight and the back-projection steps are chosen on validation."""
+    t = time.time()
+    sets = {split: scenes(split, n, args.size) for split, n in
+            (("train", args.count), ("val", args.val_count), ("test", args.test_count))}
+    mean = sets["train"][0].reshape(-1, 3).mean(axis=0)
+    images = {k: preprocess(v[0], mean, INPUT_SCALE) for k, v in sets.items()}
+    details = {"data_seconds": round(time.time() - t, 1), "size": args.size,
+               "counts": {k: len(v[0]) for k, v in sets.items()}, "seed": args.seed}
+    t = time.time()
+    embedder = pretrain_embedder(images["train"], sets["train"][1], args.emb_steps,
+                                 args.batch_size, args.seed)
+    emb = {k: embed_images(embedder, v) for k, v in images.items()}
+    details["embedder_seconds"] = round(time.time() - t, 1)
+    results, shown = {}, {}
+    for f in FACTORS:
+        t = time.time()
+        lo = {k: avg_pool_flow(v[2], f) for k, v in sets.items()}
+        val, lams = {}, {}
+        for a in IMAGE_WEIGHTS:
+            manual_seed(args.seed)
+            model = learn_lam(JointUpsampler(f), guide(images["train"], emb["train"], a),
+                              sets["train"][2], args.steps, args.iterations, args.batch_size,
+                              args.seed)
+            model.eval()
+            lams[a] = float(model.up.lam.item())
+            g = guide(images["val"], emb["val"], a)
+            for T in range(2 * args.iterations + 1):
+                val[(a, T)] = end_point_error(upsample(model, lo["val"], g, T), sets["val"][2])
+        a, T = min(val, key=lambda k: (val[k], k))
+        model = JointUpsampler(f, lam_init=lams[a])
+        seg_test = upsample(model, lo["test"], guide(images["test"], emb["test"], a), T)
+        bil_test = _bilinear(lo["test"], args.size)
+        key = f"x{f}"
+        results[key] = {"bilinear": end_point_error(bil_test, sets["test"][2]),
+                        "segaware": end_point_error(seg_test, sets["test"][2])}
+        details[key] = {
+            "val": {"bilinear": end_point_error(_bilinear(lo["val"], args.size), sets["val"][2]),
+                    "segaware": {f"image_weight={w} iterations={n}": v
+                                 for (w, n), v in val.items()}},
+            "chosen": {"image_weight": a, "iterations": T, "lam": lams[a]},
+            "lams": {str(w): v for w, v in lams.items()},
+            "seconds": round(time.time() - t, 1)}
+        shown[f"bilinear x{f}"], shown[f"segaware x{f}"] = bil_test, seg_test
+    figure_data = (images["test"], sets["test"][2], shown, mean)
+    return results, details, figure_data
+
+
+def _bilinear(lo, size):
+    with no_grad():
+        return get_backend().to_numpy(F.resize_bilinear(lo, (size, size)).data)
+
+
+def figure(path, images, flow, shown, mean, count=3):
+    """Test scenes: frame 1, the true flow and each upsampling (``figure_flow``)."""
+    from .figures import figure_flow
+    epes = {k: end_point_error(v, flow) for k, v in shown.items()}
+    return figure_flow(path, images[:count], flow[:count], {k: v[:count] for k, v in shown.items()},
+                       mean, INPUT_SCALE, count=count, epes=epes,
+                       title="Joint upsampling of flow: average-pooled by 4 and 8, "
+                             "bilinear vs segmentation-aware")
