@@ -19,6 +19,7 @@ from segnp.backends.emulator import EmulatorRuntime
 from segnp.backends.emulator import EmulatorBackend
 from segnp.backends.cuda import conv as lc
 from segnp.backends.cuda import masked_conv as mc
+from segnp.window import Window
 from windows import win
 
 NUMPY = get_backend("numpy")
@@ -243,6 +244,8 @@ def _empty_calls(N, C, F, D):
     w = win(x, 3)
     d = NUMPY.im2dist(e, w)
     labels = rng.integers(0, 2, (N, 5, 6))
+    # the transposed product: x's 5x6 samples to a 10x12 output, W as (C, F, 3, 3)
+    wt, Wt = Window.transposed("test", 5, 6, 3, 2, 1, 1, 1), W.transpose(1, 0, 2, 3).copy()
     return [
         ("im2col", (x, 3), dict(padding=1)),
         ("col2im", (NUMPY.im2col(x, 3, padding=1), (5, 6)), dict(padding=1)),
@@ -260,6 +263,10 @@ def _empty_calls(N, C, F, D):
         ("same_label_pairs", (labels, 3), {}),
         ("embedding_pair_loss", (e, labels), {}),
         ("embedding_pair_loss_backward", (e, labels, 1.0), {}),
+        ("masked_conv_transpose", (x, m, Wt, wt), {}),
+        ("masked_conv_transpose", (x, m, Wt, wt), dict(normalize=False)),
+        ("masked_conv_transpose_backward", (x, m, Wt, rng.standard_normal((N, F, 10, 12)), wt),
+         {}),
     ]
 
 
