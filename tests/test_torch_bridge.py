@@ -93,9 +93,31 @@ CASES["segaware_crf"] = (crf_bridge, crf_segnp, CRF_NAMES)
 
 
 def _case_inputs(name, dtype, device="cpu", **shape):
-    made = _crf_inputs(dtype, device) if name == "segaware_crf" else \
-        _inputs(dtype, device, **shape)
+    if name == "segaware_crf":
+        made = _crf_inputs(dtype, device)
+    elif name == "segaware_conv_transpose2d":
+        made = _transpose_inputs(dtype, device)
+    else:
+        made = _inputs(dtype, device, **shape)
     return [made[n] for n in CASES[name][2]]
+
+
+def _transpose_inputs(dtype, device="cpu"):
+    """x (2, 3, 4, 5) up by 2 (k = 3, padding 1, output_padding 1) to 8 x 10, where e
+    lives; W (C, F, k, k)."""
+    made = _inputs(dtype, device, N=2, C=3, H=4, W=5, F_=5)
+    g = torch.Generator().manual_seed(1)
+    made["W"] = (torch.randn(3, 5, 3, 3, generator=g, dtype=torch.float64)
+                 .to(dtype=dtype, device=device).requires_grad_(True))
+    made["e"] = ((torch.randn(2, 4, 8, 10, generator=g, dtype=torch.float64) * 0.5)
+                 .to(dtype=dtype, device=device).requires_grad_(True))
+    return made
+
+
+CASES["segaware_conv_transpose2d"] = (
+    lambda x, e, W, b, lam: st.segaware_conv_transpose2d(x, e, W, b, lam, 2, 1, 1),
+    lambda x, e, W, b, lam: F.segaware_conv_transpose2d(x, e, W, b, lam, 2, 1, 1),
+    ("x", "e", "W", "b", "lam"))
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -300,6 +322,8 @@ SEGNP_MODULES = {
     "conv, no bias, stride": lambda: snn.SegAwareConv2d(3, 4, 5, stride=2, bias=False,
                                                         normalize=False, norm="l2"),
     "bilateral": lambda: snn.BilateralFilter(ksize=3, repeat=2, include_center=False),
+    "transposed conv": lambda: snn.SegAwareConvTranspose2d(3, 4, 3, stride=2, padding=1,
+                                                           output_padding=1, lam_init=0.3),
     "crf": lambda: snn.SegAwareCRF(3, bilateral_ksize=3, bilateral_dilation=2,
                                    spatial_ksize=3, bilateral_sigma_init=2.0),
     "crf, Caffe's (L, L) filter weights": lambda: _trained_matrices(snn.SegAwareCRF(
@@ -326,9 +350,12 @@ def test_from_segnp_gives_the_same_outputs(kind):
     assert twin.extra_repr() == module.extra_repr()
     t = _inputs(torch.float32, C=3)
     first = t["x"].detach() if kind != "crf" else t["x"].detach()[:, :3]
-    y = twin(first, t["e"].detach()).detach().numpy()
+    e = t["e"].detach()
+    if kind == "transposed conv":   # e at the output's resolution: 7 x 8 up by 2
+        e = torch.randn(2, 4, 14, 16, generator=torch.Generator().manual_seed(2))
+    y = twin(first, e).detach().numpy()
     with segnp.no_grad():
-        ref = module(first.numpy(), t["e"].detach().numpy()).numpy()
+        ref = module(first.numpy(), e.numpy()).numpy()
     np.testing.assert_allclose(y, ref, rtol=0, atol=1e-6)
     # copies: training the twin leaves the segnp module alone
     before = [p.numpy().copy() for p in module.parameters()]

@@ -65,7 +65,17 @@ def segaware_conv_transpose2d(x, e, W, b=None, lam=0.0, stride=1, padding=0,
     ``normalize`` divides it by the number of taps reaching each pixel.  Gradients flow
     to x, W, b, e and lam (a float or a 0-d Tensor, >= 0).
     """
-    fn = "segaware_conv_transpose2d"
+    x, e, W, b, lam, win = segaware_conv_transpose2d_args(
+        x, e, W, b, lam, stride, padding, output_padding, dilation, norm)
+    m = SegAwareMask(win, norm, True)(e, lam)
+    return MaskedConvTranspose2d(win, normalize)(x, m, W, b)
+
+
+def segaware_conv_transpose2d_args(x, e, W, b=None, lam=0.0, stride=1, padding=0,
+                                   output_padding=0, dilation=1, norm="l1",
+                                   fn="segaware_conv_transpose2d"):
+    """Checked (x, e, W, b, lam, window) of :func:`segaware_conv_transpose2d` (also
+    the checks of ``segnp.torch``'s twin)."""
     x, W = as_tensor(x), as_tensor(W)
     check_float(fn, "x", x.data)
     check_ndim(fn, "x", x, "(N, C, H, W)")
@@ -88,5 +98,4 @@ def segaware_conv_transpose2d(x, e, W, b=None, lam=0.0, stride=1, padding=0,
             raise ValueError(f"{fn}: b must have shape (F,) = ({F},); got {b.shape}")
     check_same_dtype(fn, list(arrays), [a.data for a in arrays.values()])
     check_norm(fn, norm)
-    m = SegAwareMask(win, norm, True)(e, _lam(fn, lam, e))
-    return MaskedConvTranspose2d(win, normalize)(x, m, W, b)
+    return x, e, W, b, _lam(fn, lam, e), win

@@ -21,11 +21,12 @@ from .._validate import int_at_least
 from ..autograd import Tensor
 from ..functions import crf as _crf
 from ..functions import segaware as _sa
+from ..functions import segaware_transpose as _sat
 from ..window import Window
 from ._device import place_of
 
 __all__ = ["SegnpFunction", "im2dist", "segaware_mask", "segaware_bilateral",
-           "segaware_conv2d", "segaware_crf"]
+           "segaware_conv2d", "segaware_conv_transpose2d", "segaware_crf"]
 
 
 class SegnpFunction(torch.autograd.Function):
@@ -142,8 +143,18 @@ def segaware_conv2d(x, e, W, b=None, lam=0.0, stride=1, padding=None, dilation=1
     return SegnpFunction.apply(place, _sa.MaskedConv2d(win, normalize), x, m, W, b)
 
 
-# segaware_conv_transpose2d (branch upsample) goes here, built as segaware_conv2d is:
-# its segnp checks, then SegAwareMask and its masked Function through SegnpFunction.
+def segaware_conv_transpose2d(x, e, W, b=None, lam=0.0, stride=1, padding=0,
+                              output_padding=0, dilation=1, norm="l1", normalize=True):
+    """:func:`segnp.functions.segaware_conv_transpose2d` on tensors: the
+    segmentation-aware transposed convolution (joint upsampling).  x (N, C, H, W),
+    e (N, D, OH, OW) at the output's resolution, W (C, F, k, k) with k odd, b (F,) or
+    None -> y (N, F, OH, OW); gradients flow to x, e, W, b and lam."""
+    fn = "segaware_conv_transpose2d"
+    place, lam, win = _checked(fn, _sat.segaware_conv_transpose2d_args,
+                               {"x": x, "e": e, "W": W, "b": b}, lam, stride, padding,
+                               output_padding, dilation, norm)
+    m = SegnpFunction.apply(place, _sa.SegAwareMask(win, norm, True), e, lam)
+    return SegnpFunction.apply(place, _sat.MaskedConvTranspose2d(win, normalize), x, m, W, b)
 
 
 def _weighted(w, Y):

@@ -20,9 +20,11 @@ import numpy as np
 import torch
 
 from .. import nn as snn
-from .functional import segaware_bilateral, segaware_conv2d, segaware_crf
+from .functional import (segaware_bilateral, segaware_conv2d,
+                         segaware_conv_transpose2d, segaware_crf)
 
-__all__ = ["SegAwareConv2d", "BilateralFilter", "SegAwareCRF", "from_segnp"]
+__all__ = ["SegAwareConv2d", "SegAwareConvTranspose2d", "BilateralFilter", "SegAwareCRF",
+           "from_segnp"]
 
 _NUMPY_DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
 
@@ -100,6 +102,37 @@ class SegAwareConv2d(_Twin):
                                self.normalize)
 
 
+class SegAwareConvTranspose2d(_Twin):
+    """Twin of :class:`segnp.nn.SegAwareConvTranspose2d`: ``forward(x, e)`` ->
+    :func:`segnp.torch.segaware_conv_transpose2d` with ``weight`` (C, F, k, k),
+    ``bias`` (F,) or None and ``lam`` (), all ``torch.nn.Parameter``; e at the output's
+    resolution."""
+
+    _SEGNP = snn.SegAwareConvTranspose2d
+    _CONFIG = ("in_channels", "out_channels", "kernel_size", "stride", "padding",
+               "output_padding", "dilation", "norm", "normalize")
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
+                 output_padding=0, dilation=1, bias=True, norm="l1", normalize=True,
+                 lam_init=0.0, dtype=torch.float32, rng=None, device=None):
+        super().__init__()
+        self._adopt(snn.SegAwareConvTranspose2d(
+            in_channels, out_channels, kernel_size, stride, padding, output_padding,
+            dilation, bias, norm, normalize, lam_init,
+            _numpy_dtype("SegAwareConvTranspose2d", dtype), _numpy_rng(rng)), device)
+
+    def forward(self, x, e):
+        return segaware_conv_transpose2d(x, e, self.weight, self.bias,
+                                         _projected(self.lam, 0.0), self.stride,
+                                         self.padding, self.output_padding, self.dilation,
+                                         self.norm, self.normalize)
+
+    def extra_repr(self):
+        # segnp's reads super(), which needs a segnp module: its two parts, named
+        return (snn.layers._ConvNd.extra_repr(self)
+                + f", norm={self.norm!r}, normalize={self.normalize}")
+
+
 class BilateralFilter(_Twin):
     """Twin of :class:`segnp.nn.BilateralFilter`: ``forward(x, e)`` ->
     :func:`segnp.torch.segaware_bilateral`; ``lam`` () is the one parameter."""
@@ -160,7 +193,8 @@ class SegAwareCRF(_Twin):
                             self.norm, bilateral_sigma)
 
 
-_TWINS = {snn.SegAwareConv2d: SegAwareConv2d, snn.BilateralFilter: BilateralFilter,
+_TWINS = {snn.SegAwareConv2d: SegAwareConv2d,
+          snn.SegAwareConvTranspose2d: SegAwareConvTranspose2d, snn.BilateralFilter: BilateralFilter,
           snn.SegAwareCRF: SegAwareCRF}
 
 
