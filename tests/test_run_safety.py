@@ -385,3 +385,19 @@ def test_make_synthetic_refuses_a_file_as_out_before_any_work(tmp_path, capsys):
     assert len(err) == 1 and "--out" in err[0] and "not a folder" in err[0]
     assert "FlyingShapes" not in captured.err + captured.out
     assert out.read_text() == "keep me"
+
+
+def _sleepy(deps):
+    time.sleep(2.0)
+    return "finished"
+
+
+def test_a_ctrl_c_that_python_swallowed_still_stops_the_run():
+    """A KeyboardInterrupt raised inside a weakref callback is dropped by Python
+    ("Exception ignored in ..."); the remembered Ctrl-C stops the wait all the same."""
+    from concurrent.futures import ThreadPoolExecutor
+    from segnp.experiments import schedule
+    with ThreadPoolExecutor(1) as pool:
+        with pytest.raises(KeyboardInterrupt):
+            schedule._run_graph(pool, 1, [schedule.Job("a", _sleepy, {}, ())], {}, {}, {},
+                                lambda _: None, interrupted=[signal.SIGINT])

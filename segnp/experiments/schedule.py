@@ -94,7 +94,9 @@ def run_jobs(jobs, workers=2, log=print):
                                  initializer=_listen_for_ctrl_c) as pool:
             pending, running = list(jobs), {}
             try:
-                _run_graph(pool, workers, pending, running, results, seconds, log)
+                with _ctrl_c_remembered() as interrupted:
+                    _run_graph(pool, workers, pending, running, results, seconds, log,
+                               interrupted)
             except KeyboardInterrupt:
                 _stop_workers(pool, running)
                 raise
@@ -107,9 +109,31 @@ def run_jobs(jobs, workers=2, log=print):
     return results
 
 
-def _run_graph(pool, workers, pending, running, results, seconds, log):
+class _ctrl_c_remembered:
+    """While the parent waits for its workers, Ctrl-C raises KeyboardInterrupt as usual
+    and is also remembered: Python drops an exception raised inside a weakref callback
+    or ``__del__`` ("Exception ignored in ..."), and a Ctrl-C lost that way must still
+    stop the run (the wait below looks at the flag twice a second)."""
+
+    def __enter__(self):
+        self.flag = []
+        self.main = threading.current_thread() is threading.main_thread()
+        if self.main:
+            def handler(signum, frame):
+                self.flag.append(signum)
+                raise KeyboardInterrupt
+            self.previous = signal.signal(signal.SIGINT, handler)
+        return self.flag
+
+    def __exit__(self, *exc):
+        if self.main:
+            signal.signal(signal.SIGINT, self.previous)
+
+
+def _run_graph(pool, workers, pending, running, results, seconds, log, interrupted=()):
     """Hand each job to a free worker once its dependencies are done, at most
-    ``workers`` at a time (so no job waits in the pool's queue)."""
+    ``workers`` at a time (so no job waits in the pool's queue).  ``interrupted``: a
+    list that a Ctrl-C makes non-empty (:class:`_ctrl_c_remembered`)."""
     from concurrent.futures import FIRST_COMPLETED, wait
     while pending or running:
         for j in [j for j in pending if all(d in results for d in j.deps)]:
@@ -120,7 +144,9 @@ def _run_graph(pool, workers, pending, running, results, seconds, log):
                 fut = pool.submit(_call, j.fn, j.kwargs,
                                   {d: results[d] for d in j.deps})
             running[fut] = j.key
-        done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+        done, _ = wait(list(running), timeout=0.5, return_when=FIRST_COMPLETED)
+        if interrupted:
+            raise KeyboardInterrupt
         for fut in done:
             key = running.pop(fut)
             results[key], seconds[key] = fut.result()
@@ -130,11 +156,13 @@ def _run_graph(pool, workers, pending, running, results, seconds, log):
 def _stop_workers(pool, running, grace=10.0):
     """After Ctrl-C: a worker running a job got the same SIGINT and unwinds (its atomic
     writers remove their temporary files); one still in its bootstrap ignored it and
-    would run its job to the end, so whatever is still running after ``grace`` seconds
-    is sent SIGTERM, which its initializer turned into KeyboardInterrupt: it unwinds
+    would run its job to the end, so if a job still runs after ``grace`` seconds the
+    workers are sent SIGTERM, which its initializer turned into KeyboardInterrupt: it unwinds
     the same way."""
     from concurrent.futures import wait
-    wait(list(running), timeout=grace)
+    _, still = wait(list(running), timeout=grace)
+    if not still:
+        return  # idle workers end with the pool: a SIGTERM would only print their traceback
     for proc in list(getattr(pool, "_processes", {}).values()):
         if proc.is_alive():
             proc.terminate()
