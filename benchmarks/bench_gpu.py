@@ -75,8 +75,11 @@ def bench_masked_gemm(cupy, backend, repeat):
     from segnp import functions as F
     from segnp import Tensor
     from segnp.backends.cuda import masked_conv as mc
-    from segnp.window import tap_valid
+    from segnp.window import Window, tap_valid
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+    from cuda_composed import masked_conv_composed, masked_conv_composed_backward
     rt = backend.rt
+    win = Window.segaware("bench_gpu", H, W, KS)
     rng = cupy.random.default_rng(0)
     x = rng.standard_normal((N, C, H, W), dtype=cupy.float32)
     Wt = rng.standard_normal((FILTERS, C, KS, KS), dtype=cupy.float32) * 0.05
@@ -85,12 +88,12 @@ def bench_masked_gemm(cupy, backend, repeat):
     gy = rng.standard_normal((N, FILTERS, H, W), dtype=cupy.float32)
 
     def fused():
-        mc.masked_conv(rt, x, m, Wt)
-        mc.masked_conv_backward(rt, x, m, Wt, gy)
+        mc.masked_conv(rt, x, m, Wt, win)
+        mc.masked_conv_backward(rt, x, m, Wt, gy, win)
 
     def composed():
-        mc.masked_conv_composed(rt, x, m, Wt)
-        mc.masked_conv_composed_backward(rt, x, m, Wt, gy)
+        masked_conv_composed(rt, x, m, Wt, win)
+        masked_conv_composed_backward(rt, x, m, Wt, gy, win)
 
     xt, Wtt = Tensor(x, requires_grad=True), Tensor(Wt, requires_grad=True)
 
@@ -135,21 +138,24 @@ def bench_layer(cupy, repeat):
 
 
 def bench_bandwidth(cupy, backend, repeat):
+    from segnp.window import Window
     rng = cupy.random.default_rng(2)
     peak = peak_bandwidth_gbs(cupy)
     known = "unknown" if peak is None else f"{peak:.0f} GB/s"
     print(f"achieved bandwidth (compulsory bytes / time; device peak {known}):")
     e = rng.standard_normal((N, D, H, W), dtype=cupy.float32)
-    d = backend.im2dist(e, KS)
+    win = Window.segaware("bench_gpu", H, W, KS)
+    d = backend.im2dist(e, win)
     gd = cupy.ones_like(d)
-    rows = [("im2dist", f"D={D} {KS}x{KS}", lambda: backend.im2dist(e, KS), e.nbytes + d.nbytes),
+    rows = [("im2dist", f"D={D} {KS}x{KS}", lambda: backend.im2dist(e, win), e.nbytes + d.nbytes),
             ("im2dist_backward", f"D={D} {KS}x{KS}",
-             lambda: backend.im2dist_backward(e, d, gd, KS), 2 * e.nbytes + 2 * d.nbytes)]
+             lambda: backend.im2dist_backward(e, d, gd, win), 2 * e.nbytes + 2 * d.nbytes)]
     for chans, ks, dil in ((C, KS, 1), (21, 13, 9)):
         x = rng.standard_normal((N, chans, H, W), dtype=cupy.float32)
         m = rng.uniform(0.0, 1.0, (N, ks * ks, H, W), dtype=cupy.float32)
         rows.append(("bilateral", f"C={chans} {ks}x{ks} dil {dil}",
-                     lambda x=x, m=m, ks=ks, dil=dil: backend.bilateral(x, m, ks, dilation=dil),
+                     lambda x=x, m=m, w=Window.segaware("bench_gpu", H, W, ks, dilation=dil):
+                     backend.bilateral(x, m, w),
                      2 * x.nbytes + m.nbytes))
     for name, shape, fn, nbytes in rows:
         t = time_ms(cupy, fn, repeat)

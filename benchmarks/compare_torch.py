@@ -39,7 +39,6 @@ sys.path.insert(0, HERE)
 
 import segnp  # noqa: E402
 from segnp import functions as SF  # noqa: E402
-from segnp import nn as snn  # noqa: E402
 from segnp.allocator import keep_freed_memory  # noqa: E402
 import bench_train  # noqa: E402
 

@@ -31,7 +31,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from segnp.backends import get_backend  # noqa: E402
 from segnp.backends.emulator import EmulatorBackend  # noqa: E402
-from segnp.backends.cuda import masked_conv as mc  # noqa: E402
+from segnp.window import Window  # noqa: E402
+# The composed masked GEMM (Sec. 4.2 literally) is the tests' reference.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+from cuda_composed import masked_conv_composed, masked_conv_composed_backward  # noqa: E402
 
 NUMPY = get_backend("numpy")
 FAILURES = []
@@ -113,20 +116,22 @@ class NanPrefill:
 def make_case(rng, N, C, F, H, W, ksize, stride, padding, dilation, dtype):
     """Inputs of every op for one window: x, e (N, C, H, W), m, W, gy, labels."""
     x = rng.standard_normal((N, C, H, W)).astype(dtype)
-    d = NUMPY.im2dist(x, ksize, stride, padding, dilation)
+    win = Window.segaware("gpu_verify", H, W, ksize, stride, padding, dilation)
+    d = NUMPY.im2dist(x, win)
     m = np.exp(-0.3 * d).astype(dtype) * (d > 0)  # 0 at taps outside, like Eq. 3
     m[:, ksize * ksize // 2] = 1
     Wt = (rng.standard_normal((F, C, ksize, ksize)) / np.sqrt(C * ksize ** 2)).astype(dtype)
     gy = rng.standard_normal((N, F) + d.shape[2:]).astype(dtype)
     labels = rng.integers(0, 3, (N, H, W)).astype(np.int32)
     return dict(x=x, m=m, W=Wt, gy=gy, labels=labels, d=d.astype(dtype),
-                win=(ksize, stride, padding, dilation))
+                args=(ksize, stride, padding, dilation), win=win)
 
 
 def op_calls(c):
     """(label, kernel name, args, kwargs) for every op of KERNEL_NAMES on case c."""
     x, m, Wt, gy, d = c["x"], c["m"], c["W"], c["gy"], c["d"]
-    k, s, p, dl = c["win"]
+    k, s, p, dl = c["args"]
+    w = c["win"]
     conv_p = p if p is not None else dl * (k // 2)
     gcols = np.ones(NUMPY.im2col(x, k, s, conv_p, dl).shape, x.dtype)
     gyc = np.ones((x.shape[0], x.shape[1]) + d.shape[2:], x.dtype)
@@ -136,12 +141,12 @@ def op_calls(c):
         ("col2im", "col2im", (gcols, x.shape[2:], s, conv_p, dl), {}),
         ("conv2d", "conv2d", (x, Wt, s, conv_p, dl), {}),
         ("conv2d_backward", "conv2d_backward", (x, Wt, gy, s, conv_p, dl), {}),
-        ("im2dist", "im2dist", (x, k, s, p, dl), {}),
-        ("im2dist_backward", "im2dist_backward", (x, d, m, k, s, p, dl), {}),
-        ("masked_conv", "masked_conv", (x, m, Wt, s, p, dl), {}),
-        ("masked_conv_backward", "masked_conv_backward", (x, m, Wt, gy, s, p, dl), {}),
-        ("bilateral", "bilateral", (x, m, k, s, p, dl), {}),
-        ("bilateral_backward", "bilateral_backward", (x, m, gyc, k, s, p, dl), {}),
+        ("im2dist", "im2dist", (x, w), {}),
+        ("im2dist_backward", "im2dist_backward", (x, d, m, w), {}),
+        ("masked_conv", "masked_conv", (x, m, Wt, w), {}),
+        ("masked_conv_backward", "masked_conv_backward", (x, m, Wt, gy, w), {}),
+        ("bilateral", "bilateral", (x, m, w), {}),
+        ("bilateral_backward", "bilateral_backward", (x, m, gyc, w), {}),
         ("same_label_pairs", "same_label_pairs", (c["labels"], k, pair_dil), {}),
         ("embedding_pair_loss", "embedding_pair_loss", (x, c["labels"], k, pair_dil), {}),
         ("embedding_pair_loss_backward", "embedding_pair_loss_backward",
@@ -236,17 +241,19 @@ def step_large(dev, N=257, C=8, F=4, H=1024, W=1024):
     x = rng.standard_normal((N, C, H, W), dtype=xp.float32)
     Wt = xp.asarray(np.random.default_rng(1).standard_normal((F, C, 3, 3)), xp.float32)
     b = dev.backend
-    m = xp.exp(-0.2 * b.im2dist(x, 3))  # (N, 9, H, W): itself past 2^31
-    m *= b.tap_valid(H, W, (3, 3), (1, 1), (1, 1), (1, 1), dtype=np.float32)
+    w = Window.segaware("gpu_verify", H, W, 3)
+    m = xp.exp(-0.2 * b.im2dist(x, w))  # (N, 9, H, W): itself past 2^31
+    m *= b.tap_valid(w, dtype=np.float32)
     last = slice(N - 1, N)
     checks = [
-        ("im2dist", lambda s: b.im2dist(x[s], 3)),
-        ("masked_conv", lambda s: b.masked_conv(x[s], m[s], Wt)),
-        ("bilateral", lambda s: b.bilateral(x[s], m[s], 3)),
+        ("im2dist", lambda s: b.im2dist(x[s], w)),
+        ("masked_conv", lambda s: b.masked_conv(x[s], m[s], Wt, w)),
+        ("bilateral", lambda s: b.bilateral(x[s], m[s], w)),
     ]
     gy = xp.ones((N, F, H, W), xp.float32)
     checks.append(("masked_conv_backward gx, gm",
-                   lambda s: b.masked_conv_backward(x[s], m[s], Wt, gy[s], need_W=False)[:2]))
+                   lambda s: b.masked_conv_backward(x[s], m[s], Wt, gy[s], w,
+                                                    need_W=False)[:2]))
     for label, fn in checks:
         whole = fn(slice(None))
         whole = whole if isinstance(whole, tuple) else (whole,)
@@ -294,8 +301,9 @@ def step_timing(dev, repeat):
         say(f"  {label:32s} {ms:10.3f} ms")
     rt = dev.backend.rt
     x, m, Wt, gy = (dev.put(c[k]) for k in ("x", "m", "W", "gy"))
-    comp = dev.time_ms(lambda: (mc.masked_conv_composed(rt, x, m, Wt),
-                                mc.masked_conv_composed_backward(rt, x, m, Wt, gy)), repeat)
+    w = c["win"]
+    comp = dev.time_ms(lambda: (masked_conv_composed(rt, x, m, Wt, w),
+                                masked_conv_composed_backward(rt, x, m, Wt, gy, w)), repeat)
     say(f"  {'fused masked GEMM fwd+bwd':32s} {fused:10.3f} ms")
     say(f"  {'composed (im2col + BLAS) fwd+bwd':32s} {comp:10.3f} ms  (fused/composed "
         f"{fused / comp:.2f}x)")

@@ -8,7 +8,6 @@ has one line per sample, in the order of the sample numbers: 1 for train, 2 for 
 official FlyingChairs_train_val.txt).  Without --split-file, FlyingChairs_train_val.txt is
 looked for in the root and its parent; ``--split all`` needs no split file.
 """
-import argparse
 import glob
 import os
 import sys
@@ -17,6 +16,7 @@ import numpy as np
 
 from segnp.data.hdf5 import FlowWriter
 from segnp.atomic import check_writable, cleanup_on_sigterm
+from segnp.command import Parser, check_new_output, run_command
 from segnp.io.flo import read_flo
 from segnp.io.png import image_size, read_image
 
@@ -111,8 +111,8 @@ def convert(root, split, out, split_file=None, progress=False):
     return len(chosen)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(
+def _main(argv):
+    parser = Parser(
         prog="python -m data_tools.chairs_to_hdf5",
         description="Convert FlyingChairs (NNNNN_img1.ppm, NNNNN_img2.ppm, "
                     "NNNNN_flow.flo) to a segnp HDF5 flow file.")
@@ -123,17 +123,17 @@ def main(argv=None):
                              f"looked for in ROOT and its parent by default")
     parser.add_argument("--split", required=True, choices=("train", "val", "all"))
     parser.add_argument("--out", required=True, help="output .h5 file")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the file --out if it exists")
     args = parser.parse_args(argv)
-    try:
-        n = convert(args.root, args.split, args.out, args.split_file, progress=True)
-    except (ValueError, OSError) as e:
-        print(f"chairs_to_hdf5: error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("chairs_to_hdf5: interrupted; no partial file is left", file=sys.stderr)
-        return 130
+    check_new_output(args.out, "--out", args.overwrite)
+    n = convert(args.root, args.split, args.out, args.split_file, progress=True)
     print(f"wrote {args.out}: {n} samples")
-    return 0
+
+
+def main(argv=None):
+    return run_command(_main, argv, prog="chairs_to_hdf5",
+                       hint="; no partial file is left")
 
 
 if __name__ == "__main__":

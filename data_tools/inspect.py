@@ -7,12 +7,13 @@ Segmentation cells show the image and the image with its labels overlaid in the 
 flow cells show both frames and the flow in the Middlebury colour coding (one scale for
 the whole grid, printed in the summary).
 """
-import argparse
 import sys
 
 import h5py
 import numpy as np
 
+from segnp.atomic import check_writable
+from segnp.command import Parser, check_new_output, positive_int, run_command
 from segnp.data.datasets import HDF5FlowDataset, HDF5SegmentationDataset
 from segnp.data.hdf5 import open_hdf5
 from segnp.io.flow_color import flow_to_color
@@ -105,38 +106,40 @@ def render_grid(path, count=8, columns=4):
     return _tile(cells, max(1, min(columns, len(cells)))), max_flow
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(
+def _main(argv):
+    parser = Parser(
         prog="python -m data_tools.inspect",
         description="Print a summary of a segnp HDF5 file; with --png, render a grid of "
                     "samples (labels overlaid in the palette, or flow colour-coded).")
     parser.add_argument("file", help="a segmentation or flow .h5 file")
     parser.add_argument("--png", default=None, help="write a grid of samples here")
-    parser.add_argument("--count", type=int, default=8, help="samples in the grid")
-    parser.add_argument("--columns", type=int, default=2, help="grid columns")
-    parser.add_argument("--max-samples", type=int, default=200,
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the file --png if it exists")
+    parser.add_argument("--count", type=positive_int, default=8, help="samples in the grid")
+    parser.add_argument("--columns", type=positive_int, default=2, help="grid columns")
+    parser.add_argument("--max-samples", type=positive_int, default=200,
                         help="samples read for the statistics")
     args = parser.parse_args(argv)
-    try:
-        if args.png:   # checked before the summary is printed
-            _spread(1, args.count, "inspect", "--count")
-        info = summarize(args.file, args.max_samples)
-        for k, v in info.items():
-            if isinstance(v, dict):
-                print(f"{k}:")
-                for kk, vv in v.items():
-                    print(f"  {kk}: {vv}")
-            else:
-                print(f"{k}: {v}")
-        if args.png:
-            grid, max_flow = render_grid(args.file, args.count, args.columns)
-            write_png(args.png, grid)
-            extra = f" (flow colour saturates at {max_flow:.2f} px)" if max_flow else ""
-            print(f"wrote {args.png}{extra}")
-    except (ValueError, OSError) as e:
-        print(f"inspect: error: {e}", file=sys.stderr)
-        return 1
-    return 0
+    if args.png:   # checked before the summary is printed
+        check_new_output(args.png, "--png", args.overwrite)
+        check_writable("inspect: --png", args.png)
+    info = summarize(args.file, args.max_samples)
+    for k, v in info.items():
+        if isinstance(v, dict):
+            print(f"{k}:")
+            for kk, vv in v.items():
+                print(f"  {kk}: {vv}")
+        else:
+            print(f"{k}: {v}")
+    if args.png:
+        grid, max_flow = render_grid(args.file, args.count, args.columns)
+        write_png(args.png, grid)
+        extra = f" (flow colour saturates at {max_flow:.2f} px)" if max_flow else ""
+        print(f"wrote {args.png}{extra}")
+
+
+def main(argv=None):
+    return run_command(_main, argv, prog="inspect")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ class indices), SPLIT.txt.  With SBD, its IDs are added to the VOC split's, exce
 the VOC splits named by --exclude (by default val, so that val stays unseen); a VOC PNG is
 preferred over the SBD label where both exist.
 """
-import argparse
 import os
 import sys
 
@@ -19,6 +18,7 @@ import scipy.io
 
 from segnp.data.hdf5 import SegmentationWriter
 from segnp.atomic import check_writable, cleanup_on_sigterm
+from segnp.command import Parser, check_new_output, run_command
 from segnp.io.png import image_size, label_palette, read_image, read_label
 
 VOC_CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car",
@@ -128,8 +128,8 @@ def convert(voc_root, split, out, sbd_root=None, sbd_split="train", exclude=("va
     return len(samples)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(
+def _main(argv):
+    parser = Parser(
         prog="python -m data_tools.voc_to_hdf5",
         description="Convert PASCAL VOC 2012 segmentation data (JPEGImages, "
                     "SegmentationClass palette PNGs, ImageSets/Segmentation) and optionally "
@@ -140,23 +140,23 @@ def main(argv=None):
                         help="split name: ImageSets/Segmentation/SPLIT.txt (train, val, "
                              "trainval, ...)")
     parser.add_argument("--out", required=True, help="output .h5 file")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the file --out if it exists")
     parser.add_argument("--sbd-root", default=None,
                         help="SBD dataset folder (with img/, cls/, train.txt, val.txt)")
     parser.add_argument("--sbd-split", default="train", help="SBD split to add (train, val)")
     parser.add_argument("--exclude", nargs="*", default=["val"],
                         help="VOC splits whose IDs are never added from SBD (default: val)")
     args = parser.parse_args(argv)
-    try:
-        n = convert(args.voc_root, args.split, args.out, args.sbd_root, args.sbd_split,
-                    tuple(args.exclude), progress=True)
-    except (ValueError, OSError) as e:
-        print(f"voc_to_hdf5: error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("voc_to_hdf5: interrupted; no partial file is left", file=sys.stderr)
-        return 130
+    check_new_output(args.out, "--out", args.overwrite)
+    n = convert(args.voc_root, args.split, args.out, args.sbd_root, args.sbd_split,
+            tuple(args.exclude), progress=True)
     print(f"wrote {args.out}: {n} samples")
-    return 0
+
+
+def main(argv=None):
+    return run_command(_main, argv, prog="voc_to_hdf5",
+                       hint="; no partial file is left")
 
 
 if __name__ == "__main__":

@@ -5,9 +5,13 @@
 
 Segmentation: mIoU, pixel accuracy, trimap mIoU at --widths and the whole trimap curve
 (Fig. 7).  Flow: EPE and AAE (Table 3).  Embeddings: the embedding loss and the mask
-ROC AUC of embedding vs colour distance (Fig. 3).  Prints the metrics and writes them as
-JSON to --out (default: metrics.json next to the checkpoint).
+ROC AUC of embedding vs colour distance (Fig. 3).  The test data are the run's own
+(--test-data, --test-count and --size default to those in the options.json beside the
+checkpoint), so that the figures are those of the training log.  Prints the metrics and
+writes them as JSON to --metrics (default: metrics.json next to the checkpoint); a file
+there that is not a metrics file of this script is never replaced.
 """
+import json
 import os
 import sys
 
@@ -16,8 +20,12 @@ try:
 except ImportError:  # a source checkout without `pip install .`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from segnp.command import positive_int
 from segnp.experiments.cli import (RunError, base_parser, check_test_data, check_writable,
-                                   run_script, setup, write_json)
+                                   run_options, run_script, setup, write_json)
+
+# What evaluate.py writes (and alone may replace): a JSON object with these keys.
+METRICS_KEYS = ("checkpoint", "task", "epoch", "samples")
 
 
 def evaluate_checkpoint(path, test_data=None, count=64, size=64, cache=None, widths=(3, 10),
@@ -54,26 +62,52 @@ def evaluate_checkpoint(path, test_data=None, count=64, size=64, cache=None, wid
     return out
 
 
+def _check_metrics_path(path, checkpoint):
+    """Refuse to write the metrics over a file that is not a metrics file (the
+    checkpoint itself, a log, data); checks too that ``path`` can be written."""
+    check_writable(path, "--metrics")
+    if not os.path.exists(path):
+        return
+    if os.path.exists(checkpoint) and os.path.samefile(path, checkpoint):
+        raise RunError(f"--metrics: {path!r} is the checkpoint being evaluated; choose "
+                       f"another file for the metrics")
+    try:
+        with open(path) as f:
+            old = json.load(f)
+        ours = isinstance(old, dict) and all(k in old for k in METRICS_KEYS)
+    except (OSError, ValueError):
+        ours = False
+    if not ours:
+        raise RunError(f"--metrics: {path!r} exists and is not a metrics file of "
+                       f"evaluate.py; choose another file (it is never replaced)")
+
+
 def main(argv=None):
     p = base_parser(__doc__.split("\n")[0])
     p.add_argument("checkpoint", help="checkpoint.npz of a training script")
-    p.add_argument("--test-data", help="test HDF5 file (default: generated FlyingShapes)")
-    p.add_argument("--test-count", type=int, default=64, help="generated test scenes (or "
-                   "the most samples read from --test-data)")
-    p.add_argument("--size", type=int, default=64, help="generated scene size (pixels)")
+    p.add_argument("--test-data", help="test HDF5 file (default: the run's --test-data, "
+                   "else generated FlyingShapes)")
+    p.add_argument("--test-count", type=positive_int, help="generated test scenes (or "
+                   "the most samples read from --test-data; default: the run's, else 64)")
+    p.add_argument("--size", type=positive_int, help="generated scene size in pixels "
+                   "(default: the run's, else 64)")
     p.add_argument("--cache", default=None, help="cache folder for generated data "
                    "(default: $SEGNP_CACHE or ~/.cache/segnp)")
-    p.add_argument("--widths", type=int, nargs="+", default=[3, 10],
+    p.add_argument("--widths", type=positive_int, nargs="+", default=[3, 10],
                    help="trimap half-widths reported in the summary")
-    p.add_argument("--out", help="JSON file for the metrics (default: metrics.json next to "
-                   "the checkpoint)")
+    p.add_argument("--metrics", help="JSON file for the metrics (default: metrics.json "
+                   "next to the checkpoint)")
     args = p.parse_args(argv)
     setup(args)
-    path = args.out or os.path.join(os.path.dirname(os.path.abspath(args.checkpoint)),
-                                    "metrics.json")
-    check_writable(path, "--out")
-    out = evaluate_checkpoint(args.checkpoint, args.test_data, args.test_count, args.size,
-                              args.cache, tuple(args.widths), progress=not args.no_progress)
+    path = args.metrics or os.path.join(os.path.dirname(os.path.abspath(args.checkpoint)),
+                                        "metrics.json")
+    _check_metrics_path(path, args.checkpoint)
+    run = run_options(args.checkpoint)
+    test_data = args.test_data or run.get("test_data")
+    count = args.test_count or run.get("test_count") or 64
+    size = args.size or run.get("size") or 64
+    out = evaluate_checkpoint(args.checkpoint, test_data, count, size, args.cache,
+                              tuple(args.widths), progress=not args.no_progress)
     write_json(path, out)
     for k, v in out.items():
         if not isinstance(v, list):

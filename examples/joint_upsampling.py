@@ -33,7 +33,9 @@ try:
 except ImportError:  # a source checkout without `pip install .`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from segnp.experiments.cli import RunError, base_parser, run_script, setup, write_json
+from segnp.command import check_new_output, nonnegative_int, positive_int
+from segnp.experiments.cli import (RunError, base_parser, check_writable, run_script, setup,
+                                   write_json)
 
 RESULTS, DETAILS, FIGURE = "results.json", "details.json", "joint_upsampling.png"
 
@@ -43,24 +45,19 @@ def parse(argv):
     p.add_argument("--out", required=True, help="folder for results.json, details.json "
                    "and the figure")
     p.add_argument("--overwrite", action="store_true", help="replace the results in --out")
-    p.add_argument("--size", type=int, default=64, help="scene size (pixels, a multiple of 8)")
-    p.add_argument("--count", type=int, default=512, help="training scenes")
-    p.add_argument("--val-count", type=int, default=64, help="validation scenes")
-    p.add_argument("--test-count", type=int, default=128, help="test scenes")
-    p.add_argument("--emb-steps", type=int, default=300, help="steps of the embedder's "
-                   "pre-training with the embedding loss")
-    p.add_argument("--steps", type=int, default=40, help="steps of lam's training, per factor "
-                   "and image weight")
-    p.add_argument("--iterations", type=int, default=3, help="back-projection steps while "
-                   "training (at test: 0 .. 2x this, chosen on validation)")
-    p.add_argument("--batch-size", type=int, default=8, help="scenes per step")
+    p.add_argument("--size", type=positive_int, default=64, help="scene size (pixels, a "
+                   "multiple of 8)")
+    p.add_argument("--count", type=positive_int, default=512, help="training scenes")
+    p.add_argument("--val-count", type=positive_int, default=64, help="validation scenes")
+    p.add_argument("--test-count", type=positive_int, default=128, help="test scenes")
+    p.add_argument("--emb-steps", type=nonnegative_int, default=300, help="steps of the "
+                   "embedder's training with the embedding loss")
+    p.add_argument("--steps", type=nonnegative_int, default=40, help="steps of lam's "
+                   "training, per factor and image weight")
+    p.add_argument("--iterations", type=nonnegative_int, default=3, help="back-projection "
+                   "steps while training (at test: 0 .. 2x this, chosen on validation)")
+    p.add_argument("--batch-size", type=positive_int, default=8, help="scenes per step")
     args = p.parse_args(argv)
-    for name in ("count", "val_count", "test_count", "batch_size"):
-        if getattr(args, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be >= 1; got {getattr(args, name)}")
-    for name in ("emb_steps", "steps", "iterations"):
-        if getattr(args, name) < 0:
-            p.error(f"--{name.replace('_', '-')} must be >= 0; got {getattr(args, name)}")
     if args.size < 16 or args.size % 8:
         p.error(f"--size must be a multiple of 8 and >= 16; got {args.size}")
     return args
@@ -69,14 +66,12 @@ def parse(argv):
 def check_out(args):
     """Refuse, before any work, to replace results without --overwrite, or to write where
     files cannot be written."""
-    from segnp.experiments.cli import check_writable
-    path = os.path.join(args.out, RESULTS)
-    if os.path.exists(path) and not args.overwrite:
-        raise RunError(f"{path} exists; pass --overwrite to replace it")
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise RunError(f"--out {args.out!r} is a file, not a folder")
     for name in (RESULTS, DETAILS, FIGURE):
-        check_writable(os.path.join(args.out, name), "--out")
+        path = os.path.join(args.out, name)
+        check_new_output(path, "--out", args.overwrite)
+        check_writable(path, "--out")
 
 
 def main(argv=None):

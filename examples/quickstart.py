@@ -11,7 +11,6 @@ uses a dilated convolution and upsamples back, like a miniature DeepLab.
 It prints the training loss (it should fall), then the pixel accuracy and mIoU on
 held-out images, and can save a checkpoint with ``--checkpoint PATH``.
 """
-import argparse
 import os
 import sys
 import time
@@ -25,6 +24,9 @@ except ImportError:  # run from a source checkout without `pip install .`
     import segnp
 import segnp.functions as F
 from segnp import nn, optim
+from segnp.atomic import check_writable
+from segnp.command import (Parser, nonnegative_int, positive_float, positive_int,
+                           run_command)
 from segnp.metrics import confusion_matrix, miou, pixel_accuracy
 
 NUM_CLASSES = 3
@@ -79,18 +81,21 @@ def evaluate(model, images, labels):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--iters", type=int, default=150, help="training iterations")
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--size", type=int, default=32, help="image side in pixels")
-    parser.add_argument("--lr", type=float, default=0.05)
-    parser.add_argument("--seed", type=int, default=0)
+    parser = Parser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--iters", type=positive_int, default=150,
+                        help="training iterations")
+    parser.add_argument("--batch", type=positive_int, default=8)
+    parser.add_argument("--size", type=positive_int, default=32, help="image side in pixels")
+    parser.add_argument("--lr", type=positive_float, default=0.05)
+    parser.add_argument("--seed", type=nonnegative_int, default=0)
     parser.add_argument("--backend", default=None,
                         choices=segnp.backends.available_backends(),
                         help="array backend (default: $SEGNP_BACKEND, else cupy when a GPU "
                         "is present, else numpy)")
     parser.add_argument("--checkpoint", default=None, help="save the model here at the end")
     args = parser.parse_args(argv)
+    if args.checkpoint:   # now, not after the training
+        check_writable("--checkpoint", args.checkpoint)
 
     if args.backend:
         segnp.set_backend(args.backend)
@@ -134,4 +139,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command(main))

@@ -24,7 +24,8 @@ The protocol (``segnp/experiments/protocol.py`` has the details), for every seed
 The runs of all seeds are independent jobs, spread over ``--workers`` processes (one
 BLAS thread each).  Choices are made on the validation split: compare the "val"
 columns of one-seed runs (``--seeds 0 --rows ... --no-flow``) with other settings
-(docs/results/probes.md lists those behind the defaults); test is only reported.  Writes ``--out/REPORT.md``, ``results.json``, the figures
+(docs/results/probes.md lists those behind the defaults); test is only reported.
+Writes ``--out/REPORT.md``, ``results.json``, the figures
 ``fig3_embeddings.png``, ``fig4_bilateral.png``, ``fig7_trimap.png``,
 ``fig8_flow.png``, and each run's checkpoint and log under ``--out/runs``;
 ``--resume`` reuses finished runs.
@@ -40,7 +41,9 @@ except ImportError:  # a source checkout without `pip install .`
 
 import numpy as np  # noqa: E402
 
-from segnp.experiments.cli import base_parser, setup, write_json  # noqa: E402
+from segnp.command import fraction, nonnegative_float, nonnegative_int, positive_int  # noqa: E402
+from segnp.experiments.cli import (RunError, base_parser, run_script, setup,  # noqa: E402
+                                   write_json)
 from segnp.models import FlowNetS  # noqa: E402
 from segnp.experiments.protocol import (FLOW_ROWS, SEG_ROWS, constant_flow,  # noqa: E402
                                         prepare_data, seed_jobs)
@@ -188,27 +191,27 @@ def figures(out, cfg, results, job_results):
 
 
 def main(argv=None):
-    p = base_parser(__doc__.split("\n")[0])
+    p = base_parser(__doc__.split("\n")[0], seed=False)   # each job seeds from --seeds
     p.add_argument("--quick", action="store_true", help="one seed, small data, short runs")
     p.add_argument("--preset", choices=list(PRESETS), help="overrides --quick")
-    p.add_argument("--seeds", type=int, nargs="+", help="seeds (default: the preset's)")
+    p.add_argument("--seeds", type=nonnegative_int, nargs="+", help="seeds (default: the preset's)")
     p.add_argument("--out", default="results", help="folder for REPORT.md and figures")
     p.add_argument("--cache", default=None, help="cache folder for generated data")
     p.add_argument("--resume", action="store_true", help="reuse finished runs in --out")
-    p.add_argument("--workers", type=int, default=2, help="worker processes (1: all "
+    p.add_argument("--workers", type=positive_int, default=2, help="worker processes (1: all "
                    "runs in this process)")
-    p.add_argument("--keep-all", type=float, help="mask weight that a same-region tap "
+    p.add_argument("--keep-all", type=fraction, help="mask weight that a same-region tap "
                    "keeps in the all-layers rows (sets their lams)")
-    p.add_argument("--keep-all-end", type=float, help="sharpen the all-layers rows' masks "
-                   "over the fine-tuning, to this keep at its end")
-    p.add_argument("--keep-all-fc6", type=float, help="FC6's keep in the all-layers rows "
+    p.add_argument("--keep-all-end", type=fraction, help="sharpen the all-layers rows' "
+                   "masks over the fine-tuning, to this keep at its end")
+    p.add_argument("--keep-all-fc6", type=fraction, help="FC6's keep in the all-layers rows "
                    "(default: --keep-all)")
-    p.add_argument("--keep-fc6", type=float, help="the same for the FC6 row")
-    p.add_argument("--keep-flow", type=float, help="the same for the flow network")
-    p.add_argument("--e2e-emb-mult", type=float, help="lr multiplier of the embedder in "
-                   "the end-to-end row")
-    p.add_argument("--e2e-aux-weight", type=float, help="weight of the embedding loss "
-                   "added to the end-to-end row's task loss")
+    p.add_argument("--keep-fc6", type=fraction, help="the same for the FC6 row")
+    p.add_argument("--keep-flow", type=fraction, help="the same for the flow network")
+    p.add_argument("--e2e-emb-mult", type=nonnegative_float, help="lr multiplier of the "
+                   "embedder in the end-to-end row")
+    p.add_argument("--e2e-aux-weight", type=nonnegative_float, help="weight of the "
+                   "embedding loss added to the end-to-end row's task loss")
     p.add_argument("--rows", nargs="+", choices=list(SEG_ROWS), metavar="ROW",
                    help="Table 1 rows to run (the control always runs); default: the "
                    "preset's")
@@ -218,13 +221,16 @@ def main(argv=None):
                    "(FlowNetS upsample; the control stays bilinear); default: "
                    f"{FLOWNET['upsample']}")
     for k in OVERRIDES:
-        p.add_argument("--" + k.replace("_", "-"), type=int, help="override the preset")
+        p.add_argument("--" + k.replace("_", "-"), type=positive_int,
+                       help="override the preset")
     args = p.parse_args(argv)
+    if args.seeds and len(set(args.seeds)) != len(args.seeds):
+        p.error(f"--seeds must be distinct; got {args.seeds}")
     setup(args)
     cfg = config(args)
     if os.path.exists(os.path.join(args.out, "runs")) and not args.resume:
-        sys.exit(f"reproduce.py: {args.out!r} already holds runs; pass --resume to reuse "
-                 f"them or choose another --out")
+        raise RunError(f"{args.out!r} already holds runs; pass --resume to reuse them or "
+                       f"choose another --out")
     os.makedirs(args.out, exist_ok=True)
     t0 = time.perf_counter()
     prepare_data(cfg, progress=not args.no_progress)
@@ -255,4 +261,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main, hint="; --resume reuses the finished runs"))

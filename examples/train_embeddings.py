@@ -17,8 +17,9 @@ except ImportError:  # a source checkout without `pip install .`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from segnp.experiments.cli import (add_data_args, add_train_args, base_parser, load_data,
-                                   prepare_run, record_classes, run_script, setup,
+                                   record_classes, run_folder, run_script, setup,
                                    write_json)
+from segnp.command import positive_int
 from segnp.experiments.paper import add_arch_args
 
 
@@ -26,25 +27,28 @@ def main(argv=None):
     p = base_parser(__doc__.split("\n")[0])
     add_data_args(p)
     add_train_args(p, "runs/embeddings", epochs=16, lr=5e-3)
-    p.add_argument("--embed-dim", type=int, default=16, help="D of the final embedding")
-    p.add_argument("--widths", type=int, nargs=3, default=[8, 16, 32],
+    p.add_argument("--embed-dim", type=positive_int, default=16,
+                   help="D of the final embedding")
+    p.add_argument("--widths", type=positive_int, nargs=3, default=[8, 16, 32],
                    help="channels of the three VGG blocks")
     add_arch_args(p, "embedding", argv)
     args = p.parse_args(argv)
     setup(args)
-    prepare_run(args)
     from segnp.experiments import (INPUT_SCALE, embed, mask_quality, run_embedding,
                                    test_arrays)
-    train, test = load_data(args, "segmentation")
-    record_classes(args, train)
-    model, hist = run_embedding(
-        args.out, train, test, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-        seed=args.seed, model={"embed_dim": args.embed_dim, "widths": list(args.widths),
-                               "arch": args.arch},
-        progress=not args.no_progress, resume=args.resume, vgg16=args.vgg16)
-    images, = test_arrays(test, ("image",), {"mean": train.mean, "scale": INPUT_SCALE})
-    q = mask_quality(embed(model, images), images, test.stack("label"))
-    write_json(os.path.join(args.out, "mask_quality.json"), q)
+    with run_folder(args, "embedding"):
+        train, test = load_data(args, "segmentation")
+        record_classes(args, train)
+        model, hist = run_embedding(
+            args.out, train, test, epochs=args.epochs, batch_size=args.batch_size,
+            lr=args.lr, seed=args.seed, model={"embed_dim": args.embed_dim,
+                                               "widths": list(args.widths),
+                                               "arch": args.arch},
+            progress=not args.no_progress, resume=args.resume, vgg16=args.vgg16)
+        images, = test_arrays(test, ("image",), {"mean": train.mean,
+                                                 "scale": INPUT_SCALE})
+        q = mask_quality(embed(model, images), images, test.stack("label"))
+        write_json(os.path.join(args.out, "mask_quality.json"), q)
     last = hist[-1] if hist else {}
     print(f"epoch {last.get('epoch')}: train loss {last.get('loss', float('nan')):.4f}, "
           f"test embedding loss {last.get('embedding_loss', float('nan')):.4f}")

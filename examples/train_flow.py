@@ -18,7 +18,7 @@ except ImportError:  # a source checkout without `pip install .`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from segnp.experiments.cli import (add_data_args, add_finetune_args, add_train_args,
-                                   base_parser, load_data, load_finetune, prepare_run,
+                                   base_parser, load_data, load_finetune, run_folder,
                                    run_script, setup)
 from segnp.experiments.paper import add_arch_args
 
@@ -44,14 +44,15 @@ def main(argv=None):
     model["arch"] = args.arch
     if args.upsample != "bilinear":
         model["upsample"] = args.upsample
-    prepare_run(args)
     from segnp.experiments import run_flow
-    train, test = load_data(args, "flow")
-    _, hist = run_flow(args.out, train, test, segaware=args.segaware, epochs=args.epochs,
-                       batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                       embedder=embedder, init=init, lam_mult=args.lam_mult, model=model,
-                       embedder_mult=args.embedder_mult, progress=not args.no_progress,
-                       resume=args.resume)
+    with run_folder(args, "flow"):
+        train, test = load_data(args, "flow")
+        _, hist = run_flow(args.out, train, test, segaware=args.segaware,
+                           epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                           seed=args.seed, embedder=embedder, init=init,
+                           lam_mult=args.lam_mult, model=model,
+                           embedder_mult=args.embedder_mult,
+                           progress=not args.no_progress, resume=args.resume)
     last = hist[-1] if hist else {}
     print(f"epoch {last.get('epoch')}: train loss {last.get('loss', float('nan')):.4f}, "
           f"EPE {last.get('epe', float('nan')):.3f}, AAE {last.get('aae', float('nan')):.2f}")

@@ -20,8 +20,8 @@ except ImportError:  # a source checkout without `pip install .`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from segnp.experiments.cli import (add_data_args, add_finetune_args, add_train_args,
-                                   base_parser, load_data, load_finetune, prepare_run,
-                                   record_classes, run_script, setup)
+                                   base_parser, load_data, load_finetune, record_classes,
+                                   run_folder, run_script, setup)
 from segnp.experiments.paper import add_arch_args
 
 VARIANTS = ("baseline", "bf", "bf4", "fc6", "all", "all-bf", "all-crf")
@@ -43,18 +43,18 @@ def main(argv=None):
     setup(args)
     embedder, init, model = load_finetune(args, "segmentation")
     model["arch"] = args.arch
-    prepare_run(args)
     from segnp.experiments import SEG_VARIANTS, run_segmentation
     name = dict(zip(VARIANTS, SEG_VARIANTS))[args.variant]
-    train, test = load_data(args, "segmentation")
-    record_classes(args, train)
-    _, hist = run_segmentation(
-        args.out, train, test, variant=SEG_VARIANTS[name], epochs=args.epochs,
-        batch_size=args.batch_size, lr=args.lr, seed=args.seed, embedder=embedder,
-        init=init, model=model, lam_mult=args.lam_mult,
-        embedder_mult=args.embedder_mult,
-        progress=not args.no_progress, resume=args.resume, optimizer=args.optimizer,
-        vgg16=args.vgg16)
+    with run_folder(args, "segmentation"):
+        train, test = load_data(args, "segmentation")
+        record_classes(args, train)
+        _, hist = run_segmentation(
+            args.out, train, test, variant=SEG_VARIANTS[name], epochs=args.epochs,
+            batch_size=args.batch_size, lr=args.lr, seed=args.seed, embedder=embedder,
+            init=init, model=model, lam_mult=args.lam_mult,
+            embedder_mult=args.embedder_mult,
+            progress=not args.no_progress, resume=args.resume, optimizer=args.optimizer,
+            vgg16=args.vgg16)
     last = hist[-1] if hist else {}
     print(f"{name}, epoch {last.get('epoch')}: train loss {last.get('loss', float('nan')):.4f}"
           f", mIoU {100 * last.get('miou', float('nan')):.2f}, trimap-3 mIoU "

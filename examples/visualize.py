@@ -18,6 +18,7 @@ try:
 except ImportError:  # a source checkout without `pip install .`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from segnp.command import positive_int
 from segnp.experiments import embed, load_run, load_split, predict_flow, segment, test_arrays
 from segnp.experiments.cli import base_parser, setup
 from segnp.experiments.figures import (figure_bilateral, figure_embeddings, figure_flow,
@@ -29,14 +30,13 @@ def main(argv=None):
     p = base_parser(__doc__.split("\n")[0])
     p.add_argument("checkpoints", nargs="+", help="checkpoint.npz file(s) of one task")
     p.add_argument("--test-data", help="test HDF5 file (default: generated FlyingShapes)")
-    p.add_argument("--count", type=int, default=4, help="images shown")
-    p.add_argument("--size", type=int, default=64, help="generated scene size (pixels)")
+    p.add_argument("--count", type=positive_int, default=4, help="images shown")
+    p.add_argument("--size", type=positive_int, default=64,
+                   help="generated scene size (pixels)")
     p.add_argument("--cache", default=None, help="cache folder for generated data "
                    "(default: $SEGNP_CACHE or ~/.cache/segnp)")
     p.add_argument("--out", default="figures", help="folder for the PNG files")
     args = p.parse_args(argv)
-    if args.count < 1:
-        p.error(f"--count must be >= 1; got {args.count}")
     from segnp.experiments.cli import check_test_data, check_writable
     check_writable(os.path.join(args.out, "figure.png"), "--out")
     for c in args.checkpoints:

@@ -1,7 +1,9 @@
-"""Argument checks, one function per kind of argument, used by every layer (the public
-wrappers, the modules and the kernels): errors name the function, the argument, what was
-expected and what was given.  Window arguments (pairs, odd sizes, paddings) are checked
-where they are worked out, in :mod:`segnp.window`.
+"""Argument checks, one function per kind of argument, called by the public wrappers
+(``segnp/functions``) and the modules: errors name the function, the argument, what was
+expected and what was given.  Kernels trust those checks and keep only the invariants
+of a launch (:func:`check_shape`: their arrays agree with the window).  Window
+arguments (pairs, odd sizes, paddings) are checked where they are worked out, in
+:mod:`segnp.window`.
 """
 import numbers
 
@@ -39,6 +41,14 @@ def check_ndim(fn, name, a, letters):
     ndim = letters.count(",") + 1
     if a.ndim != ndim:
         raise ValueError(f"{fn}: {name} must be {letters}; got shape {tuple(a.shape)}")
+
+
+def check_shape(fn, name, a, shape, letters):
+    """ValueError unless ``a`` has exactly ``shape``, e.g. a mask (N, K, OH, OW): the
+    check a kernel keeps, that its arrays agree with the window it was handed."""
+    if tuple(a.shape) != tuple(shape):
+        raise ValueError(f"{fn}: {name} must be {letters} = {tuple(shape)}; got "
+                         f"{tuple(a.shape)}")
 
 
 def check_same_dtype(fn, names, arrays):

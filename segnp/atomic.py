@@ -62,7 +62,7 @@ def check_writable(fn, path):
     written.  Creates the folder."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path):
+    if os.path.isdir(path) or path.endswith(("/", os.sep)):
         raise ValueError(f"{fn}: {path!r} is a folder; expected a file name")
     try:
         os.makedirs(folder, exist_ok=True)

@@ -63,6 +63,14 @@ def enable_grad():
     return _set_grad(True)
 
 
+def _numpy_options(name, dtype, out):
+    """Refuse the options of NumPy's reductions that a Tensor cannot honour on the
+    tape (np.sum(t) passes dtype=None and out=None, which are fine)."""
+    if dtype is not None or out is not None:
+        raise TypeError(f"Tensor.{name}: dtype= and out= are NumPy's options; use "
+                        f"np.{name}(t.numpy(), ...) for a NumPy result")
+
+
 class Tensor:
     """An array with an optional gradient.
 
@@ -128,6 +136,35 @@ class Tensor:
             raise ValueError(f"Tensor: the truth value of a tensor of {self.size} elements "
                              f"is ambiguous; use t.numpy().any() or t.numpy().all()")
         return bool(self.data.item())
+
+    # ---- a one-element tensor as a number, as a NumPy scalar is ----------------------
+    def _scalar(self, what):
+        if self.size != 1:
+            raise TypeError(f"Tensor: only a one-element tensor converts to {what}; got "
+                            f"shape {self.shape} (use t.numpy())")
+        return self.data.item()
+
+    def __float__(self):
+        return float(self._scalar("float"))
+
+    def __int__(self):
+        return int(self._scalar("int"))
+
+    def __complex__(self):
+        return complex(self._scalar("complex"))
+
+    def __index__(self):
+        # as NumPy: only integers index (range(t), a list[t]); a float tensor is refused
+        if self.dtype.kind not in "iu":
+            raise TypeError(f"Tensor: only an integer tensor can be an index; got dtype "
+                            f"{self.dtype}")
+        return int(self._scalar("an index"))
+
+    def __format__(self, spec):
+        # f"{loss:.3f}" formats the number; an empty spec gives the repr, as str() does
+        if not spec:
+            return str(self)
+        return format(self._scalar(f"a number for the format {spec!r}"), spec)
 
     # ---- exchange with NumPy and other array libraries ------------------------------
     def __array__(self, dtype=None, copy=None):
@@ -290,13 +327,18 @@ class Tensor:
     def T(self):
         return _F.transpose(self, None)
 
-    def sum(self, axis=None, keepdims=False):
+    # np.sum(t), np.mean(t), np.max(t) call these with NumPy's dtype= and out=; the result
+    # is the same Tensor as t.sum(), on the tape.
+    def sum(self, axis=None, keepdims=False, dtype=None, out=None):
+        _numpy_options("sum", dtype, out)
         return _F.sum(self, axis=axis, keepdims=keepdims)
 
-    def mean(self, axis=None, keepdims=False):
+    def mean(self, axis=None, keepdims=False, dtype=None, out=None):
+        _numpy_options("mean", dtype, out)
         return _F.mean(self, axis=axis, keepdims=keepdims)
 
-    def max(self, axis=None, keepdims=False):
+    def max(self, axis=None, keepdims=False, out=None):
+        _numpy_options("max", None, out)
         return _F.max(self, axis=axis, keepdims=keepdims)
 
 

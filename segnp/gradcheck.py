@@ -45,7 +45,6 @@ def check_grad(fn, inputs, wrt=None, eps=1e-6, atol=1e-6, rtol=1e-4, seed=0,
     Raises :class:`GradcheckError` naming the input and the worst index on mismatch.
     """
     backend = get_backend()
-    xp = backend.xp
     name = name or getattr(fn, "__name__", "fn")
     rng = np.random.default_rng(seed)
 

@@ -1,5 +1,6 @@
-"""Window arithmetic, below every layer: pairs, output sizes, valid taps, the
-:class:`Window` of a segmentation-aware op, and the eps of Eqs. 4 and 7.
+"""Window arithmetic, below every layer: pairs, output sizes, valid taps, the taps as
+rectangles of outputs (:func:`tap_rects`), the :class:`Window` of a
+segmentation-aware op, and the eps of Eqs. 4 and 7.
 
 Conventions (issue 3): K = KH*KW taps in row-major order; for an odd window tap K//2
 is the centre; the default padding of the segmentation-aware ops is
@@ -10,7 +11,7 @@ from dataclasses import astuple, dataclass
 
 import numpy as np
 
-from ._validate import is_int
+from ._validate import check_shape, is_int
 
 # Added to the mask sum in the denominators of Eqs. 4 and 7 so that a window whose
 # every tap is masked away gives 0 rather than 0/0.
@@ -215,17 +216,78 @@ class Window:
                              f"input; got ({H}, {W})")
         return self
 
+    def check_operands(self, fn, x, W=None, **per_output):
+        """The one check a kernel keeps, an invariant of its launch: its arrays agree
+        with this window.  x (N, C, H, W) is the input the window was built for; W, if
+        given, is (F, C, KS, KS); each array of ``per_output`` is (N, K, OH, OW), except
+        ``gy``, (N, F, OH, OW) ((N, C, OH, OW) without W).  Ranks, dtypes and the other
+        arguments were checked once, by the public function."""
+        N, C, H, Wd = x.shape
+        self.of(fn, H, Wd)
+        F, letters = C, "(N, C, OH, OW)"
+        if W is not None:
+            F, letters = W.shape[0], "(N, F, OH, OW)"
+            check_shape(fn, "W", W, (F, C, self.KS, self.KS), "(F, C, KS, KS)")
+        for name, a in per_output.items():
+            if name == "gy":
+                check_shape(fn, name, a, (N, F) + self.out, letters)
+            else:
+                check_shape(fn, name, a, (N, self.K) + self.out, "(N, K, OH, OW)")
 
-def segaware_window(fn, H, W, ksize, stride=1, padding=None, dilation=1, window=None):
-    """``window`` (checked against H x W) when given, else :meth:`Window.segaware` of
-    the loose arguments: how every segmentation-aware kernel starts, so that callers
-    holding a Window (the public functions) skip the arithmetic."""
-    if window is not None:
-        if not isinstance(window, Window):
-            raise TypeError(f"{fn}: window must be a segnp.window.Window; "
-                            f"got {type(window).__name__}")
-        return window.of(fn, H, W)
-    return Window.segaware(fn, H, W, ksize, stride, padding, dilation)
+    def taps(self):
+        """Yield ``(k, rect, tap, centre)`` for each of the K taps, as :func:`tap_rects`
+        does, and ``centre``: the slices of the centre pixels of the outputs ``rect``
+        (all three None for a tap that lies wholly in the padding)."""
+        CH, CW = self.centre
+        for i, j, rect, tap in tap_rects((self.H, self.W), self.ksize, self.stride,
+                                         self.padding, self.dilation, self.out):
+            k = i * self.KS + j
+            if rect is None:
+                yield k, None, None, None
+                continue
+            r, c = rect
+            yield k, rect, tap, (_read(r.start, r.stop, self.SH, CH),
+                                 _read(c.start, c.stop, self.SW, CW))
+
+
+# ---- taps as rectangles ----------------------------------------------------------------
+# For one tap of a window the outputs whose tap pixel lies inside the image form a
+# rectangle, and the pixels they read form one strided slice of the input: the NumPy
+# kernels loop over the K taps and do a few array operations on each rectangle rather
+# than build the K-column matrix of Sec. 4.2.
+def _span(off, S, size, O):
+    """Outputs ``lo <= o < hi`` (of O) whose input index ``o*S + off`` lies in [0, size)."""
+    lo = max(0, -(off // S))
+    return lo, max(lo, min(O, (size - 1 - off) // S + 1))
+
+
+def _read(lo, hi, S, off):
+    """The input slice that outputs ``lo <= o < hi`` read at ``o*S + off``."""
+    return slice(lo * S + off, (hi - 1) * S + off + 1, S)
+
+
+def tap_rects(size, ksize, stride, padding, dilation, out):
+    """Yield ``(i, j, rect, tap)`` for each tap (i, j) of a KH x KW window, row-major.
+
+    ``rect`` is the (rows, cols) slice pair of the outputs whose tap pixel
+    ``(oh*SH - PH + i*DH, ow*SW - PW + j*DW)`` lies inside the (H, W) = ``size`` image,
+    and ``tap`` the slice pair of those pixels, of the same shape.  Both are None for a
+    tap that lies wholly in the padding.  Arguments are normalised pairs, as
+    :func:`conv_geometry` returns them.
+    """
+    (H, W), (KH, KW), (SH, SW), (PH, PW), (DH, DW), (OH, OW) = (
+        size, ksize, stride, padding, dilation, out)
+    for i in range(KH):
+        th = i * DH - PH
+        lo_h, hi_h = _span(th, SH, H, OH)
+        for j in range(KW):
+            tw = j * DW - PW
+            lo_w, hi_w = _span(tw, SW, W, OW)
+            if hi_h == lo_h or hi_w == lo_w:
+                yield i, j, None, None
+                continue
+            yield (i, j, (slice(lo_h, hi_h), slice(lo_w, hi_w)),
+                   (_read(lo_h, hi_h, SH, th), _read(lo_w, hi_w, SW, tw)))
 
 
 def tap_valid(H, W, ksize, stride, padding, dilation, include_center=True, dtype=np.float32):

@@ -59,9 +59,15 @@ def naive_crf(U, e, lam, w_b, w_s, sigma, compat, bk, bd, sk, sd, iterations, no
     logits = U
     for _ in range(iterations):
         Q = softmax(logits)
-        msg = w_b * naive_filter(Q, bil, bk, bd) + w_s * naive_filter(Q, gauss, sk, sd)
+        msg = (weighted(w_b, naive_filter(Q, bil, bk, bd))
+               + weighted(w_s, naive_filter(Q, gauss, sk, sd)))
         logits = U + np.einsum("lk,nkhw->nlhw", compat, msg)
     return logits
+
+
+def weighted(w, Y):
+    """A scalar filter weight times Y, or an (L, L) one applied at every pixel."""
+    return np.einsum("lk,nkhw->nlhw", w, Y) if np.ndim(w) == 2 else w * Y
 
 
 def inputs(rng, N=1, L=3, D=2, H=5, W=4):
@@ -248,6 +254,83 @@ def test_constraints_keep_lam_and_sigma_valid():
     assert np.all(np.isfinite(crf(U, e).numpy()))
 
 
+# ---- Caffe's (L, L) filter weights (docs/caffe.md) -------------------------------------
+def filter_matrices(rng, L):
+    """Two (L, L) filter weights far from diagonal, so that mixing labels shows."""
+    return (np.eye(L) + 0.4 * rng.normal(size=(L, L)),
+            0.6 * np.eye(L) + 0.4 * rng.normal(size=(L, L)))
+
+
+@pytest.mark.parametrize("iterations,norm", [(1, "l1"), (2, "l2sq"), (3, "l2")])
+def test_matrix_filter_weights_match_naive(iterations, norm):
+    rng = np.random.default_rng(20 + iterations)
+    U, e, compat = inputs(rng, 2, 3, 2, 6, 7)
+    W_b, W_s = filter_matrices(rng, 3)
+    got = F.segaware_crf(U, e, 0.8, W_b, W_s, 1.4, compat, 3, 2, 3, 1, iterations, norm,
+                         bilateral_sigma=1.7)
+    ref = naive_crf(U, e, 0.8, W_b, W_s, 1.4, compat, 3, 2, 3, 1, iterations, norm, 1.7)
+    np.testing.assert_allclose(got.numpy(), ref, rtol=1e-10, atol=1e-12)
+    # the off-diagonal entries matter (the check can fail)
+    diag = naive_crf(U, e, 0.8, np.diag(np.diag(W_b)), np.diag(np.diag(W_s)), 1.4, compat,
+                     3, 2, 3, 1, iterations, norm, 1.7)
+    assert np.abs(diag - ref).max() > 1e-3
+
+
+def test_diagonal_matrices_equal_scalar_weights():
+    rng = np.random.default_rng(23)
+    U, e, compat = inputs(rng, 2, 4, 3, 7, 6)
+    kw = dict(lam=0.6, spatial_sigma=1.3, compat=compat, bilateral_ksize=3,
+              bilateral_dilation=2, spatial_ksize=3, iterations=3)
+    scalar = F.segaware_crf(U, e, w_b=1.7, w_s=0.4, **kw).numpy()
+    matrix = F.segaware_crf(U, e, w_b=1.7 * np.eye(4), w_s=0.4 * np.eye(4), **kw).numpy()
+    np.testing.assert_allclose(matrix, scalar, rtol=1e-13, atol=1e-13)
+    mixed = F.segaware_crf(U, e, w_b=1.7, w_s=0.4 * np.eye(4), **kw).numpy()
+    np.testing.assert_allclose(mixed, scalar, rtol=1e-13, atol=1e-13)
+
+
+def test_gradcheck_matrix_filter_weights():
+    rng = np.random.default_rng(24)
+    U, e, compat = inputs(rng)
+    W_b, W_s = filter_matrices(rng, 3)
+
+    def crf(U, e, lam, W_b, W_s, sigma, compat, sigma_b):
+        return F.segaware_crf(U, e, lam, W_b, W_s, sigma, compat, bilateral_ksize=3,
+                              bilateral_dilation=2, spatial_ksize=3, iterations=2,
+                              norm="l2sq", bilateral_sigma=sigma_b)
+
+    grads = check_grad(crf, [U, e, 0.7, W_b, W_s, 1.3, compat, 1.9], atol=1e-7, rtol=1e-5)
+    assert all(np.any(g) for g in grads)
+    assert grads[3].shape == grads[4].shape == (3, 3)
+
+
+def test_module_matrix_filter_weights():
+    rng = np.random.default_rng(25)
+    U, e, _ = inputs(rng, 2, 3, 2, 6, 5)
+    crf = nn.SegAwareCRF(3, bilateral_ksize=3, bilateral_dilation=2, spatial_ksize=3,
+                         w_b_init=1.5, w_s_init=0.5, filter_weights="matrix").double()
+    assert [n for n, _ in crf.named_parameters()] == ["lam", "w_b", "w_s", "spatial_sigma",
+                                                      "compat"]
+    np.testing.assert_array_equal(crf.w_b.data, 1.5 * np.eye(3))
+    np.testing.assert_array_equal(crf.w_s.data, 0.5 * np.eye(3))
+    assert "filter_weights='matrix'" in repr(crf)
+    # at the start it is the scalar CRF
+    ref = naive_crf(U, e, 1.0, 1.5, 0.5, 1.0, np.eye(3), 3, 2, 3, 1, 2, "l1")
+    np.testing.assert_allclose(crf(Tensor(U), Tensor(e)).numpy(), ref, rtol=1e-10,
+                               atol=1e-12)
+    W_b, W_s = filter_matrices(rng, 3)
+    crf.w_b.data[...], crf.w_s.data[...] = W_b, W_s
+    ref = naive_crf(U, e, 1.0, W_b, W_s, 1.0, np.eye(3), 3, 2, 3, 1, 2, "l1")
+    out = crf(Tensor(U), Tensor(e))
+    np.testing.assert_allclose(out.numpy(), ref, rtol=1e-10, atol=1e-12)
+    (out * Tensor(rng.normal(size=out.shape))).sum().backward()
+    assert crf.w_b.grad.shape == crf.w_s.grad.shape == (3, 3)
+    assert np.all(np.isfinite(crf.w_b.grad)) and np.any(crf.w_s.grad)
+    scalar = nn.SegAwareCRF(3)
+    assert scalar.w_b.shape == () and "filter_weights" not in repr(scalar)
+    with pytest.raises(ValueError, match="SegAwareCRF: filter_weights must be 'scalar'"):
+        nn.SegAwareCRF(3, filter_weights="diagonal")
+
+
 # ---- bad input ---------------------------------------------------------------------------
 def test_bad_input():
     rng = np.random.default_rng(11)
@@ -265,6 +348,14 @@ def test_bad_input():
         F.segaware_crf(U, e, compat=np.eye(2))
     with pytest.raises(TypeError, match="segaware_crf: compat must have U's dtype float64"):
         F.segaware_crf(U, e, compat=np.eye(3, dtype=np.float32))
+    with pytest.raises(ValueError, match=r"segaware_crf: w_b must be \(L, L\) = \(3, 3\); "
+                                         r"got shape \(2, 2\)"):
+        F.segaware_crf(U, e, w_b=np.eye(2))
+    with pytest.raises(TypeError, match="segaware_crf: w_s must have U's dtype float64"):
+        F.segaware_crf(U, e, w_s=np.eye(3, dtype=np.float32))
+    with pytest.raises(ValueError, match=r"segaware_crf: w_s must be a float, a 0-d Tensor "
+                                         r"or an \(L, L\) = \(3, 3\) matrix; got shape \(3,\)"):
+        F.segaware_crf(U, e, w_s=Tensor(np.ones(3)))
     with pytest.raises(ValueError, match="segaware_crf: spatial_sigma .* must be > 0; got 0"):
         F.segaware_crf(U, e, spatial_sigma=0.0)
     with pytest.raises(ValueError, match="lam .* must be >= 0; got -1"):

@@ -23,6 +23,9 @@ from segnp.backends.emulator import EmulatorRuntime
 from segnp.backends.emulator import EmulatorBackend
 from segnp.backends.cuda import masked_conv as mc
 from segnp.backends.cuda.source import CUDA_DIR, load_source, parse_kernels
+from segnp.window import Window
+from cuda_composed import masked_conv_composed, masked_conv_composed_backward
+from windows import win
 
 NUMPY = get_backend("numpy")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -50,8 +53,8 @@ def test_emulator_backend_matches_numpy_signatures():
 
 
 def test_composed_reference_has_the_fused_signature():
-    for fused, composed in ((mc.masked_conv, mc.masked_conv_composed),
-                            (mc.masked_conv_backward, mc.masked_conv_composed_backward)):
+    for fused, composed in ((mc.masked_conv, masked_conv_composed),
+                            (mc.masked_conv_backward, masked_conv_composed_backward)):
         assert _signature(fused) == _signature(composed)
 
 
@@ -60,23 +63,29 @@ def _sample_calls(rng):
     x = rng.standard_normal((1, 2, 5, 6))
     m = rng.uniform(0.1, 1.0, (1, 9, 5, 6))
     W = rng.standard_normal((3, 2, 3, 3))
-    d = NUMPY.im2dist(x, 3)
+    w = win(x, 3)
+    d = NUMPY.im2dist(x, w)
     labels = rng.integers(0, 2, (1, 5, 6))
+    # the transposed product: x's 5x6 samples to a 10x12 output, W as (C, F, 3, 3)
+    wt, Wt = Window.transposed("test", 5, 6, 3, 2, 1, 1, 1), W.transpose(1, 0, 2, 3).copy()
     return [
         ("im2col", (x, 3), dict(padding=1)),
         ("col2im", (NUMPY.im2col(x, 3, padding=1), (5, 6)), dict(padding=1)),
         ("conv2d", (x, W), dict(stride=(1, 2), padding=1)),
         ("conv2d_backward", (x, W, rng.standard_normal((1, 3, 5, 3))),
          dict(stride=(1, 2), padding=1)),
-        ("im2dist", (x, 3), {}),
-        ("im2dist_backward", (x, d, np.ones_like(d), 3), {}),
-        ("masked_conv", (x, m, W), {}),
-        ("masked_conv_backward", (x, m, W, rng.standard_normal((1, 3, 5, 6))), {}),
-        ("bilateral", (x, m, 3), {}),
-        ("bilateral_backward", (x, m, np.ones_like(x), 3), {}),
+        ("im2dist", (x, w), {}),
+        ("im2dist_backward", (x, d, np.ones_like(d), w), {}),
+        ("masked_conv", (x, m, W, w), {}),
+        ("masked_conv_backward", (x, m, W, rng.standard_normal((1, 3, 5, 6)), w), {}),
+        ("bilateral", (x, m, w), {}),
+        ("bilateral_backward", (x, m, np.ones_like(x), w), {}),
         ("same_label_pairs", (labels, 3), {}),
         ("embedding_pair_loss", (x, labels), {}),
         ("embedding_pair_loss_backward", (x, labels, 1.0), {}),
+        ("masked_conv_transpose", (x, m, Wt, wt), {}),
+        ("masked_conv_transpose_backward", (x, m, Wt, rng.standard_normal((1, 3, 10, 12)), wt),
+         {}),
     ]
 
 
@@ -323,6 +332,7 @@ def test_tap_valid_is_copied_to_the_device_once_per_shape(monkeypatch):
     its device once per (shape, window, dtype) and reuses it, instead of a host-to-device
     copy (and its stall) on every forward."""
     from segnp import window as win
+    from windows import win as window_of
     emu = EmulatorBackend()
     copies = []
     real = emu.asarray
@@ -335,14 +345,15 @@ def test_tap_valid_is_copied_to_the_device_once_per_shape(monkeypatch):
         m = [F.segaware_mask(e, 0.5, 3).numpy() for _ in range(3)]
         F.segaware_mask(e[:, :, :5], 0.5, 3)  # another shape: one more copy
     assert copies == [(1, 9, 6, 7), (1, 9, 5, 7)]
-    want = np.exp(-0.5 * NUMPY.im2dist(e, 3)) * win.tap_valid(6, 7, (3, 3), (1, 1), (1, 1),
+    w = window_of(e, 3)
+    want = np.exp(-0.5 * NUMPY.im2dist(e, w)) * win.tap_valid(6, 7, (3, 3), (1, 1), (1, 1),
                                                                (1, 1), dtype=np.float64)
     for mi in m:
         np.testing.assert_allclose(mi, want, rtol=1e-12)
-    valid = emu.tap_valid(6, 7, (3, 3), (1, 1), (1, 1), (1, 1), dtype=np.float64)
-    assert valid is emu.tap_valid(6, 7, (3, 3), (1, 1), (1, 1), (1, 1), dtype=np.float64)
+    valid = emu.tap_valid(w, dtype=np.float64)
+    assert valid is emu.tap_valid(window_of(e, 3), dtype=np.float64)
     assert not valid.flags.writeable  # shared: nobody may write to it
-    assert valid is not emu.tap_valid(6, 7, (3, 3), (1, 1), (1, 1), (1, 1), dtype=np.float32)
+    assert valid is not emu.tap_valid(w, dtype=np.float32)
 
 
 def test_tap_valid_cache_is_per_device(monkeypatch):
@@ -355,7 +366,7 @@ def test_tap_valid_cache_is_per_device(monkeypatch):
         cuda=types.SimpleNamespace(Device=lambda: types.SimpleNamespace(id=device[0])))
     monkeypatch.setattr(cupy_backend, "cupy", fake)
     gpu = cupy_backend.CupyBackend()
-    args = (5, 5, (3, 3), (1, 1), (1, 1), (1, 1))
+    args = (win(np.zeros((1, 1, 5, 5)), 3),)
     on0 = gpu.tap_valid(*args)
     device[0] = 1
     on1 = gpu.tap_valid(*args)

@@ -19,6 +19,8 @@ from segnp.backends.emulator import EmulatorRuntime
 from segnp.backends.emulator import EmulatorBackend
 from segnp.backends.cuda import conv as lc
 from segnp.backends.cuda import masked_conv as mc
+from segnp.window import Window
+from windows import win
 
 NUMPY = get_backend("numpy")
 EMU = get_backend("cuda-emulator")
@@ -85,7 +87,7 @@ def masked_gemm_past_2_31():
     m = np.ones((1, 1, 1, 1), np.float32)
     W = np.ones((1, C, 1, 1), np.float32)
     gy = np.ones((1, 1, 1, 1), np.float32)
-    kw = dict(stride=H, padding=0, normalize=False)
+    kw = dict(win=win(x, 1, H, 0), normalize=False)
     y = EMU.masked_conv(x, m, W, **kw)
     assert y.shape == (1, 1, 1, 1) and y[0, 0, 0, 0] == 0.0  # 2 + 1 - 3
     _, gm, gW = EMU.masked_conv_backward(x, m, W, gy, need_x=False, **kw)
@@ -170,17 +172,24 @@ def _huge(shape, dtype=np.float32):
     return np.broadcast_to(np.zeros((), dtype), shape)
 
 
+def _huge_win(H, ksize):
+    return win(_huge((1, 1, H, H)), ksize)
+
+
 @pytest.mark.parametrize("call,message", [
-    (lambda: EMU.im2dist(_huge((1, 1, 46341, 46341)), 3), r"im2dist: H\*W = 2147488281"),
-    (lambda: EMU.bilateral(_huge((1, 1, 46341, 46341)), _huge((1, 9, 46341, 46341)), 3),
+    (lambda: EMU.im2dist(_huge((1, 1, 46341, 46341)), _huge_win(46341, 3)),
+     r"im2dist: H\*W = 2147488281"),
+    (lambda: EMU.bilateral(_huge((1, 1, 46341, 46341)), _huge((1, 9, 46341, 46341)),
+                           _huge_win(46341, 3)),
      r"bilateral: H\*W = 2147488281"),
     (lambda: EMU.same_label_pairs(_huge((1, 46341, 46341), np.int32), 3),
      r"same_label_pairs: H\*W = 2147488281"),
     (lambda: EMU.masked_conv(_huge((1, 2 ** 28, 1, 1)), _huge((1, 9, 1, 1)),
-                             _huge((1, 2 ** 28, 3, 3))),
+                             _huge((1, 2 ** 28, 3, 3)), _huge_win(1, 3)),
      r"masked_conv: C\*K = 2415919104"),
     (lambda: EMU.masked_conv_backward(_huge((1, 1, 1, 1)), _huge((1, 9, 1, 1)),
-                                      _huge((2 ** 28, 1, 3, 3)), _huge((1, 2 ** 28, 1, 1))),
+                                      _huge((2 ** 28, 1, 3, 3)), _huge((1, 2 ** 28, 1, 1)),
+                                      _huge_win(1, 3)),
      r"masked_conv_backward: F\*K = 2415919104"),
 ])
 def test_launchers_refuse_shapes_past_32_bit_limits(call, message):
@@ -214,11 +223,12 @@ def test_masked_conv_batch_beyond_65535_blocks():
     W = rng.standard_normal((3, 2, 1, 1))
     gy = rng.standard_normal((N, 3, 1, 1))
     emu.rt.block_range = (N - 2, N)
-    y = emu.masked_conv(x, m, W)
-    gx, gm, _ = emu.masked_conv_backward(x, m, W, gy, need_W=False)
+    w = win(x, 1)
+    y = emu.masked_conv(x, m, W, w)
+    gx, gm, _ = emu.masked_conv_backward(x, m, W, gy, w, need_W=False)
     tail = slice(N - 2, N)
-    want = NUMPY.masked_conv_backward(x[tail], m[tail], W, gy[tail], need_W=False)
-    np.testing.assert_allclose(y[tail], NUMPY.masked_conv(x[tail], m[tail], W), rtol=1e-12)
+    want = NUMPY.masked_conv_backward(x[tail], m[tail], W, gy[tail], w, need_W=False)
+    np.testing.assert_allclose(y[tail], NUMPY.masked_conv(x[tail], m[tail], W, w), rtol=1e-12)
     np.testing.assert_allclose(gx[tail], want[0], rtol=1e-12)
     np.testing.assert_allclose(gm[tail], want[1], rtol=1e-10, atol=1e-12)
 
@@ -231,8 +241,11 @@ def _empty_calls(N, C, F, D):
     e = rng.standard_normal((N, D, 5, 6))
     m = rng.uniform(0.1, 1.0, (N, 9, 5, 6))
     W = rng.standard_normal((F, C, 3, 3))
-    d = NUMPY.im2dist(e, 3)
+    w = win(x, 3)
+    d = NUMPY.im2dist(e, w)
     labels = rng.integers(0, 2, (N, 5, 6))
+    # the transposed product: x's 5x6 samples to a 10x12 output, W as (C, F, 3, 3)
+    wt, Wt = Window.transposed("test", 5, 6, 3, 2, 1, 1, 1), W.transpose(1, 0, 2, 3).copy()
     return [
         ("im2col", (x, 3), dict(padding=1)),
         ("col2im", (NUMPY.im2col(x, 3, padding=1), (5, 6)), dict(padding=1)),
@@ -240,16 +253,20 @@ def _empty_calls(N, C, F, D):
         ("conv2d_backward", (x, W, rng.standard_normal((N, F, 5, 6))), dict(padding=1)),
         ("conv2d_backward", (x, W, rng.standard_normal((N, F, 5, 6))),
          dict(padding=1, stride=1, dilation=1, need_x=True, need_W=False)),
-        ("im2dist", (e, 3), {}),
-        ("im2dist_backward", (e, d, np.ones_like(d), 3), {}),
-        ("masked_conv", (x, m, W), {}),
-        ("masked_conv", (x, m, W), dict(normalize=False)),
-        ("masked_conv_backward", (x, m, W, rng.standard_normal((N, F, 5, 6))), {}),
-        ("bilateral", (x, m, 3), {}),
-        ("bilateral_backward", (x, m, np.ones_like(x), 3), {}),
+        ("im2dist", (e, w), {}),
+        ("im2dist_backward", (e, d, np.ones_like(d), w), {}),
+        ("masked_conv", (x, m, W, w), {}),
+        ("masked_conv", (x, m, W, w), dict(normalize=False)),
+        ("masked_conv_backward", (x, m, W, rng.standard_normal((N, F, 5, 6)), w), {}),
+        ("bilateral", (x, m, w), {}),
+        ("bilateral_backward", (x, m, np.ones_like(x), w), {}),
         ("same_label_pairs", (labels, 3), {}),
         ("embedding_pair_loss", (e, labels), {}),
         ("embedding_pair_loss_backward", (e, labels, 1.0), {}),
+        ("masked_conv_transpose", (x, m, Wt, wt), {}),
+        ("masked_conv_transpose", (x, m, Wt, wt), dict(normalize=False)),
+        ("masked_conv_transpose_backward", (x, m, Wt, rng.standard_normal((N, F, 10, 12)), wt),
+         {}),
     ]
 
 

@@ -162,7 +162,7 @@ def test_bad_inputs_raise_errors_naming_the_function():
         lp.same_label_pairs(rt, labels, 3, (1, 2))
     with pytest.raises(ValueError, match="embedding_pair_loss: norm must be one of"):
         lp.embedding_pair_loss(rt, e, labels, norm="cosine")
-    with pytest.raises(TypeError, match="embedding_pair_loss: e must be float32 or float64"):
+    with pytest.raises(TypeError, match="float32 and float64 only; got int32"):
         lp.embedding_pair_loss(rt, e.astype(np.int32), labels)
 
 

@@ -17,6 +17,8 @@ from segnp.backends.emulator import EmulatorRuntime
 from segnp.backends.cuda import masked_conv as mc
 from segnp.backends.cuda import segaware as sa
 from naive_ops import naive_masked_conv
+from windows import win
+from cuda_composed import masked_conv_composed, masked_conv_composed_backward
 from segnp.window import segaware_geometry, tap_valid
 
 # (ksize, stride, padding, dilation): default "same" windows, stride and dilation,
@@ -122,16 +124,17 @@ def test_im2dist_matches_equation_and_numpy(window, norm, dtype):
     rt = RUNTIMES[(WINDOWS.index(window) + NORMS.index(norm)) % 3]
     e = rng.standard_normal((2, 3, 7, 6)).astype(dtype)
     e[0, :, 2, 3] = e[0, :, 2, 2]  # coincident embeddings: 'l2' must give gradient 0, no NaN
-    d = sa.im2dist(rt, e, *window, norm=norm)
+    w = win(e, *window)
+    d = sa.im2dist(rt, e, w, norm=norm)
     assert d.dtype == dtype
     close(d, naive_im2dist(e.astype(np.float64), *window, norm), dtype)
-    close(d, NUMPY.im2dist(e, *window, norm=norm), dtype)
+    close(d, NUMPY.im2dist(e, w, norm=norm), dtype)
 
     gd = rng.standard_normal(d.shape).astype(dtype)
-    ge = sa.im2dist_backward(rt, e, d, gd, *window, norm=norm)
+    ge = sa.im2dist_backward(rt, e, d, gd, w, norm=norm)
     assert ge.dtype == dtype and np.isfinite(ge).all()
     close(ge, naive_im2dist_backward(e.astype(np.float64), gd, *window, norm), dtype)
-    close(ge, NUMPY.im2dist_backward(e, d, gd, *window, norm=norm), dtype)
+    close(ge, NUMPY.im2dist_backward(e, d, gd, w, norm=norm), dtype)
 
 
 # ---- bilateral filter (Eq. 4) ------------------------------------------------------------
@@ -143,9 +146,10 @@ def test_bilateral_matches_equation_and_numpy(window, dtype):
     N, C, H, W = 2, 3, 7, 6
     x = rng.standard_normal((N, C, H, W)).astype(dtype)
     m = random_mask(rng, N, H, W, *window, dtype)
-    y = sa.bilateral(rt, x, m, *window)
+    w = win(x, *window)
+    y = sa.bilateral(rt, x, m, w)
     gy = rng.standard_normal(y.shape).astype(dtype)
-    gx, gm = sa.bilateral_backward(rt, x, m, gy, *window)
+    gx, gm = sa.bilateral_backward(rt, x, m, gy, w)
     # Eq. 4 is Eq. 7 (normalised) with the filter "copy channel c from every tap".
     KS = window[0]
     ident = np.repeat(np.eye(C)[:, :, None, None], KS, 2).repeat(KS, 3)
@@ -154,12 +158,12 @@ def test_bilateral_matches_equation_and_numpy(window, dtype):
     for got, want in ((y, y0), (gx, gx0), (gm, gm0)):
         assert got.dtype == dtype
         close(got, want, dtype)
-    ref = NUMPY.bilateral_backward(x, m, gy, *window)
-    close(y, NUMPY.bilateral(x, m, *window), dtype)
+    ref = NUMPY.bilateral_backward(x, m, gy, w)
+    close(y, NUMPY.bilateral(x, m, w), dtype)
     close(gx, ref[0], dtype)
     close(gm, ref[1], dtype)
-    assert sa.bilateral_backward(rt, x, m, gy, *window, need_x=False)[0] is None
-    assert sa.bilateral_backward(rt, x, m, gy, *window, need_m=False)[1] is None
+    assert sa.bilateral_backward(rt, x, m, gy, w, need_x=False)[0] is None
+    assert sa.bilateral_backward(rt, x, m, gy, w, need_m=False)[1] is None
 
 
 # ---- the masked GEMM (Eq. 7) -------------------------------------------------------------
@@ -182,11 +186,11 @@ def test_masked_conv_matches_equation_numpy_and_composed(window, normalize, dtyp
     stride, padding, dilation = window[1:]
     y0, g0 = naive_masked_conv(x.astype(np.float64), m.astype(np.float64),
                                Wt.astype(np.float64), stride, padding, dilation, normalize, gy)
-    args = (stride, padding, dilation, normalize)
+    args = (win(x, *window), normalize)
     y = mc.masked_conv(rt, x, m, Wt, *args)
     grads = mc.masked_conv_backward(rt, x, m, Wt, gy, *args)
-    yc = mc.masked_conv_composed(rt, x, m, Wt, *args)
-    gc = mc.masked_conv_composed_backward(rt, x, m, Wt, gy, *args)
+    yc = masked_conv_composed(rt, x, m, Wt, *args)
+    gc = masked_conv_composed_backward(rt, x, m, Wt, gy, *args)
     yn = NUMPY.masked_conv(x, m, Wt, *args)
     gn = NUMPY.masked_conv_backward(x, m, Wt, gy, *args)
     for want, got in [(y0, y), (y0, yc), (y0, yn)] + list(zip(g0 * 3, grads + gc + gn)):
@@ -197,9 +201,9 @@ def test_masked_conv_matches_equation_numpy_and_composed(window, normalize, dtyp
 def test_masked_conv_backward_skips_unneeded_gradients():
     rng = np.random.default_rng(3)
     x, m, Wt, gy = conv_case(rng, np.float64, WINDOWS[0])
-    full = mc.masked_conv_backward(RUNTIMES[0], x, m, Wt, gy)
+    full = mc.masked_conv_backward(RUNTIMES[0], x, m, Wt, gy, win(x, 3))
     for i, flag in enumerate(["need_x", "need_m", "need_W"]):
-        part = mc.masked_conv_backward(RUNTIMES[0], x, m, Wt, gy, **{flag: False})
+        part = mc.masked_conv_backward(RUNTIMES[0], x, m, Wt, gy, win(x, 3), **{flag: False})
         assert part[i] is None
         for j in set(range(3)) - {i}:
             np.testing.assert_array_equal(part[j], full[j])
@@ -211,9 +215,9 @@ def test_masked_conv_split_reduction_of_gW():
     window = (3, 1, None, 2)
     x, m, Wt, gy = conv_case(rng, np.float64, window, N=2, C=2, F_=3, H=24, W=23)
     assert mc._split(2 * 24 * 23, 1, 16)[0] > 1
-    gW = mc.masked_conv_backward(RUNTIMES[0], x, m, Wt, gy, *window[1:],
+    gW = mc.masked_conv_backward(RUNTIMES[0], x, m, Wt, gy, win(x, *window),
                                  need_x=False, need_m=False)[2]
-    close(gW, NUMPY.masked_conv_backward(x, m, Wt, gy, *window[1:], need_x=False,
+    close(gW, NUMPY.masked_conv_backward(x, m, Wt, gy, win(x, *window), need_x=False,
                                          need_m=False)[2], np.float64)
 
 
@@ -228,9 +232,9 @@ def test_masked_conv_at_lam_zero_is_conv_over_valid_taps():
                            (2, KS * KS) + o)
     conv = NUMPY.im2col(x, KS, s, p, d)  # (N, C, KH, KW, OH, OW)
     conv = np.einsum("fcij,ncijhw->nfhw", Wt, conv)
-    close(mc.masked_conv(RUNTIMES[0], x, ones, Wt, *window[1:], normalize=False), conv,
+    close(mc.masked_conv(RUNTIMES[0], x, ones, Wt, win(x, *window), normalize=False), conv,
           np.float64)
-    close(mc.masked_conv(RUNTIMES[0], x, ones, Wt, *window[1:]),
+    close(mc.masked_conv(RUNTIMES[0], x, ones, Wt, win(x, *window)),
           conv / (ones.sum(axis=1)[:, None] + NORM_EPS), np.float64)
 
 
@@ -243,9 +247,9 @@ def test_small_tile_matches_large_tile_and_composed(monkeypatch, window):
     x, m, Wt, gy = conv_case(rng, np.float64, window, C=3, F_=5, H=9, W=8)
     rt = RUNTIMES[0]
     for normalize in (True, False):
-        args = window[1:] + (normalize,)
-        ref = [mc.masked_conv_composed(rt, x, m, Wt, *args)]
-        ref += mc.masked_conv_composed_backward(rt, x, m, Wt, gy, *args)
+        args = (win(x, *window), normalize)
+        ref = [masked_conv_composed(rt, x, m, Wt, *args)]
+        ref += masked_conv_composed_backward(rt, x, m, Wt, gy, *args)
         for tile in ("small", "large", "small"):
             monkeypatch.setattr(mc, "TILE", tile)
             got = [mc.masked_conv(rt, x, m, Wt, *args)]
@@ -268,12 +272,13 @@ def test_non_contiguous_inputs_give_the_same_results():
     W_str = W_big[..., ::2]
     gy_t = np.ascontiguousarray(gy.transpose(0, 1, 3, 2)).transpose(0, 1, 3, 2)
     assert not any(a.flags.c_contiguous for a in (xf, m_rev, W_str, gy_t))
+    w = win(x, 3)
     for f, plain, strided in [
-            (mc.masked_conv, (x, m, Wt), (xf, m_rev, W_str)),
-            (mc.masked_conv_backward, (x, m, Wt, gy), (xf, m_rev, W_str, gy_t)),
-            (sa.bilateral, (x, m, 3), (xf, m_rev, 3)),
-            (sa.bilateral_backward, (x, m, gy[:, :3], 3), (xf, m_rev, gy_t[:, :3], 3)),
-            (sa.im2dist, (x, 3), (xf, 3))]:
+            (mc.masked_conv, (x, m, Wt, w), (xf, m_rev, W_str, w)),
+            (mc.masked_conv_backward, (x, m, Wt, gy, w), (xf, m_rev, W_str, gy_t, w)),
+            (sa.bilateral, (x, m, w), (xf, m_rev, w)),
+            (sa.bilateral_backward, (x, m, gy[:, :3], w), (xf, m_rev, gy_t[:, :3], w)),
+            (sa.im2dist, (x, w), (xf, w))]:
         a, b = f(rt, *plain), f(rt, *strided)
         for u, v in zip(a if isinstance(a, tuple) else [a], b if isinstance(b, tuple) else [b]):
             np.testing.assert_array_equal(u, v)
@@ -284,24 +289,32 @@ def test_bad_inputs_raise_errors_naming_the_function():
     x = np.zeros((1, 2, 6, 6))
     m = np.zeros((1, 9, 6, 6))
     Wt = np.zeros((3, 2, 3, 3))
+    w = win(x, 3)
+    # The launchers keep the checks of a launch: the arrays agree with the window, and
+    # (the runtime's) every array has the kernel's dtype.
     with pytest.raises(ValueError, match=r"masked_conv: m must be \(N, K, OH, OW\)"):
-        mc.masked_conv(rt, x, m[:, :4], Wt)
-    with pytest.raises(TypeError, match="masked_conv: expected one floating dtype"):
-        mc.masked_conv(rt, x, m.astype(np.float32), Wt)
-    with pytest.raises(TypeError, match="masked_conv: W must be float32 or float64"):
-        mc.masked_conv(rt, x, m, Wt.astype(np.float16))
-    with pytest.raises(ValueError, match="masked_conv: W must be .* C = 2"):
-        mc.masked_conv(rt, x, m, np.zeros((3, 4, 3, 3)))
-    with pytest.raises(ValueError, match="bilateral: padding must be at most"):
-        sa.bilateral(rt, x, m, 3, padding=2)
-    with pytest.raises(ValueError, match="im2dist: ksize must be odd"):
-        sa.im2dist(rt, x, 4)
-    with pytest.raises(ValueError, match="im2dist: norm must be one of"):
-        sa.im2dist(rt, x, 3, norm="l3")
+        mc.masked_conv(rt, x, m[:, :4], Wt, w)
+    with pytest.raises(TypeError, match=r"masked_gemm_fwd<double>: m must be an array of "
+                                        r"float64; got float32"):
+        mc.masked_conv(rt, x, m.astype(np.float32), Wt, w)
+    with pytest.raises(TypeError, match=r"masked_gemm_fwd<double>: \w+ must be an array of "
+                                        r"float64; got float16"):
+        mc.masked_conv(rt, x, m, Wt.astype(np.float16), w)
+    with pytest.raises(ValueError, match=r"masked_conv: W must be \(F, C, KS, KS\) = "
+                                         r"\(3, 2, 3, 3\); got \(3, 4, 3, 3\)"):
+        mc.masked_conv(rt, x, m, np.zeros((3, 4, 3, 3)), w)
     with pytest.raises(ValueError, match=r"im2dist_backward: gd must be \(N, K, OH, OW\)"):
-        sa.im2dist_backward(rt, x, m, m[:, :, :5], 3)
+        sa.im2dist_backward(rt, x, m, m[:, :, :5], w)
     with pytest.raises(ValueError, match=r"bilateral_backward: gy must be \(N, C, OH, OW\)"):
-        sa.bilateral_backward(rt, x, m, m, 3)
+        sa.bilateral_backward(rt, x, m, m, w)
+    # The window and the norm are checked once, where the public function builds them.
+    with pytest.raises(ValueError, match="bilateral: padding must be at most"):
+        win(x, 3, padding=2, fn="bilateral")
+    with pytest.raises(ValueError, match="im2dist: ksize must be odd"):
+        win(x, 4, fn="im2dist")
+    with using_backend("cuda-emulator"), \
+            pytest.raises(ValueError, match="im2dist: norm must be one of"):
+        F.im2dist(x, 3, norm="l3")
 
 
 # ---- autograd on the emulator backend ----------------------------------------------------
@@ -309,8 +322,8 @@ def test_emulator_backend_exposes_the_launchers():
     emu = get_backend("cuda-emulator")
     rng = np.random.default_rng(8)
     x, m, Wt, gy = conv_case(rng, np.float64, WINDOWS[1])
-    np.testing.assert_array_equal(emu.masked_conv(x, m, Wt, *WINDOWS[1][1:]),
-                                  mc.masked_conv(emu.rt, x, m, Wt, *WINDOWS[1][1:]))
+    np.testing.assert_array_equal(emu.masked_conv(x, m, Wt, win(x, *WINDOWS[1])),
+                                  mc.masked_conv(emu.rt, x, m, Wt, win(x, *WINDOWS[1])))
 
 
 @pytest.mark.parametrize("norm", NORMS)
@@ -355,16 +368,16 @@ def test_gpu_matches_numpy_and_emulator(dtype, window):
     rng = np.random.default_rng(11)
     emu = get_backend("cuda-emulator")
     x, m, Wt, gy = conv_case(rng, dtype, window, N=2, C=5, F_=7, H=13, W=11)
-    w = window[1:]
+    w = (win(x, *window),)
     cases = [
         ("masked_conv", (x, m, Wt) + w),
         ("masked_conv_backward", (x, m, Wt, gy) + w),
-        ("bilateral", (x, m, window[0]) + w),
-        ("bilateral_backward", (x, m, gy[:, :5], window[0]) + w),
-        ("im2dist", (x, window[0]) + w),
+        ("bilateral", (x, m) + w),
+        ("bilateral_backward", (x, m, gy[:, :5]) + w),
+        ("im2dist", (x,) + w),
     ]
-    d = NUMPY.im2dist(x, *window)
-    cases.append(("im2dist_backward", (x, d, m, window[0]) + w))
+    d = NUMPY.im2dist(x, *w)
+    cases.append(("im2dist_backward", (x, d, m) + w))
     for name, args in cases:
         dev = getattr(gpu, name)(*[cupy.asarray(a) if isinstance(a, np.ndarray) else a
                                    for a in args])
@@ -381,11 +394,12 @@ def test_gpu_fused_matches_composed_and_is_deterministic():
     rng = np.random.default_rng(12)
     x, m, Wt, gy = (cupy.asarray(a) for a in conv_case(rng, np.float32, WINDOWS[0], N=4,
                                                          C=16, F_=24, H=40, W=36))
-    rt = gpu.rt
-    a = [mc.masked_conv(rt, x, m, Wt)] + list(mc.masked_conv_backward(rt, x, m, Wt, gy))
-    b = [mc.masked_conv_composed(rt, x, m, Wt)]
-    b += list(mc.masked_conv_composed_backward(rt, x, m, Wt, gy))
-    again = [mc.masked_conv(rt, x, m, Wt)] + list(mc.masked_conv_backward(rt, x, m, Wt, gy))
+    rt, w = gpu.rt, win(x, 3)
+    a = [mc.masked_conv(rt, x, m, Wt, w)] + list(mc.masked_conv_backward(rt, x, m, Wt, gy, w))
+    b = [masked_conv_composed(rt, x, m, Wt, w)]
+    b += list(masked_conv_composed_backward(rt, x, m, Wt, gy, w))
+    again = [mc.masked_conv(rt, x, m, Wt, w)] + list(mc.masked_conv_backward(rt, x, m, Wt, gy,
+                                                                               w))
     for u, v, w in zip(a, b, again):
         close(cupy.asnumpy(u), cupy.asnumpy(v), np.float32)
         assert bool((u == w).all())  # no atomics: bitwise the same on every run

@@ -150,7 +150,7 @@ def test_voc_bad_inputs_name_the_file_and_leave_no_output(tmp_path, capsys):
 
     os.remove(label_png)
     assert voc_to_hdf5.main(["--voc-root", str(voc), "--split", "train",
-                             "--out", str(out)]) == 1
+                             "--out", str(out)]) == 2
     assert f"no such file '{label_png}'" in capsys.readouterr().err
     assert _no_output(out.parent)
 
@@ -217,7 +217,7 @@ def test_chairs_bad_inputs_name_the_file_and_leave_no_output(tmp_path, capsys):
     assert _no_output(out.parent)
 
     flo.write_bytes(good[:-10])
-    assert chairs_to_hdf5.main(["--root", root, "--split", "all", "--out", str(out)]) == 1
+    assert chairs_to_hdf5.main(["--root", root, "--split", "all", "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert "00002_flow.flo" in err and "truncated" in err
     assert _no_output(out.parent)
@@ -265,7 +265,7 @@ def test_make_synthetic_cli_writes_both_files_with_a_progress_bar(tmp_path, caps
         np.testing.assert_array_equal(flo[i]["flow"], s["flow"])
         np.testing.assert_array_equal(flo[i]["image2"], s["image2"])
     assert make_synthetic.main(["--out", str(tmp_path / "bad"), "--count", "2",
-                                "--classes", "3"]) == 1
+                                "--classes", "3"]) == 2
     assert "classes must be in [6, 8]; got 3" in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "bad" / "segmentation.h5")
 
@@ -316,9 +316,9 @@ def test_inspect_summarises_and_renders_overlays_and_flow(tmp_path, capsys):
 
     junk = tmp_path / "junk.h5"
     junk.write_bytes(b"\x00" * 300)
-    assert inspect_tool.main([str(junk)]) == 1
+    assert inspect_tool.main([str(junk)]) == 2
     assert "junk.h5" in capsys.readouterr().err
-    assert inspect_tool.main([str(tmp_path / "absent.h5")]) == 1
+    assert inspect_tool.main([str(tmp_path / "absent.h5")]) == 2
     assert "no such file" in capsys.readouterr().err
 
 

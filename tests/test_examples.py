@@ -175,7 +175,7 @@ def test_embedding_figure(cache, embedder, tmp_path):
                                      str(tmp_path / "figs")])
     assert figs[0].endswith("fig3_embeddings.png")
     ev = script("evaluate").main([embedder, "--test-count", "4", "--size", "32",
-                                  "--no-progress", "--out", str(tmp_path / "m.json")])
+                                  "--no-progress", "--metrics", str(tmp_path / "m.json")])
     assert "embedding_auc" in ev and "embedding_loss" in ev
 
 

@@ -44,13 +44,13 @@ def test_tiny_run_writes_results_and_figure(tmp_path, capsys):
     code = script().run_script(script().main, ["--out", str(out)] + TINY)
     assert code == 2
     err = capsys.readouterr().err
-    assert "results.json exists; pass --overwrite" in err and len(err.strip().splitlines()) == 1
+    assert "results.json' exists; add --overwrite" in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("args,message", [
     (["--size", "20"], "--size must be a multiple of 8"),
-    (["--count", "0"], "--count must be >= 1"),
-    (["--steps", "-1"], "--steps must be >= 0"),
+    (["--count", "0"], "expected an integer >= 1"),
+    (["--steps", "-1"], "expected an integer >= 0"),
 ])
 def test_bad_arguments_exit_2(tmp_path, args, message, capsys):
     with pytest.raises(SystemExit) as exc:

@@ -22,6 +22,7 @@ from segnp.backends.numpy import conv as npconv
 from segnp.backends.numpy import threads
 from conftest import FakeBlas
 from naive_ops import naive_im2col
+from windows import win
 from test_conv import naive_conv2d
 from test_fast_paths import _naive_conv_grads
 
@@ -234,15 +235,16 @@ def test_im2dist_spread_over_images_gives_the_same_bits(monkeypatch, norm, ks, s
     from segnp.backends.numpy import segaware as ns
     rng = np.random.default_rng(3)
     e = rng.standard_normal((3, 4, 9, 8))
-    serial = ns.im2dist(e, ks, s, p, d, norm)
+    w = win(e, ks, s, p, d)
+    serial = ns.im2dist(e, w, norm)
     gd = rng.standard_normal(serial.shape)
-    serial_ge = ns.im2dist_backward(e, serial, gd, ks, s, p, d, norm)
+    serial_ge = ns.im2dist_backward(e, serial, gd, w, norm)
     fake = FakeBlas(2)
     monkeypatch.setattr(threads, "_control", (fake.get, fake.set))
     monkeypatch.setattr(threads, "MIN_PARALLEL_FLOPS", 0)
-    spread = ns.im2dist(e, ks, s, p, d, norm)
+    spread = ns.im2dist(e, w, norm)
     assert np.array_equal(spread, serial)
-    assert np.array_equal(ns.im2dist_backward(e, spread, gd, ks, s, p, d, norm), serial_ge)
+    assert np.array_equal(ns.im2dist_backward(e, spread, gd, w, norm), serial_ge)
     assert fake.calls == [1, 2, 1, 2]
 
 

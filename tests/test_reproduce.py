@@ -95,7 +95,7 @@ def test_reproduce_tiny_end_to_end(tmp_path, capsys):
             pytest.approx(seg["all segaware"]["calibration"]["fc6"]["lam"], rel=1e-6)
     _check_embedders(out, mod.SEG_ROWS)
     # an existing output is refused without --resume
-    with pytest.raises(SystemExit, match="already holds runs"):
+    with pytest.raises(ValueError, match="already holds runs"):
         mod.main(args)
     # --resume reuses the finished runs: the same numbers again
     again = mod.main(args + ["--resume"])

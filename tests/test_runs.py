@@ -168,7 +168,7 @@ def test_out_that_cannot_be_written_fails_before_training(cache, tmp_path):
     with pytest.raises(RunError, match="--out: cannot write to"):
         script("train_embeddings").main(COMMON + ["--out", str(blocker / "run")])
     with pytest.raises(RunError, match="is a folder; expected a file name"):
-        script("evaluate").main([str(tmp_path / "x.npz"), "--out", str(tmp_path)])
+        script("evaluate").main([str(tmp_path / "x.npz"), "--metrics", str(tmp_path)])
 
 
 def test_train_data_needs_test_data_and_the_same_classes(emb_run, cache, tmp_path):
@@ -189,6 +189,11 @@ def test_train_data_needs_test_data_and_the_same_classes(emb_run, cache, tmp_pat
     script("train_embeddings").main(COMMON + ["--out", out, "--train-data", files["a"],
                                               "--test-data", files["a"], "--epochs", "1",
                                               "--overwrite"])
+    # evaluate's test data default to the run's own
+    assert script("evaluate").main([_ckpt(out)])["samples"] == 2
+    opts = json.load(open(os.path.join(out, "options.json")))
+    del opts["test_data"]
+    json.dump(opts, open(os.path.join(out, "options.json"), "w"))
     with pytest.raises(RunError, match="was trained on .*a.h5'; give --test-data"):
         script("evaluate").main([_ckpt(out)])
     with pytest.raises(RunError, match="the model was trained on"):

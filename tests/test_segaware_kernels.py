@@ -8,9 +8,11 @@ code under test alone.
 import numpy as np
 import pytest
 
+import segnp.functions as F
 from segnp.backends import get_backend
 from segnp.window import NORM_EPS
 from naive_ops import naive_masked_conv, norm_of
+from windows import win
 
 B = get_backend("numpy")
 
@@ -111,7 +113,7 @@ def mask_for(rng, N, H, W, ks, s, p, d):
 @pytest.mark.parametrize("norm", NORMS)
 def test_im2dist_matches_loop(ks, s, p, d, norm):
     _, _, e, _ = data(1)
-    got = B.im2dist(e, ks, s, p, d, norm)
+    got = B.im2dist(e, win(e, ks, s, p, d), norm)
     np.testing.assert_allclose(got, loop_im2dist(e, ks, s, p, d, norm), rtol=1e-12, atol=1e-12)
 
 
@@ -119,9 +121,10 @@ def test_im2dist_matches_loop(ks, s, p, d, norm):
 @pytest.mark.parametrize("norm", NORMS)
 def test_im2dist_backward_matches_loop_derivative(ks, s, p, d, norm):
     rng, _, e, _ = data(2)
-    dist = B.im2dist(e, ks, s, p, d, norm)
+    w = win(e, ks, s, p, d)
+    dist = B.im2dist(e, w, norm)
     gd = rng.standard_normal(dist.shape)
-    ge = B.im2dist_backward(e, dist, gd, ks, s, p, d, norm)
+    ge = B.im2dist_backward(e, dist, gd, w, norm)
     assert ge.shape == e.shape and ge.dtype == e.dtype
     directional(lambda e_: loop_im2dist(e_, ks, s, p, d, norm), [e], 0, ge, gd, rng)
 
@@ -129,17 +132,17 @@ def test_im2dist_backward_matches_loop_derivative(ks, s, p, d, norm):
 @pytest.mark.parametrize("norm", NORMS)
 def test_im2dist_backward_is_zero_and_finite_at_coincident_embeddings(norm):
     e = np.ones((1, 3, 5, 6))
-    dist = B.im2dist(e, 3, norm=norm)
+    dist = B.im2dist(e, win(e, 3), norm=norm)
     assert np.all(dist == 0)
-    ge = B.im2dist_backward(e, dist, np.ones_like(dist), 3, norm=norm)
+    ge = B.im2dist_backward(e, dist, np.ones_like(dist), win(e, 3), norm=norm)
     assert np.all(np.isfinite(ge)) and np.all(ge == 0)
 
 
 def test_im2dist_keeps_float32():
     e = np.random.default_rng(0).standard_normal((1, 2, 5, 5)).astype(np.float32)
-    dist = B.im2dist(e, 3)
+    dist = B.im2dist(e, win(e, 3))
     assert dist.dtype == np.float32
-    assert B.im2dist_backward(e, dist, np.ones_like(dist), 3).dtype == np.float32
+    assert B.im2dist_backward(e, dist, np.ones_like(dist), win(e, 3)).dtype == np.float32
 
 
 # ---- masked convolution (Eq. 7) -------------------------------------------------------
@@ -150,7 +153,7 @@ def test_masked_conv_matches_loop(ks, s, p, d, normalize):
     N, C, H, W = x.shape
     Wt = rng.standard_normal((5, C, ks, ks))
     m = mask_for(rng, N, H, W, ks, s, p, d)
-    got = B.masked_conv(x, m, Wt, s, p, d, normalize)
+    got = B.masked_conv(x, m, Wt, win(x, ks, s, p, d), normalize)
     np.testing.assert_allclose(got, naive_masked_conv(x, m, Wt, s, p, d, normalize),
                                rtol=1e-10, atol=1e-12)
 
@@ -165,7 +168,7 @@ def test_masked_conv_backward_matches_loop_derivative(ks, s, p, d, normalize):
     m = (0.2 + rng.random((N, ks * ks) + shape_out(H, W, ks, s, p, d))) \
         * valid_of(N, H, W, ks, s, p, d)
     gy = rng.standard_normal((N, 5) + m.shape[2:])
-    gx, gm, gW = B.masked_conv_backward(x, m, Wt, gy, s, p, d, normalize)
+    gx, gm, gW = B.masked_conv_backward(x, m, Wt, gy, win(x, ks, s, p, d), normalize)
     assert (gx.shape, gm.shape, gW.shape) == (x.shape, m.shape, Wt.shape)
 
     def f(x_, m_, W_):
@@ -186,18 +189,17 @@ def test_masked_conv_in_canvas_chunks_matches_loop(monkeypatch, request, ks, s, 
     Wt = rng.standard_normal((5, C, ks, ks))
     m = mask_for(rng, N, H, W, ks, s, p, d)
     gy = rng.standard_normal((N, 5) + m.shape[2:])
-    whole = ns.masked_conv_backward(x, m, Wt, gy, s, p, d)
+    w = win(x, ks, s, p, d)
+    whole = ns.masked_conv_backward(x, m, Wt, gy, w)
     monkeypatch.setattr(ns, "_CHUNK_BYTES", 1)
     monkeypatch.setattr(ns, "_MIN_CHUNK", 7)
-    serial = (ns.masked_conv(x, m, Wt, s, p, d),) + ns.masked_conv_backward(x, m, Wt, gy, s,
-                                                                            p, d)
+    serial = (ns.masked_conv(x, m, Wt, w),) + ns.masked_conv_backward(x, m, Wt, gy, w)
     np.testing.assert_allclose(serial[0], naive_masked_conv(x, m, Wt, s, p, d, True),
                                rtol=1e-10, atol=1e-12)
     for got, want in zip(serial[1:], whole):
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
     fake = request.getfixturevalue("spread")
-    spread = (ns.masked_conv(x, m, Wt, s, p, d),) + ns.masked_conv_backward(x, m, Wt, gy, s,
-                                                                            p, d)
+    spread = (ns.masked_conv(x, m, Wt, w),) + ns.masked_conv_backward(x, m, Wt, gy, w)
     assert fake.calls and fake.calls == [1, 2] * (len(fake.calls) // 2)  # spread, restored
     for a, b in zip(spread, serial):
         assert np.array_equal(a, b)
@@ -208,10 +210,10 @@ def test_masked_conv_backward_computes_only_what_is_asked():
     Wt = rng.standard_normal((5, 3, 3, 3))
     m = mask_for(rng, 2, 7, 9, 3, 1, None, 1)
     gy = rng.standard_normal((2, 5, 7, 9))
-    full = B.masked_conv_backward(x, m, Wt, gy)
+    full = B.masked_conv_backward(x, m, Wt, gy, win(x, 3))
     for flags in [(True, False, False), (False, True, False), (False, False, True)]:
-        part = B.masked_conv_backward(x, m, Wt, gy, need_x=flags[0], need_m=flags[1],
-                                      need_W=flags[2])
+        part = B.masked_conv_backward(x, m, Wt, gy, win(x, 3), need_x=flags[0],
+                                      need_m=flags[1], need_W=flags[2])
         for want, got, g in zip(flags, part, full):
             if want:
                 np.testing.assert_allclose(got, g, rtol=1e-12, atol=1e-12)
@@ -224,18 +226,21 @@ def test_masked_conv_float32_and_bad_shapes():
     x = rng.standard_normal((1, 2, 6, 5)).astype(np.float32)
     Wt = rng.standard_normal((3, 2, 3, 3)).astype(np.float32)
     m = np.ones((1, 9, 6, 5), np.float32)
-    y = B.masked_conv(x, m, Wt)
+    w = win(x, 3)
+    y = B.masked_conv(x, m, Wt, w)
     assert y.dtype == np.float32
-    assert all(g.dtype == np.float32 for g in B.masked_conv_backward(x, m, Wt, y))
+    assert all(g.dtype == np.float32 for g in B.masked_conv_backward(x, m, Wt, y, w))
     with pytest.raises(ValueError, match=r"masked_conv: m must be \(N, K, OH, OW\) = "
                                          r"\(1, 9, 6, 5\); got \(1, 9, 6, 4\)"):
-        B.masked_conv(x, m[..., :4], Wt)
-    with pytest.raises(ValueError, match="masked_conv: W must have x's 2 input channels"):
-        B.masked_conv(x, m, Wt[:, :1])
-    with pytest.raises(ValueError, match="masked_conv: padding must be at most"):
-        B.masked_conv(x, np.ones((1, 9, 8, 7), np.float32), Wt, padding=2)
-    with pytest.raises(TypeError, match="masked_conv: expected one floating dtype"):
-        B.masked_conv(x, m.astype(np.float64), Wt)
+        B.masked_conv(x, m[..., :4], Wt, w)
+    with pytest.raises(ValueError, match=r"masked_conv: W must be \(F, C, KS, KS\) = "
+                                         r"\(3, 2, 3, 3\); got \(3, 1, 3, 3\)"):
+        B.masked_conv(x, m, Wt[:, :1], w)
+    # The window and the dtypes are checked once, by the public function.
+    with pytest.raises(ValueError, match="segaware_conv2d: padding must be at most"):
+        F.segaware_conv2d(x, np.zeros_like(x), Wt, padding=2)
+    with pytest.raises(TypeError, match="segaware_conv2d: expected one floating dtype"):
+        F.segaware_conv2d(x, np.zeros_like(x, dtype=np.float64), Wt)
 
 
 # ---- bilateral filter (Eq. 4) ---------------------------------------------------------
@@ -244,7 +249,7 @@ def test_bilateral_matches_loop(ks, s, p, d):
     rng, x, _, _ = data(7)
     N, C, H, W = x.shape
     m = mask_for(rng, N, H, W, ks, s, p, d)
-    np.testing.assert_allclose(B.bilateral(x, m, ks, s, p, d),
+    np.testing.assert_allclose(B.bilateral(x, m, win(x, ks, s, p, d)),
                                loop_bilateral(x, m, ks, s, p, d), rtol=1e-10, atol=1e-12)
 
 
@@ -255,9 +260,10 @@ def test_bilateral_backward_matches_loop_derivative(ks, s, p, d):
     m = (0.2 + rng.random((N, ks * ks) + shape_out(H, W, ks, s, p, d))) \
         * valid_of(N, H, W, ks, s, p, d)
     gy = rng.standard_normal((N, C) + m.shape[2:])
-    gx, gm = B.bilateral_backward(x, m, gy, ks, s, p, d)
+    w = win(x, ks, s, p, d)
+    gx, gm = B.bilateral_backward(x, m, gy, w)
     assert (gx.shape, gm.shape) == (x.shape, m.shape)
-    gx_only, none = B.bilateral_backward(x, m, gy, ks, s, p, d, need_m=False)
+    gx_only, none = B.bilateral_backward(x, m, gy, w, need_m=False)
     assert none is None
     np.testing.assert_allclose(gx_only, gx, rtol=1e-12, atol=1e-12)
 
@@ -271,21 +277,22 @@ def test_bilateral_backward_matches_loop_derivative(ks, s, p, d):
 def test_bilateral_of_a_fully_masked_window_is_zero_not_nan():
     x = np.ones((1, 2, 4, 4))
     m = np.zeros((1, 9, 4, 4))
-    y = B.bilateral(x, m, 3)
+    y = B.bilateral(x, m, win(x, 3))
     assert np.all(y == 0)
-    gx, gm = B.bilateral_backward(x, m, np.ones_like(y), 3)
+    gx, gm = B.bilateral_backward(x, m, np.ones_like(y), win(x, 3))
     assert np.all(np.isfinite(gx)) and np.all(np.isfinite(gm))
 
 
 def test_kernels_reject_even_windows_and_wide_padding():
     e = np.zeros((1, 2, 6, 6))
+    # the window is checked where it is built, once (the public functions' Window)
     with pytest.raises(ValueError, match="im2dist: ksize must be odd"):
-        B.im2dist(e, 4)
+        F.im2dist(e, 4)
     with pytest.raises(ValueError, match=r"im2dist: padding must be at most dilation\*"
                                          r"\(ksize//2\) = \(2, 2\) .*got \(3, 3\)"):
-        B.im2dist(e, 3, padding=3, dilation=2)
+        F.im2dist(e, 3, padding=3, dilation=2)
     with pytest.raises(ValueError, match=r"bilateral: m must be \(N, K, OH, OW\)"):
-        B.bilateral(np.zeros((1, 2, 6, 6)), np.zeros((1, 25, 6, 6)), 3)
+        B.bilateral(np.zeros((1, 2, 6, 6)), np.zeros((1, 25, 6, 6)), win(e, 3))
 
 
 def test_kernels_accept_non_contiguous_views():
@@ -295,13 +302,14 @@ def test_kernels_accept_non_contiguous_views():
     Wt = rng.standard_normal((3, 3, 5, 4)).transpose(3, 0, 1, 2)[..., ::2]  # (4, 3, 3, 3)
     m = mask_for(rng, 2, 7, 9, 3, 2, None, 1)[:, ::-1]
     xc, ec, Wc, mc = (np.ascontiguousarray(a) for a in (x, e, Wt, m))
-    np.testing.assert_array_equal(B.im2dist(e, 3, 2), B.im2dist(ec, 3, 2))
-    np.testing.assert_allclose(B.masked_conv(x, m, Wt, 2), B.masked_conv(xc, mc, Wc, 2),
+    w = win(x, 3, 2)
+    np.testing.assert_array_equal(B.im2dist(e, w), B.im2dist(ec, w))
+    np.testing.assert_allclose(B.masked_conv(x, m, Wt, w), B.masked_conv(xc, mc, Wc, w),
                                rtol=1e-13)
-    np.testing.assert_allclose(B.bilateral(x, m, 3, 2), B.bilateral(xc, mc, 3, 2), rtol=1e-13)
+    np.testing.assert_allclose(B.bilateral(x, m, w), B.bilateral(xc, mc, w), rtol=1e-13)
     gy = rng.standard_normal((2, 4, 4, 5))[:, :, ::-1]
-    for a, b in zip(B.masked_conv_backward(x, m, Wt, gy, 2),
-                    B.masked_conv_backward(xc, mc, Wc, np.ascontiguousarray(gy), 2)):
+    for a, b in zip(B.masked_conv_backward(x, m, Wt, gy, w),
+                    B.masked_conv_backward(xc, mc, Wc, np.ascontiguousarray(gy), w)):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)
 
 
@@ -312,6 +320,6 @@ def test_numpy_masked_conv_backward_of_an_empty_batch_or_no_channels(N, C):
     m = np.ones((N, 9, 5, 5), np.float32)
     W = np.ones((4, C, 3, 3), np.float32)
     gy = np.ones((N, 4, 5, 5), np.float32)
-    gx, gm, gW = ns.masked_conv_backward(x, m, W, gy, 1, 1, 1, True)
+    gx, gm, gW = ns.masked_conv_backward(x, m, W, gy, win(x, 3, 1, 1, 1), True)
     assert gx.shape == (N, C, 5, 5) and gm.shape == (N, 9, 5, 5) and gW.shape == (4, C, 3, 3)
     assert not gm.any() and not gW.any()

@@ -161,3 +161,50 @@ def test_float16_is_refused_alike_under_the_public_name(backend, name):
         with pytest.raises(TypeError, match=rf"^{name}: .* must be a floating-point array "
                                             rf"\(float32 or float64\); got dtype float16"):
             FLOAT16_CALLS[name](x, e)
+
+
+def test_a_one_element_tensor_is_a_number_as_a_numpy_scalar_is():
+    """Issue 24, row 9: float(loss), int(t), f"{loss:.3f}" and NumPy's reductions."""
+    loss = Tensor(np.float32(2.75), requires_grad=True)
+    assert float(loss) == 2.75 and int(loss) == 2 and complex(loss) == 2.75
+    assert f"{loss:.3f}" == "2.750" and f"{Tensor([7]):>3d}" == "  7"
+    assert f"{loss}" == str(loss)
+    assert float(Tensor(np.ones((1, 1)))) == 1.0
+    assert list(range(Tensor(np.int64(3)))) == [0, 1, 2] and [5, 6][Tensor([1])] == 6
+    with pytest.raises(TypeError, match=r"only an integer tensor can be an index; got "
+                                        r"dtype float32"):
+        [5, 6][Tensor(np.float32(1))]
+    t = Tensor(np.array([1.0, -2.0, 4.0]))
+    for conv in (float, int, lambda v: f"{v:.3f}"):
+        with pytest.raises(TypeError, match=r"only a one-element tensor converts to .*; "
+                                            r"got shape \(3,\)"):
+            conv(t)
+    for fn, want in ((np.sum, 3.0), (np.mean, 1.0), (np.max, 4.0)):
+        got = fn(t)
+        assert isinstance(got, Tensor) and float(got) == want and f"{got:.1f}" == f"{want}"
+        np.testing.assert_array_equal(fn(t, axis=0).numpy(), want)
+    with pytest.raises(TypeError, match=r"Tensor.sum: dtype= and out= are NumPy's options"):
+        np.sum(t, dtype=np.float32)
+
+
+def test_numpy_reductions_keep_the_tape():
+    x = Tensor(np.array([1.0, 2.0, 3.0]), requires_grad=True)
+    np.sum(x * x).backward()
+    np.testing.assert_array_equal(x.grad, [2.0, 4.0, 6.0])
+    x.zero_grad()
+    np.mean(x).backward()
+    np.testing.assert_allclose(x.grad, [1 / 3] * 3)
+    x.zero_grad()
+    np.max(x).backward()
+    np.testing.assert_array_equal(x.grad, [0.0, 0.0, 1.0])
+
+
+def test_check_grad_is_exported_and_in_the_api_tour():
+    """Issue 24, row 10: segnp.gradcheck is the module; the function is check_grad."""
+    import os
+    from segnp.gradcheck import check_grad
+    assert segnp.check_grad is check_grad
+    readme = open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                               "README.md")).read()
+    tour = readme.split("## API tour")[1].split("\n## ")[0]
+    assert "segnp.check_grad(" in tour

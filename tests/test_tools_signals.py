@@ -38,10 +38,10 @@ def test_backend_option_defaults_to_the_library_choice(monkeypatch):
 def test_converters_refuse_a_folder_as_out_before_converting(tmp_path, capsys):
     # The roots are empty: a check made after listing the samples would report them.
     assert voc_to_hdf5.main(["--voc-root", str(tmp_path / "none"), "--split", "train",
-                             "--out", str(tmp_path)]) == 1
+                             "--out", str(tmp_path)]) == 2
     assert "is a folder; expected a file name" in capsys.readouterr().err
     assert chairs_to_hdf5.main(["--root", str(tmp_path / "none"), "--split", "all",
-                                "--out", str(tmp_path)]) == 1
+                                "--out", str(tmp_path)]) == 2
     assert "is a folder; expected a file name" in capsys.readouterr().err
 
 
@@ -65,9 +65,12 @@ def _segmentation_file(path, count=3):
 def test_inspect_count_zero_is_a_one_line_error(tmp_path, capsys):
     path = str(tmp_path / "s.h5")
     _segmentation_file(path)
-    assert inspect_tool.main([path, "--png", str(tmp_path / "g.png"), "--count", "0"]) == 1
+    with pytest.raises(SystemExit) as exc:
+        inspect_tool.main([path, "--png", str(tmp_path / "g.png"), "--count", "0"])
+    assert exc.value.code == 2
     captured = capsys.readouterr()
-    assert captured.err.strip() == "inspect: error: inspect: --count must be an int >= 1; got 0"
+    assert captured.err.strip() == ("python -m data_tools.inspect: error: argument --count: "
+                                    "expected an integer >= 1; got 0 (see --help)")
     assert captured.out == ""
 
 

@@ -13,16 +13,21 @@ Signatures (the NumPy backend documents each in full):
   y (N, F, OH, OW), the convolution without bias (im2col and a product, Sec. 4.2)
 - ``conv2d_backward(x, W, gy, stride=1, padding=0, dilation=1, need_x=True,
   need_W=True)`` -> (gx, gW), None where not needed
-- ``im2dist(e, ksize, stride=1, padding=None, dilation=1, norm='l1')``:
-  (N, D, H, W) -> d (N, K, OH, OW), 0 at taps outside the image (Sec. 4.2)
-- ``im2dist_backward(e, d, gd, ksize, stride=1, padding=None, dilation=1, norm='l1')`` -> ge
-- ``masked_conv(x, m, W, stride=1, padding=None, dilation=1, normalize=True)``:
-  Eq. 7 without bias; m (N, K, OH, OW) is already 0 at invalid taps -> y (N, F, OH, OW)
-- ``masked_conv_backward(x, m, W, gy, stride=1, padding=None, dilation=1, normalize=True,
-  need_x=True, need_m=True, need_W=True)`` -> (gx, gm, gW), None where not needed
-- ``bilateral(x, m, ksize, stride=1, padding=None, dilation=1)``: Eq. 4 -> y (N, C, OH, OW)
-- ``bilateral_backward(x, m, gy, ksize, stride=1, padding=None, dilation=1,
-  need_x=True, need_m=True)`` -> (gx, gm)
+The segmentation-aware kernels take the :class:`segnp.window.Window` ``win`` that the
+public function built (``Window.segaware``) and nothing else about the window; they
+trust the public function's checks and keep only those of a launch (the arrays agree
+with ``win``: ``Window.check_operands``).  ``Backend.tap_valid(win, include_center=True,
+dtype=float32)`` is the (1, K, OH, OW) tap validity of ``win``, cached per device.
+
+- ``im2dist(e, win, norm='l1')``: (N, D, H, W) -> d (N, K, OH, OW), 0 at taps outside
+  the image (Sec. 4.2)
+- ``im2dist_backward(e, d, gd, win, norm='l1')`` -> ge
+- ``masked_conv(x, m, W, win, normalize=True)``: Eq. 7 without bias; m (N, K, OH, OW)
+  is already 0 at invalid taps -> y (N, F, OH, OW)
+- ``masked_conv_backward(x, m, W, gy, win, normalize=True, need_x=True, need_m=True,
+  need_W=True)`` -> (gx, gm, gW), None where not needed
+- ``bilateral(x, m, win)``: Eq. 4 -> y (N, C, OH, OW)
+- ``bilateral_backward(x, m, gy, win, need_x=True, need_m=True)`` -> (gx, gm)
 - ``masked_conv_transpose(x, m, W, win, normalize=True)``: the transposed product of
   ``segaware_conv_transpose2d``; x (N, C, H, W), m (N, K, H, W), W (C, F, KS, KS),
   ``win`` = ``Window.transposed`` -> y (N, F, OH, OW)

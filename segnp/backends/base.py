@@ -54,13 +54,13 @@ class Backend:
             cache.move_to_end(key)
         return value
 
-    def tap_valid(self, H, W, ksize, stride, padding, dilation, include_center=True,
-                  dtype=np.float32):
-        """:func:`segnp.window.tap_valid` (1, K, OH, OW) on this backend's device, a
-        :meth:`constant` of the window."""
-        key = ("tap_valid", H, W, ksize, stride, padding, dilation, bool(include_center),
-               np.dtype(dtype).str)
-        return self.constant(key, lambda: tap_valid(H, W, ksize, stride, padding, dilation,
+    def tap_valid(self, win, include_center=True, dtype=np.float32):
+        """:func:`segnp.window.tap_valid` (1, K, OH, OW) of the
+        :class:`segnp.window.Window` ``win`` on this backend's device, a :meth:`constant`
+        of the window."""
+        key = ("tap_valid",) + win.ints() + (bool(include_center), np.dtype(dtype).str)
+        return self.constant(key, lambda: tap_valid(win.H, win.W, win.ksize, win.stride,
+                                                    win.padding, win.dilation,
                                                     include_center, dtype))
 
     ELEMENT_FLOPS = ELEMENT_FLOPS

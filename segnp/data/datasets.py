@@ -7,8 +7,6 @@ open their own handle) or used again after ``fork``.
 """
 import os
 
-import numpy as np
-
 from .hdf5 import check_labels, open_hdf5, read_header
 
 __all__ = ["HDF5SegmentationDataset", "HDF5FlowDataset"]

@@ -212,6 +212,17 @@ class _Writer:
             got = ", ".join(f"{n} {s}" for n, s in zip(names, shapes))
             raise ValueError(f"{type(self).__name__}: {where}: sizes differ: {got}")
 
+    def _add_optional(self, arrays, where, name, value, what, ref, ref_name):
+        """``arrays[name]``: the optional uint8 field ``name`` (``what`` it stores), which
+        every add() gives when the file has it, the size of ``ref``."""
+        if not self.optional:
+            return
+        if value is None:
+            raise ValueError(f"{type(self).__name__}: {where}: this file stores {what}; "
+                             f"add() needs {name}")
+        arrays[name] = np.asarray(value).astype(np.uint8)
+        self._check_size(where, (ref_name, name), (ref, arrays[name]))
+
     def _finish(self):
         if self.written != self.count:
             raise ValueError(f"{type(self).__name__}: {self.path!r} was made for "
@@ -270,13 +281,8 @@ class SegmentationWriter(_Writer):
         self._check_size(where, ("image", "label"), (image, label))
         check_labels("SegmentationWriter", label, len(self.classes), where)
         arrays = {"images": image, "labels": label}
-        if self.optional:
-            if instances is None:
-                raise ValueError(f"SegmentationWriter: {where}: this file stores instance "
-                                 f"maps; add() needs instances")
-            inst = np.asarray(instances).astype(np.uint8)
-            self._check_size(where, ("image", "instances"), (image, inst))
-            arrays["instances"] = inst
+        self._add_optional(arrays, where, "instances", instances, "instance maps", image,
+                           "image")
         self._accumulate_mean(image)
         self._put(arrays, name)
 
@@ -303,12 +309,7 @@ class FlowWriter(_Writer):
         if not np.isfinite(flow).all():
             raise ValueError(f"FlowWriter: {where}: flow must be finite; got NaN or inf")
         arrays = {"image1": image1, "image2": image2, "flow": flow}
-        if self.optional:
-            if occluded is None:
-                raise ValueError(f"FlowWriter: {where}: this file stores occlusion masks; "
-                                 f"add() needs occluded")
-            occ = np.asarray(occluded).astype(np.uint8)
-            self._check_size(where, ("image1", "occluded"), (image1, occ))
-            arrays["occluded"] = occ
+        self._add_optional(arrays, where, "occluded", occluded, "occlusion masks", image1,
+                           "image1")
         self._accumulate_mean(image1)
         self._put(arrays, name)

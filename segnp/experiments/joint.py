@@ -78,9 +78,10 @@ def _batches(rng, n, batch_size, steps):
         order = order[batch_size:]
 
 
-def pretrain_embedder(images, instances, steps, batch_size, seed, lr=5e-3):
+def pretrain_embedder(images, instances, steps, batch_size, seed, lr=5e-3, dilations=(1, 2, 5)):
     """An EmbeddingNet trained on frame 1's instances with the embedding loss of the
-    final embedding and the side outputs (Sec. 4.1), Adam with a poly schedule."""
+    final embedding and the side outputs (Sec. 4.1; pairs at ``dilations``), Adam with a
+    poly schedule."""
     manual_seed(seed)
     net = EmbeddingNet(**EMBEDDER)
     opt = Adam(net.parameters(), lr=lr)
@@ -90,7 +91,8 @@ def pretrain_embedder(images, instances, steps, batch_size, seed, lr=5e-3):
         for group in opt.param_groups:
             group["lr"] = lr * (1 - i / max(1, steps)) ** 0.9
         e, sides = net(Tensor(xp.asarray(images[idx])))
-        terms = embedding_loss_terms(e, sides, xp.asarray(instances[idx]))
+        terms = embedding_loss_terms(e, sides, xp.asarray(instances[idx]),
+                                     {"dilations": tuple(dilations)})
         loss = terms[0]
         for term in terms[1:]:
             loss = loss + term

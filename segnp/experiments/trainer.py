@@ -18,7 +18,9 @@ new run: a poly schedule is stretched to the new number of iterations, so the lr
 from ~0 again and decays to 0 at the new end.
 
 Each epoch is logged in one line to the ``segnp`` logger (the example scripts print it
-on stderr); its ``lr`` is the lr of the epoch's first step.
+on stderr); its ``lr`` is the lr of the epoch's first step in the main parameter group,
+the one trained at the optimizer's own lr (not the embedder's or the lams' of
+:func:`lr_mult_groups`).
 """
 import csv
 import io
@@ -111,7 +113,7 @@ class Trainer:
     logged losses are means over the ranks, and rank 0 alone writes files and the bar.
 
     ``fit(resume=False)`` returns the log: one dict per epoch (``epoch``, ``loss``
-    (mean over the epoch), the step's other values, ``lr`` of the first group at the
+    (mean over the epoch), the step's other values, ``lr`` of the main group at the
     epoch's first step, ``seconds``, and what ``evaluate`` returned).
     """
 
@@ -144,18 +146,20 @@ class Trainer:
     def restore(self):
         """Load the checkpoint in ``out_dir``; returns the number of epochs it has done."""
         extra = serialization.load(self.checkpoint_path, self.model, self.optimizer)
+        done = int(extra["epoch"])
         if self.scheduler is not None:
-            self._restore_scheduler(extra["scheduler"])
+            self._restore_scheduler(extra["scheduler"], trains=done < self.epochs)
         _set_rng_state(extra["rng"])
         self.history = list(extra["history"])
-        return int(extra["epoch"])
+        return done
 
-    def _restore_scheduler(self, saved):
+    def _restore_scheduler(self, saved, trains):
         # The counter and initial lrs are the run's; the settings (a poly schedule's
-        # max_iters) are those of this run, which --epochs may have lengthened.
+        # max_iters) are those of this run, which --epochs may have lengthened.  A run
+        # with no epoch left to train keeps its own: nothing changes.
         now = self.scheduler.state_dict()
-        changed = {k: (saved[k], v) for k, v in now.items()
-                   if k not in ("last_epoch", "base_lrs") and k in saved and saved[k] != v}
+        changed = {k: (saved[k], v) for k, v in now.items() if trains and k not in
+                   ("last_epoch", "base_lrs") and k in saved and saved[k] != v}
         self.scheduler.load_state_dict({**saved, **{k: now[k] for k in changed}})
         for k, (old, new) in changed.items():
             log.info(f"{self.desc}: resumed with {type(self.scheduler).__name__} {k} "
@@ -180,7 +184,7 @@ class Trainer:
         self.model.train()
         self.loader.set_epoch(epoch)
         sums, count, running = {}, 0, None
-        lr = float(self.optimizer.param_groups[0]["lr"])
+        lr = float(_main_group(self.optimizer)["lr"])
         bar = tqdm(self.loader, desc=f"{self.desc} {epoch + 1}/{self.epochs}",
                    disable=not self.progress or self.rank != 0, leave=False, dynamic_ncols=True)
         for batch in bar:
@@ -211,6 +215,17 @@ class Trainer:
             f"{k} {v:.4g}" for k, v in record.items() if k != "epoch"
             and isinstance(v, (int, float))))
         return record
+
+
+def _main_group(optimizer):
+    """The parameter group trained at the optimizer's own lr (multiplier 1 in
+    :func:`lr_mult_groups`; a scheduler keeps its starting lr as 'initial_lr'), else
+    the first group."""
+    base = optimizer.defaults.get("lr")
+    for g in optimizer.param_groups:
+        if g.get("initial_lr", g["lr"]) == base:
+            return g
+    return optimizer.param_groups[0]
 
 
 def finished(out_dir):

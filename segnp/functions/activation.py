@@ -70,15 +70,26 @@ class Tanh(Function):
         return (gy * (1 - self.y * self.y),)
 
 
-class Softmax(Function):
-    """y = exp(x - max) / sum exp(x - max) along ``axis`` (the max shift avoids overflow)."""
+class _AlongAxis(Function):
+    """An op along one axis of x: ``_axis(x)`` checks x and the axis under ``fn``."""
+
+    fn = None
 
     def __init__(self, axis):
         self.axis = axis
 
+    def _axis(self, x):
+        check_float(self.fn, "x", x)
+        return _check_axis(self.fn, self.axis, x.ndim)
+
+
+class Softmax(_AlongAxis):
+    """y = exp(x - max) / sum exp(x - max) along ``axis`` (the max shift avoids overflow)."""
+
+    fn = "softmax"
+
     def forward(self, x):
-        check_float("softmax", "x", x)
-        a = _check_axis("softmax", self.axis, x.ndim)
+        a = self._axis(x)
         xp = self.xp
         y = xp.exp(x - x.max(axis=a, keepdims=True))
         y /= y.sum(axis=a, keepdims=True)
@@ -92,15 +103,13 @@ class Softmax(Function):
         return (gx,)
 
 
-class LogSoftmax(Function):
+class LogSoftmax(_AlongAxis):
     """y = x - logsumexp(x) along ``axis``, computed stably."""
 
-    def __init__(self, axis):
-        self.axis = axis
+    fn = "log_softmax"
 
     def forward(self, x):
-        check_float("log_softmax", "x", x)
-        a = _check_axis("log_softmax", self.axis, x.ndim)
+        a = self._axis(x)
         xp = self.xp
         z = x - x.max(axis=a, keepdims=True)
         z -= xp.log(xp.exp(z).sum(axis=a, keepdims=True))

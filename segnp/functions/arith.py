@@ -39,6 +39,13 @@ class _Binary(Function):
         self.a_meta = (a.shape, a.dtype)
         self.b_meta = (b.shape, b.dtype)
 
+    def _save_operands(self, a, b):
+        """The shapes, and each operand only where the other's gradient needs it."""
+        self._save_shapes(a, b)
+        na, nb = self.needs_input_grad
+        self.a = a if nb else None
+        self.b = b if na else None
+
     def _reduce(self, ga, gb):
         xp = self.xp
         na, nb = self.needs_input_grad
@@ -66,10 +73,7 @@ class Sub(_Binary):
 
 class Mul(_Binary):
     def forward(self, a, b):
-        self._save_shapes(a, b)
-        na, nb = self.needs_input_grad
-        self.a = a if nb else None
-        self.b = b if na else None
+        self._save_operands(a, b)
         return a * b
 
     def backward(self, gy):
@@ -210,10 +214,7 @@ class MatMul(_Binary):
     """NumPy ``matmul`` semantics: batched over leading axes, 1-D operands promoted."""
 
     def forward(self, a, b):
-        self._save_shapes(a, b)
-        na, nb = self.needs_input_grad
-        self.a = a if nb else None
-        self.b = b if na else None
+        self._save_operands(a, b)
         return self.xp.matmul(a, b)
 
     def backward(self, gy):

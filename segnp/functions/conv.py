@@ -15,7 +15,7 @@ The backend kernels ``conv2d`` and ``conv2d_backward`` do the products (the NumP
 blocks of rows spread over the cores, never unfolding the whole batch); the unfolded
 input is not kept between forward and backward, only x and W.
 """
-from ..autograd import Function
+from ..autograd import Function, as_tensor
 from .._validate import check_conv_shapes, check_float, check_same_dtype
 
 __all__ = ["conv2d"]
@@ -29,7 +29,6 @@ class Conv2d(Function):
         self.stride, self.padding, self.dilation = stride, padding, dilation
 
     def forward(self, x, W, b):
-        _check_inputs(x, W, b)
         y = self.backend.conv2d(x, W, self.stride, self.padding, self.dilation)
         if b is not None:
             y += b[:, None, None]
@@ -78,4 +77,7 @@ def conv2d(x, W, b=None, stride=1, padding=0, dilation=1):
     ``OH = (H + 2*PH - DH*(KH - 1) - 1) // SH + 1`` (likewise OW), as ``torch.nn.functional
     .conv2d`` with ``groups=1``.  x, W and b must share one floating dtype.
     """
+    x, W = as_tensor(x), as_tensor(W)
+    b = None if b is None else as_tensor(b)
+    _check_inputs(x, W, b)
     return Conv2d(stride, padding, dilation)(x, W, b)

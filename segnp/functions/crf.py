@@ -62,6 +62,40 @@ def _scalar(fn, name, value, dtype, positive=True):
     return value
 
 
+def _matrix(fn, name, value, L, dtype):
+    """An (L, L) float array or Tensor of U's dtype, as a Tensor (it gets a gradient
+    when it requires one)."""
+    value = as_tensor(value)
+    check_float(fn, name, value.data)
+    if value.shape != (L, L):
+        raise ValueError(f"{fn}: {name} must be (L, L) = ({L}, {L}); got shape {value.shape}")
+    if value.dtype != dtype:
+        raise TypeError(f"{fn}: {name} must have U's dtype {dtype}; got {value.dtype}")
+    return value
+
+
+def _filter_weight(fn, name, value, L, dtype, positive):
+    """w_b or w_s: a scalar (float or 0-d Tensor, checked by :func:`_scalar`) or an
+    (L, L) matrix (array or Tensor; Caffe's per-label filter weights), told apart by
+    the number of dimensions."""
+    ndim = getattr(value, "ndim", 0)
+    if ndim == 2:
+        return _matrix(fn, name, value, L, dtype)
+    if ndim != 0:
+        raise ValueError(f"{fn}: {name} must be a float, a 0-d Tensor or an (L, L) = "
+                         f"({L}, {L}) matrix; got shape {tuple(value.shape)}")
+    return _scalar(fn, name, value, dtype, positive)
+
+
+def _weighted(w, Y):
+    """w * Y for a scalar weight; for an (L, L) matrix, w applied to the label vector
+    of every pixel of Y (N, L, H, W), as one batched GEMM."""
+    if not isinstance(w, Tensor) or w.ndim == 0:
+        return w * Y
+    N, L, H, W = Y.shape
+    return (w @ Y.reshape(N, L, H * W)).reshape(N, L, H, W)
+
+
 _MEANING = {"spatial_sigma": " (the Gaussian bandwidth in pixels)",
             "bilateral_sigma": " (the bilateral term's position bandwidth in pixels)",
             "w_b": " (the weight of the bilateral message, Eq. 6)",
@@ -81,6 +115,11 @@ def segaware_crf(U, e, lam=1.0, w_b=1.0, w_s=1.0, spatial_sigma=1.0, compat=None
         msg    = w_b * B(Q) + w_s * S(Q)                (Eq. 6, one filter per term)
         logits = U + compat @ msg                       (per pixel, compat (L, L))
 
+    ``w_b`` and ``w_s`` may instead be (L, L) matrices, applied per pixel as compat is
+    (``msg = w_b @ B(Q) + w_s @ S(Q)``): the per-label filter weights of the authors'
+    Caffe layer (docs/caffe.md says which settings reproduce its released CRF).  A
+    diagonal ``w I`` gives the scalar ``w``.
+
     B is :func:`segaware_bilateral`'s normalised filter (mask of Eq. 3 with ``lam`` and
     ``norm``, ``bilateral_ksize`` window at ``bilateral_dilation``), S the normalised
     Gaussian of bandwidth ``spatial_sigma`` pixels (``spatial_ksize`` window at
@@ -94,11 +133,13 @@ def segaware_crf(U, e, lam=1.0, w_b=1.0, w_s=1.0, spatial_sigma=1.0, compat=None
     identity: each label is favoured in proportion to how much the neighbours agree on
     it.  That is the Potts model, ``-sum_{l' != l} msg[l'] = msg[l] - sum_l' msg[l']``,
     up to the last term, which is the same for every label (the filters are normalised,
-    so ``sum_l' msg[l'] = w_b + w_s`` up to NORM_EPS) and cancels in the softmax.
+    so ``sum_l' msg[l'] = w_b + w_s`` up to NORM_EPS, for scalar weights) and cancels
+    in the softmax.
 
-    lam >= 0, w_b > 0, w_s >= 0 (0: no spatial message), spatial_sigma > 0 and
-    bilateral_sigma > 0 (or None) are finite floats or 0-d Tensors, compat None or an (L, L) array or Tensor; Tensors that
-    require grad get gradients, as do U and e.
+    lam >= 0, spatial_sigma > 0 and bilateral_sigma > 0 (or None) are finite floats or
+    0-d Tensors; w_b > 0 and w_s >= 0 (0: no spatial message) likewise, or (L, L)
+    arrays or Tensors of any sign; compat is None or an (L, L) array or Tensor.
+    Tensors that require grad get gradients, as do U and e.
     """
     fn = "segaware_crf"
     U, e = as_tensor(U), as_tensor(e)
@@ -118,18 +159,13 @@ def segaware_crf(U, e, lam=1.0, w_b=1.0, w_s=1.0, spatial_sigma=1.0, compat=None
     int_at_least(fn, "iterations", iterations, 0)
     dtype = U.dtype
     lam = _scalar(fn, "lam", lam, dtype, positive=False)
-    w_b, w_s = _scalar(fn, "w_b", w_b, dtype), _scalar(fn, "w_s", w_s, dtype, positive=False)
+    w_b = _filter_weight(fn, "w_b", w_b, L, dtype, positive=True)
+    w_s = _filter_weight(fn, "w_s", w_s, L, dtype, positive=False)
     sigma = _scalar(fn, "spatial_sigma", spatial_sigma, dtype)
     if bilateral_sigma is not None:
         bilateral_sigma = _scalar(fn, "bilateral_sigma", bilateral_sigma, dtype)
     if compat is not None:
-        compat = as_tensor(compat)
-        check_float(fn, "compat", compat.data)
-        if compat.shape != (L, L):
-            raise ValueError(f"{fn}: compat must be (L, L) = ({L}, {L}); got shape "
-                             f"{compat.shape}")
-        if compat.dtype != dtype:
-            raise TypeError(f"{fn}: compat must have U's dtype {dtype}; got {compat.dtype}")
+        compat = _matrix(fn, "compat", compat, L, dtype)
     if iterations == 0:
         return U
 
@@ -147,8 +183,8 @@ def segaware_crf(U, e, lam=1.0, w_b=1.0, w_s=1.0, spatial_sigma=1.0, compat=None
     logits = U
     for _ in range(int(iterations)):
         Q = activation.softmax(logits, axis=1)
-        msg = (w_b * Bilateral(win_b)(Q, m_b)
-               + w_s * Bilateral(win_s)(Q, m_s))
+        msg = (_weighted(w_b, Bilateral(win_b)(Q, m_b))
+               + _weighted(w_s, Bilateral(win_s)(Q, m_s)))
         if compat is not None:
             # (L, L) @ (N, L, H*W): one batched GEMM applies compat at every pixel.
             msg = (compat @ msg.reshape(N, L, H * W)).reshape(N, L, H, W)

@@ -5,8 +5,6 @@ to the active backend, so a seeded run draws the same masks on NumPy and CuPy.
 """
 import numbers
 
-import numpy as np
-
 from ..autograd import Function, as_tensor
 from .._validate import check_float
 from ..random import get_rng

@@ -182,7 +182,7 @@ class MaxPool2d(_Pool2d):
                 yield i * KW + j, phases[(i % SH) * SW + j % SW][:, :, q:q + OH, r:r + OW]
 
     def _first_inside(self):
-        (KH, KW), (SH, SW), (PH, PW), (OH, OW) = self.k, self.s, self.p, self.o
+        (_, KW), (SH, SW), (PH, PW), (OH, OW) = self.k, self.s, self.p, self.o
         i0 = np.maximum(PH - np.arange(OH) * SH, 0)
         j0 = np.maximum(PW - np.arange(OW) * SW, 0)
         return self.backend.asarray(i0[:, None] * KW + j0[None, :])

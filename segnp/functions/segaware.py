@@ -38,14 +38,13 @@ class Im2Dist(Function):
         self.win, self.norm = window, norm
 
     def forward(self, e):
-        d = self.backend.im2dist(e, self.win.KS, norm=self.norm, window=self.win)
+        d = self.backend.im2dist(e, self.win, self.norm)
         if self.needs_input_grad[0]:
             self.e, self.d = e, d
         return d
 
     def backward(self, gd):
-        return (self.backend.im2dist_backward(self.e, self.d, gd, self.win.KS, norm=self.norm,
-                                              window=self.win),)
+        return (self.backend.im2dist_backward(self.e, self.d, gd, self.win, self.norm),)
 
 
 class SegAwareMask(Function):
@@ -61,9 +60,8 @@ class SegAwareMask(Function):
 
     def forward(self, e, lam):
         xp, w = self.xp, self.win
-        valid = self.backend.tap_valid(w.H, w.W, w.ksize, w.stride, w.padding, w.dilation,
-                                       self.include_center, dtype=e.dtype)
-        d = self.backend.im2dist(e, w.KS, norm=self.norm, window=w)
+        valid = self.backend.tap_valid(w, self.include_center, dtype=e.dtype)
+        d = self.backend.im2dist(e, w, self.norm)
         lam_dtype, lam = lam.dtype, lam.astype(e.dtype)
         m = xp.exp(-lam * d)
         m *= valid
@@ -81,8 +79,7 @@ class SegAwareMask(Function):
         ge = None
         if need_e:
             gmm *= -self.lam
-            ge = self.backend.im2dist_backward(self.e, self.d, gmm, self.win.KS,
-                                               norm=self.norm, window=self.win)
+            ge = self.backend.im2dist_backward(self.e, self.d, gmm, self.win, self.norm)
         return ge, glam
 
 
@@ -94,7 +91,7 @@ class MaskedConv2d(Function):
         self.win, self.normalize = window, normalize
 
     def forward(self, x, m, W, b):
-        y = self.backend.masked_conv(x, m, W, normalize=self.normalize, window=self.win)
+        y = self.backend.masked_conv(x, m, W, self.win, self.normalize)
         if b is not None:
             y += b.reshape(1, -1, 1, 1)
         if any(self.needs_input_grad[:3]):
@@ -106,8 +103,7 @@ class MaskedConv2d(Function):
         gx = gm = gW = None
         if need_x or need_m or need_W:
             gx, gm, gW = self.backend.masked_conv_backward(
-                self.x, self.m, self.W, gy, normalize=self.normalize,
-                need_x=need_x, need_m=need_m, need_W=need_W, window=self.win)
+                self.x, self.m, self.W, gy, self.win, self.normalize, need_x, need_m, need_W)
         gb = gy.sum(axis=(0, 2, 3)) if need_b else None
         return gx, gm, gW, gb
 
@@ -121,17 +117,17 @@ class Bilateral(Function):
     def forward(self, x, m):
         if any(self.needs_input_grad):
             self.x, self.m = x, m
-        return self.backend.bilateral(x, m, self.win.KS, window=self.win)
+        return self.backend.bilateral(x, m, self.win)
 
     def backward(self, gy):
         need_x, need_m = self.needs_input_grad
-        return self.backend.bilateral_backward(self.x, self.m, gy, self.win.KS,
-                                               need_x=need_x, need_m=need_m, window=self.win)
+        return self.backend.bilateral_backward(self.x, self.m, gy, self.win, need_x, need_m)
 
 
 # ---- argument checks shared by the wrappers -----------------------------------------
 def _embeddings(fn, e, x=None):
-    """e as a Tensor, checked to be a float (N, D, H, W) array matching x's N, H, W."""
+    """e as a Tensor, checked to be a float (N, D, H, W) array matching x's N, H, W (the
+    caller checks that x and e share a dtype, with its other arrays)."""
     e = as_tensor(e)
     check_float(fn, "e", e.data)
     if x is None:
@@ -141,7 +137,6 @@ def _embeddings(fn, e, x=None):
         raise ValueError(
             f"{fn}: embeddings must be (N, D, H, W) with the same N, H, W as x of shape "
             f"{x.shape}; got e of shape {e.shape}")
-    check_same_dtype(fn, ("x", "e"), (x.data, e.data))
     return e
 
 
@@ -222,6 +217,7 @@ def segaware_bilateral(x, e, lam, ksize=9, dilation=1, norm="l1", repeat=1,
     check_float(fn, "x", x.data)
     check_ndim(fn, "x", x, "(N, C, H, W)")
     e = _embeddings(fn, e, x)
+    check_same_dtype(fn, ("x", "e"), (x.data, e.data))
     int_at_least(fn, "repeat", repeat, 1)
     check_norm(fn, norm)
     win = Window.segaware(fn, x.shape[2], x.shape[3], ksize, 1, None, dilation)

@@ -238,7 +238,7 @@ def _backend():
 def _check_joinable(fn, xs):
     if isinstance(xs, Tensor) or not isinstance(xs, (list, tuple)) or len(xs) == 0:
         raise TypeError(f"{fn}: expected a non-empty list or tuple of Tensors; got "
-                        f"{type(xs).__name__}" + (f" of length 0" if
+                        f"{type(xs).__name__}" + (" of length 0" if
                                                   isinstance(xs, (list, tuple)) else ""))
     return [as_tensor(x) for x in xs]
 

@@ -33,7 +33,11 @@ class SegAwareCRF(Module):
 
     - ``lam`` (): the hardness of the embedding mask (Eq. 3), init ``lam_init``;
     - ``w_b``, ``w_s`` (): the weights of the bilateral and spatial terms of Eq. 6
-      (w^1 and w^2), init ``w_b_init``, ``w_s_init``;
+      (w^1 and w^2), init ``w_b_init``, ``w_s_init``; with ``filter_weights="matrix"``
+      they are (L, L) matrices instead, init ``w_b_init`` and ``w_s_init`` times the
+      identity: the per-label filter weights of the authors' Caffe CRF, where each
+      filtered posterior is mixed across labels before compat (docs/caffe.md gives the
+      settings that reproduce the released CRF);
     - ``spatial_sigma`` (): the bandwidth theta_gamma of Eq. 6's spatial Gaussian, in
       pixels, init ``spatial_sigma_init``;
     - ``compat`` (L, L): the label compatibility, init the identity (Potts up to a
@@ -50,7 +54,7 @@ class SegAwareCRF(Module):
     def __init__(self, num_classes, bilateral_ksize=13, bilateral_dilation=9,
                  spatial_ksize=5, iterations=2, spatial_dilation=1, norm="l1",
                  lam_init=1.0, w_b_init=1.0, w_s_init=1.0, spatial_sigma_init=1.0,
-                 dtype=np.float32, bilateral_sigma_init=None):
+                 dtype=np.float32, bilateral_sigma_init=None, filter_weights="scalar"):
         super().__init__()
         fn = "SegAwareCRF"
         self.num_classes = positive_int(fn, "num_classes", num_classes)
@@ -60,6 +64,11 @@ class SegAwareCRF(Module):
         self.spatial_dilation = int_at_least(fn, "spatial_dilation", spatial_dilation, 1)
         self.iterations = int_at_least(fn, "iterations", iterations, 0)
         self.norm = check_norm(fn, norm)
+        if filter_weights not in ("scalar", "matrix"):
+            raise ValueError(f"{fn}: filter_weights must be 'scalar' (w_b, w_s numbers) or "
+                             f"'matrix' ((L, L) per-label weights, as in the authors' Caffe "
+                             f"CRF); got {filter_weights!r}")
+        self.filter_weights = filter_weights
         inits = [("lam_init", lam_init, 0.0), ("w_b_init", w_b_init, None),
                  ("w_s_init", w_s_init, None),
                  ("spatial_sigma_init", spatial_sigma_init, SIGMA_MIN)]
@@ -74,8 +83,10 @@ class SegAwareCRF(Module):
         if dtype.kind != "f":
             raise TypeError(f"{fn}: dtype must be floating (float32 or float64); got {dtype}")
         self.lam = Parameter(np.asarray(lam_init, dtype), constraint=clip_nonnegative)
-        self.w_b = Parameter(np.asarray(w_b_init, dtype))
-        self.w_s = Parameter(np.asarray(w_s_init, dtype))
+        # A scalar w, or the matrix w I: the same filter weights at the start.
+        unit = np.eye(self.num_classes, dtype=dtype) if filter_weights == "matrix" else 1
+        self.w_b = Parameter(np.asarray(w_b_init * unit, dtype))
+        self.w_s = Parameter(np.asarray(w_s_init * unit, dtype))
         self.spatial_sigma = Parameter(np.asarray(spatial_sigma_init, dtype),
                                        constraint=clip_sigma)
         self.compat = Parameter(np.eye(self.num_classes, dtype=dtype))
@@ -98,4 +109,5 @@ class SegAwareCRF(Module):
                 f"bilateral_dilation={self.bilateral_dilation}, "
                 f"spatial_ksize={self.spatial_ksize}, "
                 f"spatial_dilation={self.spatial_dilation}, iterations={self.iterations}, "
-                f"norm={self.norm!r}")
+                f"norm={self.norm!r}"
+                + (", filter_weights='matrix'" if self.filter_weights == "matrix" else ""))

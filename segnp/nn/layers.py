@@ -24,7 +24,46 @@ def _float_dtype(fn, dtype):
     return dtype
 
 
-class Conv2d(Module):
+class _ConvNd(Module):
+    """What the convolution modules share, as PyTorch's ``_ConvNd``: the checked channel
+    counts and window settings, a He-normal weight, a bias of zeros, and ``extra_repr``.
+
+    ``kernel_size`` comes normalised by the subclass (a (KH, KW) pair, or the one odd
+    int of a segmentation-aware window); ``padding`` None (the segmentation-aware
+    default) is kept.  The weight is (F, C, KH, KW), or (C, F, KH, KW) with
+    ``transposed``, where He's fan is the layout's fan_out; ``gain`` scales He's std.
+    ``_settings`` names the attributes ``extra_repr`` shows after kernel_size.
+    """
+
+    _settings = ("stride", "padding", "dilation")
+
+    def __init__(self, fn, in_channels, out_channels, kernel_size, stride, padding, dilation,
+                 bias, dtype, rng, transposed=False, gain=init.RELU_GAIN):
+        super().__init__()
+        self.in_channels = positive_int(fn, "in_channels", in_channels)
+        self.out_channels = positive_int(fn, "out_channels", out_channels)
+        self.kernel_size = kernel_size
+        self.stride = pair(stride, fn, "stride", 1)
+        self.padding = None if padding is None else pair(padding, fn, "padding", 0)
+        self.dilation = pair(dilation, fn, "dilation", 1)
+        dtype = _float_dtype(fn, dtype)
+        k = kernel_size if isinstance(kernel_size, tuple) else (kernel_size, kernel_size)
+        channels = (self.in_channels, self.out_channels)
+        shape = (channels if transposed else channels[::-1]) + k
+        self.weight = init.he_normal(Parameter(np.zeros(shape, dtype)),
+                                     mode="fan_out" if transposed else "fan_in", gain=gain,
+                                     rng=rng)
+        self.register_parameter(
+            "bias", Parameter(np.zeros(self.out_channels, dtype)) if bias else None)
+
+    def extra_repr(self):
+        s = ", ".join([f"{self.in_channels}, {self.out_channels}",
+                       f"kernel_size={self.kernel_size!r}"]
+                      + [f"{name}={getattr(self, name)!r}" for name in self._settings])
+        return s + ("" if self.bias is not None else ", bias=False")
+
+
+class Conv2d(_ConvNd):
     """2-d convolution (cross-correlation, as in every framework): y = W * x + b.
 
     weight: (F, C, KH, KW), He-normal (fan_in, ReLU gain), Caffe's "msra" filler.
@@ -34,30 +73,15 @@ class Conv2d(Module):
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
                  dilation=1, bias=True, dtype=np.float32, rng=None):
-        super().__init__()
         fn = "Conv2d"
-        self.in_channels = positive_int(fn, "in_channels", in_channels)
-        self.out_channels = positive_int(fn, "out_channels", out_channels)
-        self.kernel_size = pair(kernel_size, fn, "kernel_size", 1)
-        self.stride = pair(stride, fn, "stride", 1)
-        self.padding = pair(padding, fn, "padding", 0)
-        self.dilation = pair(dilation, fn, "dilation", 1)
-        dtype = _float_dtype(fn, dtype)
-        shape = (self.out_channels, self.in_channels) + self.kernel_size
-        self.weight = init.he_normal(Parameter(np.zeros(shape, dtype)), rng=rng)
-        self.register_parameter(
-            "bias", Parameter(np.zeros(self.out_channels, dtype)) if bias else None)
+        super().__init__(fn, in_channels, out_channels, pair(kernel_size, fn, "kernel_size", 1),
+                         stride, padding, dilation, bias, dtype, rng)
 
     def forward(self, x):
         return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation)
 
-    def extra_repr(self):
-        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-             f"stride={self.stride}, padding={self.padding}, dilation={self.dilation}")
-        return s + ("" if self.bias is not None else ", bias=False")
 
-
-class ConvTranspose2d(Module):
+class ConvTranspose2d(_ConvNd):
     """Transposed 2-d convolution (FlowNet's "deconvolution"): the adjoint of a Conv2d
     in its input, plus a bias (see :func:`segnp.functions.conv_transpose2d`).
 
@@ -67,36 +91,21 @@ class ConvTranspose2d(Module):
     x: (N, C, H, W) -> y: (N, F, OH, OW) with OH = (H - 1) SH - 2 PH + DH (KH - 1) + OPH + 1.
     """
 
+    _settings = ("stride", "padding", "output_padding", "dilation")
+
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
                  output_padding=0, dilation=1, bias=True, dtype=np.float32, rng=None):
-        super().__init__()
         fn = "ConvTranspose2d"
-        self.in_channels = positive_int(fn, "in_channels", in_channels)
-        self.out_channels = positive_int(fn, "out_channels", out_channels)
-        self.kernel_size = pair(kernel_size, fn, "kernel_size", 1)
-        self.stride = pair(stride, fn, "stride", 1)
-        self.padding = pair(padding, fn, "padding", 0)
+        super().__init__(fn, in_channels, out_channels, pair(kernel_size, fn, "kernel_size", 1),
+                         stride, padding, dilation, bias, dtype, rng, transposed=True)
         self.output_padding = pair(output_padding, fn, "output_padding", 0)
-        self.dilation = pair(dilation, fn, "dilation", 1)
         if any(op >= s for op, s in zip(self.output_padding, self.stride)):
             raise ValueError(f"{fn}: output_padding must be smaller than stride "
                              f"{self.stride}; got {self.output_padding}")
-        dtype = _float_dtype(fn, dtype)
-        shape = (self.in_channels, self.out_channels) + self.kernel_size
-        self.weight = init.he_normal(Parameter(np.zeros(shape, dtype)), mode="fan_out",
-                                     rng=rng)
-        self.register_parameter(
-            "bias", Parameter(np.zeros(self.out_channels, dtype)) if bias else None)
 
     def forward(self, x):
         return F.conv_transpose2d(x, self.weight, self.bias, self.stride, self.padding,
                                   self.output_padding, self.dilation)
-
-    def extra_repr(self):
-        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-             f"stride={self.stride}, padding={self.padding}, "
-             f"output_padding={self.output_padding}, dilation={self.dilation}")
-        return s + ("" if self.bias is not None else ", bias=False")
 
 
 class ReLU(Module):

@@ -111,25 +111,22 @@ class Module:
 
     def register_parameter(self, name, param):
         """Register ``param`` (a Parameter, or None for an absent one such as a bias)."""
-        self._registries(name)
-        if param is not None and not isinstance(param, Parameter):
-            raise TypeError(f"{type(self).__name__}.register_parameter: expected a Parameter "
-                            f"or None for {name!r}; got {type(param).__name__}")
-        if name not in self._parameters:
-            self._check_new_name("register_parameter", name)
-            self._forget(name)
-        self._parameters[name] = param
+        self._register("register_parameter", self._parameters, Parameter, name, param)
 
     def add_module(self, name, module):
         """Register ``module`` as a child called ``name`` (None keeps the slot empty)."""
+        self._register("add_module", self._modules, Module, name, module)
+
+    def _register(self, method, registry, kind, name, value):
+        """``registry[name] = value``, a ``kind`` or None, for ``method``."""
         self._registries(name)
-        if module is not None and not isinstance(module, Module):
-            raise TypeError(f"{type(self).__name__}.add_module: expected a Module or None "
-                            f"for {name!r}; got {type(module).__name__}")
-        if name not in self._modules:
-            self._check_new_name("add_module", name)
+        if value is not None and not isinstance(value, kind):
+            raise TypeError(f"{type(self).__name__}.{method}: expected a {kind.__name__} "
+                            f"or None for {name!r}; got {type(value).__name__}")
+        if name not in registry:
+            self._check_new_name(method, name)
             self._forget(name)
-        self._modules[name] = module
+        registry[name] = value
 
     def register_buffer(self, name, array, persistent=True):
         """Register a non-trained array; ``state_dict`` includes it when ``persistent``."""
@@ -328,7 +325,29 @@ class Module:
         return head + "\n  " + "\n  ".join(lines) + "\n)"
 
 
-class Sequential(Module):
+class _Children(Module):
+    """What Sequential and ModuleList share: children that must be Modules, appended
+    under the names ``0``, ``1``, ...; errors name ``_kind``."""
+
+    _kind = None
+
+    def _check(self, m):
+        if not isinstance(m, Module):
+            raise TypeError(f"{self._kind}: expected a Module; got {type(m).__name__}")
+        return m
+
+    def append(self, module):
+        self.add_module(str(len(self._modules)), self._check(module))
+        return self
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+
+class Sequential(_Children):
     """Calls its children in order, each on the output of the previous one.
 
     ``Sequential(conv, relu, ...)`` names the children ``0``, ``1``, ...; an
@@ -344,23 +363,10 @@ class Sequential(Module):
             for i, m in enumerate(modules):
                 self.add_module(str(i), m)
 
-    def _check(self, m):
-        if not isinstance(m, Module):
-            raise TypeError(f"Sequential: expected a Module; got {type(m).__name__}")
-        return m
+    _kind = "Sequential"
 
     def add_module(self, name, module):
         super().add_module(name, self._check(module))
-
-    def append(self, module):
-        self.add_module(str(len(self._modules)), module)
-        return self
-
-    def __len__(self):
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules.values())
 
     def __getitem__(self, index):
         mods = list(self._modules.items())
@@ -380,7 +386,7 @@ class Sequential(Module):
         return x
 
 
-class ModuleList(Module):
+class ModuleList(_Children):
     """A list of modules whose parameters are registered (children ``0``, ``1``, ...).
 
     It has no forward: the owner decides how to call its items.
@@ -391,10 +397,7 @@ class ModuleList(Module):
         for m in modules:
             self.append(m)
 
-    def _check(self, m):
-        if not isinstance(m, Module):
-            raise TypeError(f"ModuleList: expected a Module; got {type(m).__name__}")
-        return m
+    _kind = "ModuleList"
 
     def _index(self, index):
         n = len(self._modules)
@@ -404,20 +407,10 @@ class ModuleList(Module):
             raise IndexError(f"ModuleList: index {index} out of range for {n} modules")
         return str(int(index) % n)
 
-    def append(self, module):
-        self.add_module(str(len(self._modules)), self._check(module))
-        return self
-
     def extend(self, modules):
         for m in modules:
             self.append(m)
         return self
-
-    def __len__(self):
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules.values())
 
     def __getitem__(self, index):
         if isinstance(index, slice):

@@ -15,9 +15,10 @@ import numpy as np
 
 from .. import functions as F
 from ..autograd import Parameter
-from .._validate import check_norm, int_at_least, odd_size, positive_int
+from .._validate import check_norm, int_at_least, odd_size
 from ..window import pair
 from . import init
+from .layers import _ConvNd
 from .module import Module
 
 __all__ = ["SegAwareConv2d", "BilateralFilter", "clip_nonnegative"]
@@ -44,7 +45,7 @@ def _odd_ksize(fn, name, value):
     return odd_size(fn, name, value)
 
 
-class SegAwareConv2d(Module):
+class SegAwareConv2d(_ConvNd):
     """Segmentation-aware convolution (Eq. 7): ``forward(x, e)`` ->
     ``F.segaware_conv2d(x, e, weight, bias, lam, ...)``.
 
@@ -59,39 +60,22 @@ class SegAwareConv2d(Module):
     convert a trained ``Conv2d`` to ``normalize=True``, multiply its weight by k*k.)
     """
 
+    _settings = ("stride", "padding", "dilation", "norm", "normalize")
+
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=None,
                  dilation=1, bias=True, norm="l1", normalize=True, lam_init=0.0,
                  dtype=np.float32, rng=None):
-        super().__init__()
         fn = "SegAwareConv2d"
-        self.in_channels = positive_int(fn, "in_channels", in_channels)
-        self.out_channels = positive_int(fn, "out_channels", out_channels)
-        self.kernel_size = _odd_ksize(fn, "kernel_size", kernel_size)
-        self.stride = pair(stride, fn, "stride", 1)
-        self.padding = None if padding is None else pair(padding, fn, "padding", 0)
-        self.dilation = pair(dilation, fn, "dilation", 1)
+        k = _odd_ksize(fn, "kernel_size", kernel_size)
+        super().__init__(fn, in_channels, out_channels, k, stride, padding, dilation, bias,
+                         dtype, rng, gain=init.RELU_GAIN * (k * k if normalize else 1))
         self.norm = check_norm(fn, norm)
         self.normalize = bool(normalize)
-        dtype = np.dtype(dtype)
-        if dtype.kind != "f":
-            raise TypeError(f"{fn}: dtype must be floating (float32 or float64); got {dtype}")
-        k = self.kernel_size
-        shape = (self.out_channels, self.in_channels, k, k)
-        gain = init.RELU_GAIN * (k * k if self.normalize else 1)
-        self.weight = init.he_normal(Parameter(np.zeros(shape, dtype)), gain=gain, rng=rng)
-        self.register_parameter(
-            "bias", Parameter(np.zeros(self.out_channels, dtype)) if bias else None)
-        self.lam = _lam_parameter(fn, lam_init, dtype)
+        self.lam = _lam_parameter(fn, lam_init, self.weight.dtype)
 
     def forward(self, x, e):
         return F.segaware_conv2d(x, e, self.weight, self.bias, self.lam, self.stride,
                                  self.padding, self.dilation, self.norm, self.normalize)
-
-    def extra_repr(self):
-        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-             f"stride={self.stride}, padding={self.padding}, dilation={self.dilation}, "
-             f"norm={self.norm!r}, normalize={self.normalize}")
-        return s + ("" if self.bias is not None else ", bias=False")
 
 
 class BilateralFilter(Module):

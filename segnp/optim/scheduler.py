@@ -69,14 +69,23 @@ def _check(fn, name, value, test, what):
     return value
 
 
+def _count(fn, name, value):
+    """``value``, a whole number >= 1 (a step count), as an int."""
+    return int(_check(fn, name, value, lambda v: v >= 1 and v == int(v), "an int >= 1"))
+
+
+def _nonnegative(fn, name, value):
+    """``value``, a number >= 0 (a factor or a power), as a float."""
+    return float(_check(fn, name, value, lambda v: v >= 0, "a number >= 0"))
+
+
 class StepLR(LRScheduler):
     """lr = initial_lr * gamma ** (t // step_size): decay by ``gamma`` every ``step_size``
     steps (Caffe's "step" policy)."""
 
     def __init__(self, optimizer, step_size, gamma=0.1):
-        self.step_size = int(_check("StepLR", "step_size", step_size,
-                                    lambda v: v >= 1 and v == int(v), "an int >= 1"))
-        self.gamma = float(_check("StepLR", "gamma", gamma, lambda v: v >= 0, "a number >= 0"))
+        self.step_size = _count("StepLR", "step_size", step_size)
+        self.gamma = _nonnegative("StepLR", "gamma", gamma)
         super().__init__(optimizer)
 
     def lr_at(self, initial_lr, t):
@@ -88,9 +97,8 @@ class PolyLR(LRScheduler):
     (DeepLab's "poly" policy, power 0.9)."""
 
     def __init__(self, optimizer, max_iters, power=0.9):
-        self.max_iters = int(_check("PolyLR", "max_iters", max_iters,
-                                    lambda v: v >= 1 and v == int(v), "an int >= 1"))
-        self.power = float(_check("PolyLR", "power", power, lambda v: v >= 0, "a number >= 0"))
+        self.max_iters = _count("PolyLR", "max_iters", max_iters)
+        self.power = _nonnegative("PolyLR", "power", power)
         super().__init__(optimizer)
 
     def lr_at(self, initial_lr, t):

@@ -1,16 +1,18 @@
 """What the launchers (``conv.py``, ``segaware.py``, ``masked_conv.py``, ``pairs.py``)
-share: scalar widths, grids, and the checks of the segmentation-aware windows.
+share: scalar widths, grids, and the launch checks of the segmentation-aware windows.
 
-A launcher is a plain function ``def im2col(rt, x, ksize, stride=1, padding=0,
-dilation=1)`` whose parameters after ``rt`` are exactly those of the NumPy kernel of
-the same name (``backends/api.py``); ``CudaBackend`` binds ``rt``.  The same code runs
+A launcher is a plain function ``def im2dist(rt, e, win, norm="l1")`` whose parameters
+after ``rt`` are exactly those of the NumPy kernel of the same name
+(``backends/api.py``); ``CudaBackend`` binds ``rt``.  The same code runs
 on cupy arrays (``rt`` is a CuPy runtime) and on numpy arrays (``rt`` is the
 emulator's), so it only ever uses ``rt.xp``.
 
 A launcher owns the kernel's contract:
 
-1. check dtypes and shapes (``segnp._validate``, ``segnp.window``), raising
-   TypeError/ValueError that name the function;
+1. check what the launch needs and nothing more (the public function checked the
+   arguments once): the arrays agree with the window (:func:`checked_window`) and fit
+   the kernels' 32-bit indices; ``rt``'s launch checks each argument's dtype against
+   the kernel's C signature;
 2. make every input C-contiguous (``rt.xp.ascontiguousarray``): kernels ignore strides;
 3. allocate the outputs with ``rt.xp``;
 4. compute the grid (:func:`grid_1d` for grid-stride kernels, which use ``rt.threads``
@@ -25,8 +27,7 @@ shared_mem=0)`` checks ``args`` against the kernel's C parameter list (see
 """
 import numpy as np
 
-from ...window import NORM_EPS, segaware_window
-from ..._validate import check_ndim, check_same_dtype
+from ...window import NORM_EPS
 
 _INT32_MAX = np.iinfo(np.int32).max
 
@@ -53,22 +54,17 @@ def grid_1d(rt, total):
     return (max(1, min(rt.max_blocks, -(-int(total) // rt.threads))),)
 
 
-def check_real(fn, name, a):
-    """TypeError unless ``a`` is float32 or float64, the two types kernels exist for."""
-    if a.dtype not in (np.float32, np.float64):
-        raise TypeError(f"{fn}: {name} must be float32 or float64; got dtype {a.dtype}")
-
-
 def launch_flat(rt, filename, name, dtype, total, args):
     """Launch the grid-stride kernel ``name`` of ``filename`` over ``total`` items."""
     rt.kernel(filename, name, dtype)(grid_1d(rt, total), (rt.threads,), tuple(args))
 
 
-def checked_window(fn, H, W, ksize, stride, padding, dilation, given=None):
-    """The :class:`segnp.window.Window` of a segmentation-aware op (``given``, or built
-    from the loose arguments), checked against the kernels' 32-bit index limit.  Kernels
-    take its fields, ``*win.ints()``, in the order of the ``SegWindow`` struct."""
-    win = segaware_window(fn, H, W, ksize, stride, padding, dilation, given)
+def checked_window(fn, win, x, W=None, **per_output):
+    """``win.check_operands`` (the arrays agree with the window), and the window
+    checked against the kernels' 32-bit index limits.  Kernels take its fields,
+    ``*win.ints()``, in the order of the ``SegWindow`` struct."""
+    win.check_operands(fn, x, W, **per_output)
+    plane_limit(fn, "H*W", win.H * win.W)
     plane_limit(fn, "OH*OW", win.OH * win.OW)
     return win
 
@@ -81,25 +77,9 @@ def plane_limit(fn, what, value):
                          f"per-image index limit of {_INT32_MAX}")
 
 
-def image(rt, fn, name, a, letters="(N, C, H, W)"):
-    """Check a floating 4-d array and return it C-contiguous (RawKernels ignore strides)."""
-    check_real(fn, name, a)
-    check_ndim(fn, name, a, letters)
-    plane_limit(fn, "H*W", a.shape[2] * a.shape[3])
-    return rt.xp.ascontiguousarray(a)
-
-
-def per_output(rt, fn, name, a, shape, letters):
-    """Check that ``a`` has exactly ``shape`` (e.g. a mask (N, K, OH, OW)); contiguous copy."""
-    check_real(fn, name, a)
-    if tuple(a.shape) != tuple(shape):
-        raise ValueError(f"{fn}: {name} must be {letters} = {tuple(shape)} for this input "
-                         f"and window; got {tuple(a.shape)}")
-    return rt.xp.ascontiguousarray(a)
-
-
-def same_dtype(fn, **arrays):
-    check_same_dtype(fn, list(arrays), list(arrays.values()))
+def contiguous(rt, *arrays):
+    """The arrays C-contiguous (RawKernels ignore strides): a copy only where needed."""
+    return tuple(rt.xp.ascontiguousarray(a) for a in arrays)
 
 
 def mask_inv(rt, m, normalize=True):

@@ -1,11 +1,12 @@
 """Launchers of ``conv.cu``: im2col and col2im on a GPU or the emulator, and the
 convolution as im2col (or col2im) around one batched matrix product.
 
-Same names, arguments and results as ``backends/numpy/conv.py``; float32/float64 only.
+Same names, arguments and results as ``backends/numpy/conv.py``; float32/float64 only
+(the runtime refuses other dtypes when it instantiates a kernel).
 """
 from ..._validate import check_conv_shapes, check_ndim
 from ...window import conv_backward_geometry, conv_geometry
-from ._common import check_real, grid_1d, int32
+from ._common import int32, launch_flat
 
 __all__ = ["im2col", "col2im", "conv2d", "conv2d_backward"]
 
@@ -13,15 +14,10 @@ __all__ = ["im2col", "col2im", "conv2d", "conv2d_backward"]
 def im2col(rt, x, ksize, stride=1, padding=0, dilation=1):
     """x (N, C, H, W) -> cols (N, C, KH, KW, OH, OW), 0 where a tap reads padding."""
     check_ndim("im2col", "x", x, "(N, C, H, W)")
-    check_real("im2col", "x", x)
     N, C, H, W = x.shape
     k, s, p, d, o = conv_geometry("im2col", H, W, ksize, stride, padding, dilation)
-    xp = rt.xp
-    cols = xp.empty((N, C) + k + o, dtype=x.dtype)
-    if cols.size:
-        kern = rt.kernel("conv.cu", "im2col_kernel", x.dtype)
-        kern(grid_1d(rt, cols.size), (rt.threads,),
-             (xp.ascontiguousarray(x), cols, *int32(N, C, H, W, *k, *o, *s, *p, *d)))
+    cols = rt.xp.empty((N, C) + k + o, dtype=x.dtype)
+    _launch(rt, "im2col_kernel", x, cols, (N, C, H, W, *k, *o, *s, *p, *d))
     return cols
 
 
@@ -31,7 +27,6 @@ def col2im(rt, cols, size, stride=1, padding=0, dilation=1):
     if cols.ndim != 6:
         raise ValueError(f"col2im: cols must be (N, C, KH, KW, OH, OW); got shape "
                          f"{tuple(cols.shape)}")
-    check_real("col2im", "cols", cols)
     N, C, KH, KW, OH, OW = cols.shape
     if not (isinstance(size, (tuple, list)) and len(size) == 2):
         raise ValueError(f"col2im: size must be the image size (H, W); got {size!r}")
@@ -40,13 +35,17 @@ def col2im(rt, cols, size, stride=1, padding=0, dilation=1):
     if o != (OH, OW):
         raise ValueError(f"col2im: cols hold a ({OH}, {OW}) output, but size ({H}, {W}) "
                          f"with this window gives {o}")
-    xp = rt.xp
-    x = xp.empty((N, C, H, W), dtype=cols.dtype)
-    if x.size:
-        kern = rt.kernel("conv.cu", "col2im_kernel", cols.dtype)
-        kern(grid_1d(rt, x.size), (rt.threads,),
-             (xp.ascontiguousarray(cols), x, *int32(N, C, H, W, *k, *o, *s, *p, *d)))
+    x = rt.xp.empty((N, C, H, W), dtype=cols.dtype)
+    _launch(rt, "col2im_kernel", cols, x, (N, C, H, W, *k, *o, *s, *p, *d))
     return x
+
+
+def _launch(rt, name, src, out, sizes):
+    """conv.cu's grid-stride kernel ``name``, one item per element of ``out``, from
+    ``src`` (any layout: kernels ignore strides, so it goes contiguous)."""
+    if out.size:
+        launch_flat(rt, "conv.cu", name, src.dtype, out.size,
+                    (rt.xp.ascontiguousarray(src), out, *int32(*sizes)))
 
 
 def conv2d(rt, x, W, stride=1, padding=0, dilation=1):

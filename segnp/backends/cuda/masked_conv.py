@@ -2,24 +2,18 @@
 
     y[n, f, o] = sum_{c, k} W[f, c, k] x[n, c, tap(o, k)] m[n, k, o] / (sum_k m[n, k, o] + eps)
 
-(the denominator only when ``normalize``).  Two implementations with one contract:
-
-- :func:`masked_conv` / :func:`masked_conv_backward`: the fused tiled kernels of
-  ``masked_conv.cu``, which mask the column tile in shared memory
-  and never store the masked column matrix;
-- :func:`masked_conv_composed` / :func:`masked_conv_composed_backward`: Sec. 4.2 taken
-  literally: build the masked columns (C*K x OH*OW per image), then one matmul
-  (cuBLAS on a GPU).  The reference the fused path is tested and timed against.
+(the denominator only when ``normalize``): the fused tiled kernels of ``masked_conv.cu``,
+which mask the column tile in shared memory and never store the masked column matrix.
+(Sec. 4.2 taken literally, masked columns then one matmul, is the reference they are
+tested and timed against: ``tests/composed.py``.)
 
 Shapes: x (N, C, H, W), m (N, K, OH, OW) (already 0 at taps outside the image),
 W (F, C, KS, KS) with K = KS*KS, y and gy (N, F, OH, OW).
 """
-from ..._validate import check_ndim
-from ._common import (check_real, checked_window, finish_mask_grad, image, int32, launch_flat,
-                      mask_inv, per_output, plane_limit, same_dtype)
+from ._common import (checked_window, contiguous, finish_mask_grad, int32, mask_inv,
+                      plane_limit)
 
-__all__ = ["masked_conv", "masked_conv_backward", "masked_conv_composed",
-           "masked_conv_composed_backward", "tile_defines"]
+__all__ = ["masked_conv", "masked_conv_backward", "tile_defines"]
 
 # Tile shapes (MG_BM, MG_BN, MG_BK, MG_TM, MG_TN) of masked_conv.cu; see its header.
 # 'large' suits F, C >= 64; 'small' wastes less on tiny layers.  Results are the same
@@ -71,44 +65,21 @@ def gemm_grid(fn, N, cols, rows, bm, bn, what):
 
 
 
-def _inputs(rt, fn, x, m, W, stride, padding, dilation, given):
-    check_real(fn, "W", W)
-    check_ndim(fn, "W", W, "(F, C, KS, KS)")
-    check_ndim(fn, "x", x, "(N, C, H, W)")
-    N, C, H, Wd = x.shape
-    if W.shape[1] != C or W.shape[2] != W.shape[3]:
-        raise ValueError(f"{fn}: W must be (F, C, KS, KS) with C = {C} (x's channels) and "
-                         f"a square window; got {tuple(W.shape)}")
-    win = checked_window(fn, H, Wd, W.shape[2], stride, padding, dilation, given)
-    KS, OH, OW = win.KS, win.OH, win.OW
-    if KS != W.shape[2]:
-        raise ValueError(f"{fn}: W must have the window's {KS}x{KS} taps; got W of shape "
-                         f"{tuple(W.shape)}")
-    # Besides H*W (image) and OH*OW (window), the GEMMs' reduction and column counts;
-    # all before the copies, which could be huge.
-    plane_limit(fn, "C*K", C * KS * KS)
-    plane_limit(fn, "F*K", W.shape[0] * KS * KS)
-    x = image(rt, fn, "x", x)
-    m = per_output(rt, fn, "m", m, (N, KS * KS, OH, OW), "(N, K, OH, OW)")
-    wt = rt.xp.ascontiguousarray(W)
-    same_dtype(fn, x=x, m=m, W=wt)
-    return x, m, wt, win
+def _inputs(rt, fn, win, x, m, W, **more):
+    """The launch checks (the arrays agree with ``win``; 32-bit counts), before any copy,
+    which could be huge; then x, m, W and ``more`` (gy) C-contiguous."""
+    checked_window(fn, win, x, W, m=m, **more)
+    # Besides H*W and OH*OW, the GEMMs' reduction and column counts.
+    plane_limit(fn, "C*K", x.shape[1] * win.K)
+    plane_limit(fn, "F*K", W.shape[0] * win.K)
+    return contiguous(rt, x, m, W, *more.values())
 
 
-def _backward_inputs(rt, fn, x, m, W, gy, stride, padding, dilation, given):
-    """:func:`_inputs`, and gy checked to be (N, F, OH, OW)."""
-    x, m, wt, win = _inputs(rt, fn, x, m, W, stride, padding, dilation, given)
-    gy = per_output(rt, fn, "gy", gy, (x.shape[0], wt.shape[0]) + win.out, "(N, F, OH, OW)")
-    same_dtype(fn, x=x, gy=gy)
-    return x, m, wt, gy, win
-
-
-def masked_conv(rt, x, m, W, stride=1, padding=None, dilation=1, normalize=True, *,
-                window=None):
+def masked_conv(rt, x, m, W, win, normalize=True):
     """Eq. 7 without bias, fused: x (N, C, H, W), m (N, K, OH, OW), W (F, C, KS, KS)
     -> y (N, F, OH, OW)."""
     fn = "masked_conv"
-    x, m, wt, win = _inputs(rt, fn, x, m, W, stride, padding, dilation, window)
+    x, m, wt = _inputs(rt, fn, win, x, m, W)
     N, C, H, Wd = x.shape
     F = wt.shape[0]
     OH, OW = win.out
@@ -132,8 +103,8 @@ def _split(NP, tiles, bk):
     return _cdiv(NP, chunk), chunk
 
 
-def masked_conv_backward(rt, x, m, W, gy, stride=1, padding=None, dilation=1, normalize=True,
-                         need_x=True, need_m=True, need_W=True, *, window=None):
+def masked_conv_backward(rt, x, m, W, gy, win, normalize=True, need_x=True, need_m=True,
+                         need_W=True):
     """Gradients of :func:`masked_conv`: (gx (N, C, H, W), gm (N, K, OH, OW),
     gW (F, C, KS, KS)), None where not needed.
 
@@ -143,7 +114,7 @@ def masked_conv_backward(rt, x, m, W, gy, stride=1, padding=None, dilation=1, no
     denominator; with it, gm_k = inv (Q_k - inv sum_j m_j Q_j) (the quotient rule).
     """
     fn = "masked_conv_backward"
-    x, m, wt, gy, win = _backward_inputs(rt, fn, x, m, W, gy, stride, padding, dilation, window)
+    x, m, wt, gy = _inputs(rt, fn, win, x, m, W, gy=gy)
     xp = rt.xp
     N, C, H, Wd = x.shape
     F = wt.shape[0]
@@ -181,57 +152,4 @@ def masked_conv_backward(rt, x, m, W, gy, stride=1, padding=None, dilation=1, no
             k(grid, (threads,), (x, gy, wT, gm, *sizes))
             if normalize:
                 finish_mask_grad(rt, m, inv, gm)
-    return gx, gm, gW
-
-
-def _columns(rt, x, m, win):
-    """Masked columns (N, C*K, OH*OW): x[n, c, tap(o, k)] m[n, k, o]."""
-    N, C = x.shape[:2]
-    cols = rt.xp.empty((N, C * win.K, win.OH * win.OW), dtype=x.dtype)
-    launch_flat(rt, "segaware.cu", "masked_im2col", x.dtype, cols.size,
-                (x, m, cols, *int32(N, C, *win.ints())))
-    return cols
-
-
-def masked_conv_composed(rt, x, m, W, stride=1, padding=None, dilation=1, normalize=True, *,
-                         window=None):
-    """:func:`masked_conv` the way Sec. 4.2 describes it: materialised masked columns
-    times W by one matmul.  Same shapes and result; about C*K*OH*OW*N more memory."""
-    fn = "masked_conv_composed"
-    x, m, wt, win = _inputs(rt, fn, x, m, W, stride, padding, dilation, window)
-    N, F = x.shape[0], wt.shape[0]
-    OH, OW = win.out
-    cols = _columns(rt, x, m, win)
-    y = rt.xp.matmul(wt.reshape(F, -1), cols)
-    y *= mask_inv(rt, m, normalize).reshape(N, 1, OH * OW)
-    return y.reshape(N, F, OH, OW)
-
-
-def masked_conv_composed_backward(rt, x, m, W, gy, stride=1, padding=None, dilation=1,
-                                  normalize=True, need_x=True, need_m=True, need_W=True, *,
-                                  window=None):
-    """Gradients of :func:`masked_conv_composed` by matmuls on materialised columns:
-    (gx, gm, gW) as in :func:`masked_conv_backward`."""
-    fn = "masked_conv_composed_backward"
-    x, m, wt, gy, win = _backward_inputs(rt, fn, x, m, W, gy, stride, padding, dilation, window)
-    xp, (N, C), F = rt.xp, x.shape[:2], wt.shape[0]
-    K, P = win.K, win.OH * win.OW
-    inv = mask_inv(rt, m, normalize).reshape(N, 1, P)
-    gyn = gy.reshape(N, F, P) * inv
-    gx = gm = gW = None
-    if need_W:
-        gW = xp.matmul(gyn, _columns(rt, x, m, win).transpose(0, 2, 1)).sum(axis=0)
-        gW = gW.reshape(wt.shape)
-    if need_x or need_m:
-        gcols = xp.matmul(wt.reshape(F, C * K).T, gyn)  # gradient of the masked columns
-    if need_x:
-        gx = xp.empty_like(x)
-        launch_flat(rt, "segaware.cu", "masked_col2im", x.dtype, gx.size,
-                    (xp.ascontiguousarray(gcols), m, gx, *int32(N, C, *win.ints())))
-    if need_m:
-        plain = _columns(rt, x, xp.ones_like(m), win)
-        gm = (gcols * plain).reshape(N, C, K, P).sum(axis=1)  # inv * Q of the fused path
-        if normalize:
-            gm -= inv * (m.reshape(N, K, P) * gm).sum(axis=1, keepdims=True)
-        gm = gm.reshape((N, K) + win.out)
     return gx, gm, gW

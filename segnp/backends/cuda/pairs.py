@@ -8,8 +8,9 @@ integer dtype, K = ksize**2.
 """
 import numpy as np
 
+from ...window import Window
 from ..._validate import NORMS, check_int, check_ndim, check_norm
-from ._common import checked_window, grid_1d, image, int32, launch_flat, plane_limit, real
+from ._common import contiguous, grid_1d, int32, launch_flat, plane_limit, real
 
 __all__ = ["same_label_pairs", "embedding_pair_loss", "embedding_pair_loss_backward"]
 
@@ -20,18 +21,18 @@ def _labels(rt, fn, labels, ksize, dilation):
     check_ndim(fn, "labels", labels, "(N, H, W)")
     N, H, W = labels.shape
     plane_limit(fn, "H*W", H * W)
-    win = checked_window(fn, H, W, ksize, 1, None, dilation)
+    win = Window.segaware(fn, H, W, ksize, 1, None, dilation)
     if win.DH != win.DW:
         raise ValueError(f"{fn}: dilation must be one int; got {dilation!r}")
     return rt.xp.ascontiguousarray(labels, dtype=np.int32), win.KS, win.DH
 
 
 def _embeddings(rt, fn, e, labels):
-    e = image(rt, fn, "e", e, "(N, D, H, W)")
+    """e contiguous, checked to match labels (N, H, W): the kernels index both alike."""
     if (e.shape[0],) + e.shape[2:] != tuple(labels.shape):
         raise ValueError(f"{fn}: labels must be (N, H, W) = {(e.shape[0],) + e.shape[2:]} "
                          f"to match e {tuple(e.shape)}; got {tuple(labels.shape)}")
-    return e
+    return contiguous(rt, e)[0]
 
 
 def same_label_pairs(rt, labels, ksize, dilation=1, ignore_index=255):

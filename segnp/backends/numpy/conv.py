@@ -19,7 +19,7 @@ changes a bit, since every block runs with BLAS single-threaded (inside
 """
 import numpy as np
 
-from ...window import conv_backward_geometry, conv_geometry
+from ...window import conv_backward_geometry, conv_geometry, tap_rects
 from ..._validate import check_conv_shapes, check_float, check_ndim
 from .threads import for_pieces, for_runs, sum_in_order
 
@@ -29,32 +29,6 @@ __all__ = ["im2col", "col2im", "conv2d", "conv2d_backward"]
 # between the copy that writes it and the product that reads it (measured on 2 cores,
 # C=F=64 at 128x128: blocks of 1-2 MiB ran 20 % faster than 8 MiB ones).
 BLOCK_BYTES = 2 << 20
-
-
-def _tap_span(t, S, P, D, size, O):
-    """Outputs ``lo <= o < hi`` whose input index ``o*S - P + t*D`` lies in [0, size),
-    and the input slice they read (None when the tap never falls inside the image)."""
-    off = t * D - P
-    lo = max(0, -(off // S))
-    hi = min(O, (size - 1 - off) // S + 1)
-    if hi <= lo:
-        return lo, lo, None
-    start = lo * S + off
-    return lo, hi, slice(start, start + (hi - lo - 1) * S + 1, S)
-
-
-def _taps(size, ksize, stride, padding, dilation, out):
-    """Yield ``(i, j, out_rows, out_cols, in_rows, in_cols)`` for each tap that touches
-    the image; in_rows/in_cols are None for a tap that lies wholly in the padding."""
-    (H, W), (KH, KW), (SH, SW), (PH, PW), (DH, DW), (OH, OW) = (
-        size, ksize, stride, padding, dilation, out)
-    for i in range(KH):
-        lo_h, hi_h, rows = _tap_span(i, SH, PH, DH, H, OH)
-        for j in range(KW):
-            lo_w, hi_w, cols = _tap_span(j, SW, PW, DW, W, OW)
-            inside = rows is not None and cols is not None
-            yield (i, j, slice(lo_h, hi_h), slice(lo_w, hi_w),
-                   rows if inside else None, cols if inside else None)
 
 
 def im2col(x, ksize, stride=1, padding=0, dilation=1):
@@ -119,9 +93,9 @@ def col2im(cols, size, stride=1, padding=0, dilation=1):
 
 def _fold_into(x, cols, k, s, p, d, o):
     """x += col2im(cols): each tap's rectangle of outputs added to the pixels it read."""
-    for i, j, orow, ocol, irow, icol in _taps(x.shape[2:], k, s, p, d, o):
-        if irow is not None:
-            x[:, :, irow, icol] += cols[:, :, i, j, orow, ocol]
+    for i, j, rect, tap in tap_rects(x.shape[2:], k, s, p, d, o):
+        if rect is not None:
+            x[:, :, tap[0], tap[1]] += cols[:, :, i, j, rect[0], rect[1]]
 
 
 def _size_pair(size):

@@ -3,7 +3,7 @@
 Notation as in ``segaware.py``: x (N, C, H, W) features, W (F, C, KH, KW) filters with
 KH = KW = ksize odd, K = ksize**2 taps in row-major order, m (N, K, OH, OW) the mask
 of Eq. 3, y (N, F, OH, OW).  Tap k of output o reads input pixel ``tap_k(o)``; for one
-tap the outputs whose tap lies inside the image form a rectangle (``segaware._taps``).
+tap the outputs whose tap lies inside the image form a rectangle (``Window.taps``).
 
 Sec. 4.2 multiplies W by a masked image-to-column matrix of C*K rows.  With stride 1
 (``_Flat``) that matrix is built and used a cache-sized chunk of columns at a time,
@@ -15,40 +15,21 @@ Either way the temporaries stay far below a whole im2col buffer.
 import numpy as np
 from scipy.linalg import blas as _blas
 
-from ...window import segaware_window
-from ..._validate import check_ndim, check_same_dtype
-from .segaware import _check_mask, _mask_sum, _shifted, _taps
 from ..base import ELEMENT_FLOPS
+from ._common import mask_sum, shifted
 from .threads import for_pieces, for_runs, sum_in_order
 
 __all__ = ["masked_conv", "masked_conv_backward"]
 
 
 # ---- the masked convolution (Eq. 7, Sec. 4.2's masked GEMM) -------------------------
-def _conv_setup(fn, x, m, W, stride, padding, dilation, window):
-    check_ndim(fn, "x", x, "(N, C, H, W)")
-    check_ndim(fn, "W", W, "(F, C, KH, KW)")
-    check_same_dtype(fn, ("x", "m", "W"), (x, m, W))
-    N, C, H, Wd = x.shape
-    F, CW, KH, KW = W.shape
-    if CW != C:
-        raise ValueError(f"{fn}: W must have x's {C} input channels; got W of shape "
-                         f"{tuple(W.shape)}")
-    if KH != KW:
-        raise ValueError(f"{fn}: W must have a square odd window (F, C, k, k); got shape "
-                         f"{tuple(W.shape)}")
-    win = segaware_window(fn, H, Wd, KH, stride, padding, dilation, window)
-    if win.KS != KH:
-        raise ValueError(f"{fn}: W must have the window's {win.KS}x{win.KS} taps; got W of "
-                         f"shape {tuple(W.shape)}")
-    _check_mask(fn, m, N, KH * KW, win.out)
-    # (KH, KW, F, C): each tap's filter matrix is contiguous for BLAS.
-    Wt = np.ascontiguousarray(W.transpose(2, 3, 0, 1)).reshape(KH * KW, F, C)
-    return win, Wt
+def _filters_by_tap(W):
+    """W (F, C, KH, KW) as (K, F, C): each tap's filter matrix contiguous for BLAS."""
+    F, C, KH, KW = W.shape
+    return np.ascontiguousarray(W.transpose(2, 3, 0, 1)).reshape(KH * KW, F, C)
 
 
-def masked_conv(x, m, W, stride=1, padding=None, dilation=1, normalize=True, *,
-                window=None):
+def masked_conv(x, m, W, win, normalize=True):
     """Segmentation-aware convolution without bias (Eq. 7).
 
     x (N, C, H, W), m (N, K, OH, OW), W (F, C, k, k) -> y (N, F, OH, OW)::
@@ -64,8 +45,7 @@ def masked_conv(x, m, W, stride=1, padding=None, dilation=1, normalize=True, *,
     in all rather than N*K, which keeps a multi-threaded BLAS from paying its start-up
     cost N times per tap.
     """
-    fn = "masked_conv"
-    win, Wt = _conv_setup(fn, x, m, W, stride, padding, dilation, window)
+    win.check_operands("masked_conv", x, W, m=m)
     if _flat_applies(win, x, W):
         return _Flat(win, x, m, W).forward(normalize)
     o = win.out
@@ -74,15 +54,16 @@ def masked_conv(x, m, W, stride=1, padding=None, dilation=1, normalize=True, *,
     a = np.empty((C, N) + o, dtype=x.dtype)
     a_nc = a.transpose(1, 0, 2, 3)  # the same buffer seen as (N, C, OH, OW)
     y = np.zeros((F, P), dtype=x.dtype)
-    for kk, rect, tap, _ in _taps(win):
+    Wt = _filters_by_tap(W)
+    for kk, rect, tap, _ in win.taps():
         if rect is None:
             continue
-        _shifted(x, rect, tap, a_nc, m[:, kk, None])
+        shifted(x, rect, tap, a_nc, m[:, kk, None])
         _gemm_accumulate(y, Wt[kk], a.reshape(C, P))
     y = y.reshape((F, N) + o).transpose(1, 0, 2, 3)
     out = np.empty((N, F) + o, dtype=x.dtype)
     if normalize:  # the division and the move to (N, F, OH, OW) in one pass
-        return np.divide(y, _mask_sum(m)[:, None], out=out)
+        return np.divide(y, mask_sum(m)[:, None], out=out)
     np.copyto(out, y)
     return out
 
@@ -101,8 +82,8 @@ def _gemm_accumulate(c, a, b):
         raise RuntimeError("masked_conv: the BLAS product did not accumulate in place")
 
 
-def masked_conv_backward(x, m, W, gy, stride=1, padding=None, dilation=1, normalize=True,
-                         need_x=True, need_m=True, need_W=True, *, window=None):
+def masked_conv_backward(x, m, W, gy, win, normalize=True, need_x=True, need_m=True,
+                         need_W=True):
     """Gradients of :func:`masked_conv`: gy (N, F, OH, OW) -> (gx, gm, gW).
 
     gx (N, C, H, W), gm (N, K, OH, OW), gW (F, C, k, k); None where not needed.  The
@@ -117,19 +98,16 @@ def masked_conv_backward(x, m, W, gy, stride=1, padding=None, dilation=1, normal
     As in the forward pass, gu and the per-tap buffers are channels-first (F or C, N,
     OH, OW): two GEMMs per tap over the whole batch.
     """
-    fn = "masked_conv_backward"
-    win, Wt = _conv_setup(fn, x, m, W, stride, padding, dilation, window)
+    win.check_operands("masked_conv_backward", x, W, m=m, gy=gy)
+    if _flat_applies(win, x, W):
+        return _Flat(win, x, m, W).backward(gy, normalize, need_x, need_m, need_W)
     o = win.out
     N, C = x.shape[:2]
     F, K, P = W.shape[0], win.K, N * o[0] * o[1]
-    if tuple(gy.shape) != (N, F) + o:
-        raise ValueError(f"{fn}: gy must be (N, F, OH, OW) = {(N, F) + o}; "
-                         f"got {tuple(gy.shape)}")
-    if _flat_applies(win, x, W):
-        return _Flat(win, x, m, W).backward(gy, normalize, need_x, need_m, need_W)
+    Wt = _filters_by_tap(W)
     gu = np.empty((F, N) + o, dtype=x.dtype)  # channels-first, for whole-batch GEMMs
     if normalize:  # the division and the move to (F, N, OH, OW) in one pass
-        Z = _mask_sum(m)
+        Z = mask_sum(m)
         np.divide(gy.transpose(1, 0, 2, 3), Z, out=gu)
     else:
         np.copyto(gu, gy.transpose(1, 0, 2, 3))
@@ -139,12 +117,12 @@ def masked_conv_backward(x, m, W, gy, stride=1, padding=None, dilation=1, normal
     gW = np.zeros((K, F, C), dtype=x.dtype) if need_W else None
     xk = np.empty((C, N) + o, dtype=x.dtype) if (need_m or need_W) else None
     ga = np.empty((C, P), dtype=x.dtype) if (need_x or need_m) else None
-    for kk, rect, tap, _ in _taps(win):
+    for kk, rect, tap, _ in win.taps():
         if rect is None:
             continue
         mk = m[:, kk, None]
         if xk is not None:
-            _shifted(x, rect, tap, xk.transpose(1, 0, 2, 3))
+            shifted(x, rect, tap, xk.transpose(1, 0, 2, 3))
         if ga is not None:
             np.matmul(Wt[kk].T, gu, out=ga)
             if need_m:
@@ -287,7 +265,7 @@ class _Flat:
 
         def finish(i):
             if normalize:  # the division and the move to (N, F, OH, OW) in one pass
-                np.divide(y[i], _mask_sum(self.m[i])[:, None], out=out[i])
+                np.divide(y[i], mask_sum(self.m[i])[:, None], out=out[i])
             else:
                 np.copyto(out[i], y[i])
 
@@ -295,11 +273,11 @@ class _Flat:
         return out
 
     def backward(self, gy, normalize, need_x, need_m, need_W):
-        win, (N, C, F, K) = self.win, (self.N, self.C, self.F, self.K)
+        win, (C, F, K) = self.win, (self.C, self.F, self.K)
         xc, mc = self._canvas()
         W2 = self._filters()
         guc = np.empty((F, self.L), dtype=xc.dtype)
-        Z = _mask_sum(self.m) if normalize else None
+        Z = mask_sum(self.m) if normalize else None
         gu_grid, gu_out = self._grid(guc), self._outputs(guc)
 
         def fill(i):

@@ -86,7 +86,8 @@ def _filters(W):
 
 def _channels_first(a):
     """(n, C, H, W) -> a contiguous (C, n*H*W): one matrix for the run's GEMMs."""
-    return np.ascontiguousarray(a.transpose(1, 0, 2, 3)).reshape(a.shape[1], -1)
+    n, C, H, W = a.shape  # explicit sizes: a -1 cannot be inferred when C is 0
+    return np.ascontiguousarray(a.transpose(1, 0, 2, 3)).reshape(C, n * H * W)
 
 
 def masked_conv_transpose(x, m, W, win, normalize=True):
@@ -152,7 +153,7 @@ def masked_conv_transpose_backward(x, m, W, gy, win, normalize=True, need_x=True
         q = np.empty((K, n, H, Wd), dtype=x.dtype) if need_m else None
         s = cv.zeros((n,), x.dtype) if need_m and normalize else None
         guk = np.empty((F, n, H, Wd), dtype=x.dtype)
-        g2 = guk.reshape(F, -1)
+        g2 = guk.reshape(F, n * H * Wd)
         for k, tap in enumerate(cv.taps):
             guk[...] = gu[tap]
             mk = mn[:, k].reshape(-1)

@@ -16,9 +16,9 @@ with ``d = ||e[:, p] - e[:, p + o_k]||`` in the norm 'l1' (sum |delta|), 'l2'
 counted tap; the caller divides by the count.
 
 Every kernel loops over the K taps: for one tap the pixels whose tap lies inside the
-image form a rectangle, so a tap costs a few array operations on (N, D, h, w) slices and
-the K-fold pair array is never built (except by :func:`same_label_pairs`, whose output
-it is).
+image form a rectangle (``Window.taps``), so a tap costs a few array operations on
+(N, D, h, w) slices and the K-fold pair array is never built (except by
+:func:`same_label_pairs`, whose output it is).
 """
 import numpy as np
 
@@ -29,46 +29,31 @@ __all__ = ["same_label_pairs", "embedding_pair_loss", "embedding_pair_loss_backw
 
 
 def _window(fn, H, W, ksize, dilation):
-    """(ksize, dilation) as checked ints; the window is stride 1, default padding."""
+    """The checked window: stride 1, the default padding, one dilation."""
     win = Window.segaware(fn, H, W, ksize, 1, None, dilation)
     if win.DH != win.DW:
         raise ValueError(f"{fn}: dilation must be one int; got {dilation!r}")
-    return win.KS, win.DH
+    return win
 
 
-def _offset_slices(offset, size):
-    """Slices (centre, tap) of the pixels p with p + offset inside [0, size), and of
-    those p + offset; None when there is no such pixel."""
-    lo, hi = max(0, -offset), min(size, size - offset)
-    if hi <= lo:
-        return None
-    return slice(lo, hi), slice(lo + offset, hi + offset)
-
-
-def _pair_taps(H, W, ksize, dilation):
+def _pair_taps(win):
     """Yield ``(k, centre, tap)`` for each off-centre tap that meets the image, where
     ``centre`` and ``tap`` are (rows, cols) slice pairs of equal shape: the pixels p
-    whose tap k is inside the image, and those taps p + o_k."""
-    r = ksize // 2
-    for i in range(ksize):
-        rows = _offset_slices((i - r) * dilation, H)
-        for j in range(ksize):
-            k = i * ksize + j
-            cols = _offset_slices((j - r) * dilation, W)
-            if k == (ksize * ksize) // 2 or rows is None or cols is None:
-                continue
-            yield k, (rows[0], cols[0]), (rows[1], cols[1])
+    whose tap k is inside the image, and those taps p + o_k (``Window.taps``: at
+    stride 1 and the default padding output p is centred on pixel p)."""
+    for k, _, tap, centre in win.taps():
+        if tap is not None and k != win.K // 2:
+            yield k, centre, tap
 
 
-def _half_taps(H, W, ksize, dilation):
+def _half_taps(win):
     """The taps of :func:`_pair_taps` before the centre (k < K // 2).  Tap k's offset is
     the negative of tap K - 1 - k's, so the pair (p, p + o_k) met at tap k is the pair
     (q, q - o_k) met at tap K - 1 - k from q = p + o_k: the same two pixels, labels and
     distance, inside the image together.  Visiting half the taps and counting each
     pair twice halves the work of the loss and its gradient."""
-    K = ksize * ksize
-    for k, centre, tap in _pair_taps(H, W, ksize, dilation):
-        if k < K // 2:
+    for k, centre, tap in _pair_taps(win):
+        if k < win.K // 2:
             yield k, centre, tap
 
 
@@ -113,9 +98,9 @@ def same_label_pairs(labels, ksize, dilation=1, ignore_index=255):
     fn = "same_label_pairs"
     _check_labels(fn, labels)
     N, H, W = labels.shape
-    ksize, dilation = _window(fn, H, W, ksize, dilation)
-    pairs = np.full((N, ksize * ksize, H, W), -1, dtype=np.int8)
-    for k, centre, tap in _pair_taps(H, W, ksize, dilation):
+    win = _window(fn, H, W, ksize, dilation)
+    pairs = np.full((N, win.K, H, W), -1, dtype=np.int8)
+    for k, centre, tap in _pair_taps(win):
         same, counted = _pair_codes(labels, centre, tap, ignore_index)
         code = same.astype(np.int8)
         code[~counted] = -1
@@ -135,10 +120,10 @@ def embedding_pair_loss(e, labels, ksize=3, dilation=1, alpha=0.5, beta=2.0, nor
     check_norm(fn, norm)
     _check_labels(fn, labels, e)
     N, D, H, W = e.shape
-    ksize, dilation = _window(fn, H, W, ksize, dilation)
+    win = _window(fn, H, W, ksize, dilation)
     total = np.zeros((), dtype=e.dtype)
     count = 0
-    for _, centre, tap in _half_taps(H, W, ksize, dilation):
+    for _, centre, tap in _half_taps(win):
         same, counted = _pair_codes(labels, centre, tap, ignore_index)
         d = _distance(e[:, :, centre[0], centre[1]] - e[:, :, tap[0], tap[1]], norm)
         loss = np.where(same, d - alpha, beta - d)
@@ -175,10 +160,10 @@ def embedding_pair_loss_backward(e, labels, gloss, ksize=3, dilation=1, alpha=0.
     check_norm(fn, norm)
     _check_labels(fn, labels, e)
     N, D, H, W = e.shape
-    ksize, dilation = _window(fn, H, W, ksize, dilation)
+    win = _window(fn, H, W, ksize, dilation)
     scale = 2 * np.asarray(gloss, dtype=e.dtype)
     ge = np.zeros_like(e)
-    for _, centre, tap in _half_taps(H, W, ksize, dilation):
+    for _, centre, tap in _half_taps(win):
         same, counted = _pair_codes(labels, centre, tap, ignore_index)
         delta = e[:, :, centre[0], centre[1]] - e[:, :, tap[0], tap[1]]
         d = _distance(delta, norm)
