@@ -24,7 +24,8 @@ The protocol (``segnp/experiments/protocol.py`` has the details), for every seed
 The runs of all seeds are independent jobs, spread over ``--workers`` processes (one
 BLAS thread each).  Choices are made on the validation split: compare the "val"
 columns of one-seed runs (``--seeds 0 --rows ... --no-flow``) with other settings
-(docs/results/probes.md lists those behind the defaults); test is only reported.  Writes ``--out/REPORT.md``, ``results.json``, the figures
+(docs/results/probes.md lists those behind the defaults); test is only reported.
+Writes ``--out/REPORT.md``, ``results.json``, the figures
 ``fig3_embeddings.png``, ``fig4_bilateral.png``, ``fig7_trimap.png``,
 ``fig8_flow.png``, and each run's checkpoint and log under ``--out/runs``;
 ``--resume`` reuses finished runs.
@@ -201,16 +202,16 @@ def main(argv=None):
                    "runs in this process)")
     p.add_argument("--keep-all", type=fraction, help="mask weight that a same-region tap "
                    "keeps in the all-layers rows (sets their lams)")
-    p.add_argument("--keep-all-end", type=fraction, help="sharpen the all-layers rows' masks "
-                   "over the fine-tuning, to this keep at its end")
+    p.add_argument("--keep-all-end", type=fraction, help="sharpen the all-layers rows' "
+                   "masks over the fine-tuning, to this keep at its end")
     p.add_argument("--keep-all-fc6", type=fraction, help="FC6's keep in the all-layers rows "
                    "(default: --keep-all)")
     p.add_argument("--keep-fc6", type=fraction, help="the same for the FC6 row")
     p.add_argument("--keep-flow", type=fraction, help="the same for the flow network")
-    p.add_argument("--e2e-emb-mult", type=nonnegative_float, help="lr multiplier of the embedder in "
-                   "the end-to-end row")
-    p.add_argument("--e2e-aux-weight", type=nonnegative_float, help="weight of the embedding loss "
-                   "added to the end-to-end row's task loss")
+    p.add_argument("--e2e-emb-mult", type=nonnegative_float, help="lr multiplier of the "
+                   "embedder in the end-to-end row")
+    p.add_argument("--e2e-aux-weight", type=nonnegative_float, help="weight of the "
+                   "embedding loss added to the end-to-end row's task loss")
     p.add_argument("--rows", nargs="+", choices=list(SEG_ROWS), metavar="ROW",
                    help="Table 1 rows to run (the control always runs); default: the "
                    "preset's")
