@@ -281,13 +281,20 @@ def test_reproduce_refuses_to_reuse_results_in_one_line(tmp_path):
         "choose another --out"]
 
 
+def _as_from_a_terminal():
+    # A child inherits an ignored SIGINT across exec (a shell's background job is started
+    # so); a command typed at a terminal is not, whatever the test process's disposition.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_reproduce_ctrl_c_is_one_line_and_130(tmp_path):
     """Ctrl-C reaches the whole process group, the main process and its workers."""
     p = subprocess.Popen([sys.executable, os.path.join(ROOT, "examples", "reproduce.py"),
                           "--preset", "quick", "--out", "res", "--cache", "cache",
                           "--no-progress"], cwd=tmp_path, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True, start_new_session=True,
-                         env=dict(os.environ, PYTHONPATH=ROOT))
+                         env=dict(os.environ, PYTHONPATH=ROOT),
+                         preexec_fn=_as_from_a_terminal)
     try:
         deadline = time.monotonic() + 60
         while not (tmp_path / "res").exists() and time.monotonic() < deadline:
