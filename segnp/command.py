@@ -15,6 +15,7 @@ import math
 import os
 import signal
 import sys
+import threading
 
 __all__ = ["UserError", "Parser", "positive_int", "nonnegative_int", "positive_float",
            "nonnegative_float", "fraction", "check_new_output", "one_line", "run_command"]
@@ -80,6 +81,27 @@ def one_line(err, prog=None):
     return text
 
 
+# The Ctrl-Cs a command has seen.  Python drops an exception raised inside a weakref
+# callback or __del__ ("Exception ignored in ..."), so a KeyboardInterrupt can be lost;
+# long waits (segnp.experiments.schedule) look here too.
+CTRL_C = []
+
+
+def remember_ctrl_c(signum, frame):
+    """SIGINT's handler while a command runs: KeyboardInterrupt, remembered in CTRL_C."""
+    CTRL_C.append(signum)
+    raise KeyboardInterrupt
+
+
+def _quiet_dropped_ctrl_c(unraisable):
+    """sys.unraisablehook while a command runs: a Ctrl-C that Python dropped is in CTRL_C
+    and will stop the command with its one line, so its "Exception ignored" traceback is
+    not printed; anything else goes to Python's hook."""
+    if isinstance(unraisable.exc_value, KeyboardInterrupt) and CTRL_C:
+        return
+    sys.__unraisablehook__(unraisable)
+
+
 def run_command(main, argv=None, prog=None, hint="", errors=(ValueError, OSError)):
     """Run ``main(argv)`` as a command: returns the exit status (0, or what ``main``
     returned when it is an int).
@@ -92,6 +114,12 @@ def run_command(main, argv=None, prog=None, hint="", errors=(ValueError, OSError
     prog = prog or os.path.basename(sys.argv[0]) or "segnp"
     previous = cleanup_on_sigterm()
     debug = os.environ.get("SEGNP_TRACEBACK", "") not in ("", "0")
+    CTRL_C.clear()
+    # an ignored SIGINT (a shell's background job) stays ignored
+    listen = (threading.current_thread() is threading.main_thread()
+              and signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+    previous_int = signal.signal(signal.SIGINT, remember_ctrl_c) if listen else None
+    previous_hook, sys.unraisablehook = sys.unraisablehook, _quiet_dropped_ctrl_c
     try:
         status = main(argv)
     except KeyboardInterrupt:
@@ -106,4 +134,7 @@ def run_command(main, argv=None, prog=None, hint="", errors=(ValueError, OSError
         return USER_ERROR
     finally:
         signal.signal(signal.SIGTERM, previous)
+        if previous_int is not None:
+            signal.signal(signal.SIGINT, previous_int)
+        sys.unraisablehook = previous_hook
     return status if isinstance(status, int) else 0

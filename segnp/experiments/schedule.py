@@ -18,6 +18,8 @@ import signal
 import threading
 import time
 
+from ..command import CTRL_C, remember_ctrl_c
+
 __all__ = ["Job", "run_jobs"]
 
 Job = collections.namedtuple("Job", "key fn kwargs deps")
@@ -111,22 +113,20 @@ def run_jobs(jobs, workers=2, log=print):
 
 class _ctrl_c_remembered:
     """While the parent waits for its workers, Ctrl-C raises KeyboardInterrupt as usual
-    and is also remembered: Python drops an exception raised inside a weakref callback
-    or ``__del__`` ("Exception ignored in ..."), and a Ctrl-C lost that way must still
-    stop the run (the wait below looks at the flag twice a second)."""
+    and is also remembered in ``segnp.command.CTRL_C``: Python drops an exception raised
+    inside a weakref callback or ``__del__`` ("Exception ignored in ..."), and a Ctrl-C
+    lost that way, here or earlier in the command, must still stop the run (the wait
+    below looks at the list twice a second)."""
 
     def __enter__(self):
-        self.flag = []
         self.main = threading.current_thread() is threading.main_thread()
-        if self.main:
-            def handler(signum, frame):
-                self.flag.append(signum)
-                raise KeyboardInterrupt
-            self.previous = signal.signal(signal.SIGINT, handler)
-        return self.flag
+        self.previous = None
+        if self.main and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self.previous = signal.signal(signal.SIGINT, remember_ctrl_c)
+        return CTRL_C
 
     def __exit__(self, *exc):
-        if self.main:
+        if self.previous is not None:
             signal.signal(signal.SIGINT, self.previous)
 
 
@@ -135,6 +135,8 @@ def _run_graph(pool, workers, pending, running, results, seconds, log, interrupt
     ``workers`` at a time (so no job waits in the pool's queue).  ``interrupted``: a
     list that a Ctrl-C makes non-empty (:class:`_ctrl_c_remembered`)."""
     from concurrent.futures import FIRST_COMPLETED, wait
+    if interrupted:
+        raise KeyboardInterrupt
     while pending or running:
         for j in [j for j in pending if all(d in results for d in j.deps)]:
             if len(running) >= workers:
