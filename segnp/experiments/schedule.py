@@ -18,6 +18,7 @@ import signal
 import threading
 import time
 
+from ..atomic import cleanup_on_sigterm
 from ..command import CTRL_C, remember_ctrl_c
 
 __all__ = ["Job", "run_jobs"]
@@ -33,15 +34,12 @@ def _call(fn, kwargs, deps):
 
 
 def _listen_for_ctrl_c():
-    """A worker's initializer: Ctrl-C (and SIGTERM) interrupt its job from now on.  It is born with
+    """A worker's initializer: Ctrl-C interrupts its job from now on, and SIGTERM unwinds
+    it as the commands' does (:func:`segnp.atomic.cleanup_on_sigterm`).  It is born with
     SIGINT ignored (see :func:`_spawning`), so a Ctrl-C while it still imports NumPy
     cannot print a traceback from inside multiprocessing's bootstrap."""
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _interrupt)
-
-
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
+    cleanup_on_sigterm()
 
 
 class _spawning:
@@ -159,8 +157,7 @@ def _stop_workers(pool, running, grace=10.0):
     """After Ctrl-C: a worker running a job got the same SIGINT and unwinds (its atomic
     writers remove their temporary files); one still in its bootstrap ignored it and
     would run its job to the end, so if a job still runs after ``grace`` seconds the
-    workers are sent SIGTERM, which its initializer turned into KeyboardInterrupt: it unwinds
-    the same way."""
+    workers are sent SIGTERM, which their initializer made unwind the same way."""
     from concurrent.futures import wait
     _, still = wait(list(running), timeout=grace)
     if not still:
