@@ -92,8 +92,9 @@ def _filter_weight(fn, name, value, L, dtype, positive):
 
 def _weighted(w, Y):
     """w * Y for a scalar weight; for an (L, L) matrix, w applied to the label vector
-    of every pixel of Y (N, L, H, W), as one batched GEMM."""
-    if not isinstance(w, Tensor) or w.ndim == 0:
+    of every pixel of Y (N, L, H, W), as one batched GEMM.  Y and w are segnp Tensors,
+    or torch tensors in ``segnp.torch``'s twin of the CRF."""
+    if getattr(w, "ndim", 0) == 0:
         return w * Y
     N, L, H, W = Y.shape
     return (w @ Y.reshape(N, L, H * W)).reshape(N, L, H, W)

@@ -157,15 +157,6 @@ def segaware_conv_transpose2d(x, e, W, b=None, lam=0.0, stride=1, padding=0,
     return SegnpFunction.apply(place, _sat.MaskedConvTranspose2d(win, normalize), x, m, W, b)
 
 
-def _weighted(w, Y):
-    """w * Y for a scalar weight; for an (L, L) matrix (compat, or Caffe's per-label
-    filter weights), w applied to the label vector of every pixel of Y (N, L, H, W)."""
-    if not isinstance(w, torch.Tensor) or w.ndim == 0:
-        return w * Y
-    N, L, H, W = Y.shape
-    return (w @ Y.reshape(N, L, H * W)).reshape(N, L, H, W)
-
-
 def segaware_crf(U, e, lam=1.0, w_b=1.0, w_s=1.0, spatial_sigma=1.0, compat=None,
                  bilateral_ksize=13, bilateral_dilation=9, spatial_ksize=5,
                  spatial_dilation=1, iterations=2, norm="l1", bilateral_sigma=None):
@@ -206,9 +197,10 @@ def segaware_crf(U, e, lam=1.0, w_b=1.0, w_s=1.0, spatial_sigma=1.0, compat=None
     logits = U
     for _ in range(int(iterations)):
         Q = torch.softmax(logits, dim=1)
-        msg = (_weighted(w_b, SegnpFunction.apply(place, _sa.Bilateral(win_b), Q, m_b))
-               + _weighted(w_s, SegnpFunction.apply(place, _sa.Bilateral(win_s), Q, m_s)))
+        filtered_b = SegnpFunction.apply(place, _sa.Bilateral(win_b), Q, m_b)
+        filtered_s = SegnpFunction.apply(place, _sa.Bilateral(win_s), Q, m_s)
+        msg = _crf._weighted(w_b, filtered_b) + _crf._weighted(w_s, filtered_s)
         if compat is not None:
-            msg = _weighted(compat, msg)
+            msg = _crf._weighted(compat, msg)
         logits = U + msg
     return logits
