@@ -235,8 +235,8 @@ def test_epe_gradient_at_zero_error_is_zero_not_nan():
 
 def test_regression_loss_errors_name_the_function_expected_and_given():
     a = Tensor(np.ones((2, 2, 3, 3)))
-    with pytest.raises(ValueError, match=r"l1_loss: input and target must have the same shape; "
-                                         r"got \(2, 2, 3, 3\) and \(2, 2, 3\)"):
+    with pytest.raises(ValueError, match=r"l1_loss: target must have input's shape "
+                                         r"\(2, 2, 3, 3\); got \(2, 2, 3\)"):
         F.l1_loss(a, np.ones((2, 2, 3)))
     with pytest.raises(TypeError, match=r"mse_loss: target must be a floating-point array "
                                         r"\(float32 or float64\); got dtype int64"):

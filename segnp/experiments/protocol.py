@@ -136,12 +136,17 @@ def _quality(e, images, labels):
     return quality
 
 
-def job_seg_baseline(out, cfg, seed, deps):
-    train = _splits("segmentation", cfg)["train"]
-    run_segmentation(out, train, epochs=cfg["seg_epochs"], lr=cfg["seg_lr"],
-                     batch_size=cfg["seg_batch_size"], seed=seed, model=cfg["segnet"],
-                     progress=False, resume=True)
+def _pretrain(run, kind, out, cfg, seed, prefix, batch_size, model):
+    """Train a task's plain network from scratch (the rows' shared baseline)."""
+    run(out, _splits(kind, cfg)["train"], epochs=cfg[prefix + "_epochs"],
+        lr=cfg[prefix + "_lr"], batch_size=cfg[batch_size], seed=seed, model=cfg[model],
+        progress=False, resume=True)
     return {"checkpoint": os.path.join(out, CHECKPOINT)}
+
+
+def job_seg_baseline(out, cfg, seed, deps):
+    return _pretrain(run_segmentation, "segmentation", out, cfg, seed, "seg",
+                     "seg_batch_size", "segnet")
 
 
 def job_seg_row(out, cfg, seed, name, deps, curve=tuple(range(1, 21))):
@@ -203,11 +208,7 @@ def _mask_report(net, test, inp, num_classes, oracle, end_to_end):
 
 
 def job_flow_baseline(out, cfg, seed, deps):
-    train = _splits("flow", cfg)["train"]
-    run_flow(out, train, epochs=cfg["flow_epochs"], lr=cfg["flow_lr"],
-             batch_size=cfg["batch_size"], seed=seed, model=cfg["flownet"],
-             progress=False, resume=True)
-    return {"checkpoint": os.path.join(out, CHECKPOINT)}
+    return _pretrain(run_flow, "flow", out, cfg, seed, "flow", "batch_size", "flownet")
 
 
 def job_flow_row(out, cfg, seed, name, deps):

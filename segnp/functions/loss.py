@@ -87,17 +87,6 @@ class EndPointError(Function):
     """
 
     def forward(self, pred, gt):
-        fn = "epe_loss"
-        check_float(fn, "flow_pred", pred)
-        check_float(fn, "flow_gt", gt)
-        if pred.ndim != 4 or pred.shape[1] != 2:
-            raise ValueError(f"{fn}: flow_pred must be (N, 2, H, W); got shape {pred.shape}")
-        if gt.shape != pred.shape:
-            raise ValueError(f"{fn}: flow_gt must have flow_pred's shape {pred.shape}; "
-                             f"got {gt.shape}")
-        if gt.dtype != pred.dtype:
-            raise TypeError(f"{fn}: flow_gt must have flow_pred's dtype {pred.dtype}; "
-                            f"got {gt.dtype}")
         d = pred - gt
         n = self.xp.sqrt((d * d).sum(axis=1))
         self.d, self.n = d, n
@@ -131,17 +120,16 @@ def softmax_cross_entropy(logits, labels, ignore_index=255, class_weight=None):
     return SoftmaxCrossEntropy(labels, int(ignore_index), class_weight)(logits)
 
 
-def _check_pair(fn, pred, target):
+def _check_pair(fn, pred, target, names=("input", "target")):
     pred, target = as_tensor(pred), as_tensor(target, like=pred)
-    check_float(fn, "input", pred.data)
-    check_float(fn, "target", target.data)
+    a, b = names
+    check_float(fn, a, pred.data)
+    check_float(fn, b, target.data)
     if pred.shape != target.shape:
-        raise ValueError(f"{fn}: input and target must have the same shape; got "
-                         f"{pred.shape} and {target.shape}")
+        raise ValueError(f"{fn}: {b} must have {a}'s shape {pred.shape}; got {target.shape}")
     if pred.dtype != target.dtype:
-        # As epe_loss and conv2d: a silent float64 promotion would double the memory.
-        raise TypeError(f"{fn}: target must have input's dtype {pred.dtype}; got "
-                        f"{target.dtype}")
+        # A silent float64 promotion would double the memory.
+        raise TypeError(f"{fn}: {b} must have {a}'s dtype {pred.dtype}; got {target.dtype}")
     return pred, target
 
 
@@ -167,4 +155,8 @@ def epe_loss(flow_pred, flow_gt):
     Both must have the same shape: models resize their prediction to the ground truth's
     resolution (scaling the vectors) before calling it.
     """
+    flow_pred, flow_gt = _check_pair("epe_loss", flow_pred, flow_gt, ("flow_pred", "flow_gt"))
+    if flow_pred.ndim != 4 or flow_pred.shape[1] != 2:
+        raise ValueError(f"epe_loss: flow_pred must be (N, 2, H, W); got shape "
+                         f"{flow_pred.shape}")
     return EndPointError()(flow_pred, flow_gt)

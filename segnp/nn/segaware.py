@@ -78,7 +78,23 @@ class SegAwareConv2d(_ConvNd):
                                  self.padding, self.dilation, self.norm, self.normalize)
 
 
-class BilateralFilter(Module):
+class _LamWindow(Module):
+    """The common part of the layers whose only parameter is lam: an odd square window,
+    its dilation and the distance norm of Eq. 3 (BilateralFilter, SegAwareAvgPool2d).
+    ``_settings`` names the attributes ``extra_repr`` shows, as in ``layers._ConvNd``."""
+
+    def __init__(self, fn, ksize, dilation, norm, lam_init, dtype):
+        super().__init__()
+        self.ksize = _odd_ksize(fn, "ksize", ksize)
+        self.dilation = pair(dilation, fn, "dilation", 1)
+        self.norm = check_norm(fn, norm)
+        self.lam = _lam_parameter(fn, lam_init, np.dtype(dtype))
+
+    def extra_repr(self):
+        return ", ".join(f"{k}={getattr(self, k)!r}" for k in self._settings)
+
+
+class BilateralFilter(_LamWindow):
     """Segmentation-aware bilateral filter (Eq. 4): ``forward(x, e)`` ->
     ``F.segaware_bilateral(x, e, lam, ksize, dilation, norm, repeat)``.
 
@@ -87,21 +103,15 @@ class BilateralFilter(Module):
     only parameter (see the module docstring); lam = 0 is the box filter.
     """
 
+    _settings = ("ksize", "dilation", "norm", "repeat", "include_center")
+
     def __init__(self, ksize=9, dilation=1, norm="l1", repeat=1, lam_init=1.0,
                  include_center=True, dtype=np.float32):
-        super().__init__()
-        fn = "BilateralFilter"
-        self.ksize = _odd_ksize(fn, "ksize", ksize)
-        self.dilation = pair(dilation, fn, "dilation", 1)
-        self.norm = check_norm(fn, norm)
-        self.repeat = int_at_least(fn, "repeat", repeat, 1)
+        super().__init__("BilateralFilter", ksize, dilation, norm, lam_init, dtype)
+        self.repeat = int_at_least("BilateralFilter", "repeat", repeat, 1)
         self.include_center = bool(include_center)
-        self.lam = _lam_parameter(fn, lam_init, np.dtype(dtype))
 
     def forward(self, x, e):
         return F.segaware_bilateral(x, e, self.lam, self.ksize, self.dilation, self.norm,
                                     self.repeat, self.include_center)
 
-    def extra_repr(self):
-        return (f"ksize={self.ksize}, dilation={self.dilation}, norm={self.norm!r}, "
-                f"repeat={self.repeat}, include_center={self.include_center}")

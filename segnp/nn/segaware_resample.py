@@ -10,7 +10,7 @@ from ..backends import get_backend
 from ..window import pair
 from .layers import ConvTranspose2d
 from .module import Module
-from .segaware import _lam_parameter, _odd_ksize
+from .segaware import _LamWindow, _lam_parameter, _odd_ksize
 
 __all__ = ["SegAwareAvgPool2d", "SegAwareConvTranspose2d", "SegAwareUpsample"]
 
@@ -56,7 +56,7 @@ class SegAwareConvTranspose2d(ConvTranspose2d):
         return super().extra_repr() + f", norm={self.norm!r}, normalize={self.normalize}"
 
 
-class SegAwareAvgPool2d(Module):
+class SegAwareAvgPool2d(_LamWindow):
     """Segmentation-aware average pooling: ``forward(x, e)`` ->
     ``F.segaware_avg_pool2d(x, e, ksize, lam, stride, padding, dilation, norm)``.
 
@@ -65,24 +65,18 @@ class SegAwareAvgPool2d(Module):
     >= 0 is the only parameter; lam = 0 is the average over the valid taps.
     """
 
+    _settings = ("ksize", "stride", "padding", "dilation", "norm")
+
     def __init__(self, ksize=3, stride=None, padding=None, dilation=1, norm="l1",
                  lam_init=1.0, dtype=np.float32):
-        super().__init__()
         fn = "SegAwareAvgPool2d"
-        self.ksize = _odd_ksize(fn, "ksize", ksize)
+        super().__init__(fn, ksize, dilation, norm, lam_init, dtype)
         self.stride = pair(self.ksize if stride is None else stride, fn, "stride", 1)
         self.padding = None if padding is None else pair(padding, fn, "padding", 0)
-        self.dilation = pair(dilation, fn, "dilation", 1)
-        self.norm = check_norm(fn, norm)
-        self.lam = _lam_parameter(fn, lam_init, np.dtype(dtype))
 
     def forward(self, x, e):
         return F.segaware_avg_pool2d(x, e, self.ksize, self.lam, self.stride, self.padding,
                                      self.dilation, self.norm)
-
-    def extra_repr(self):
-        return (f"ksize={self.ksize}, stride={self.stride}, padding={self.padding}, "
-                f"dilation={self.dilation}, norm={self.norm!r}")
 
 
 # Added to the denominator of SegAwareUpsample: far below any sum of mask weights that
