@@ -11,56 +11,26 @@ graph), ties broken by call order, so the result is deterministic and a chain of
 length backpropagates without recursion.  Every gradient edge is checked for the shape
 and dtype of its input.
 
-The grad mode (``no_grad``) is per thread.  In-place operators (``t -= lr * g``) write
+The grad mode (``no_grad``, in ``grad_mode.py``) is per thread.  In-place operators (``t -= lr * g``) write
 into ``t.data``; each bumps the tensor's version, and a backward pass through a call
 that used an older version refuses to run (its saved arrays would be stale).
 """
-import contextlib
 import heapq
 import itertools
 import numbers
 import operator
-import threading
 import weakref
 
 import numpy as np
 
 from .backends import get_backend
+from .grad_mode import enable_grad, is_grad_enabled, no_grad
 
 __all__ = ["Tensor", "Parameter", "Function", "no_grad", "enable_grad",
            "is_grad_enabled", "as_tensor", "from_dlpack"]
 
 
-class _GradMode(threading.local):
-    enabled = True  # the class attribute is every new thread's starting value
-
-
-_grad_mode = _GradMode()
 _call_counter = itertools.count()
-
-
-def is_grad_enabled():
-    return _grad_mode.enabled
-
-
-@contextlib.contextmanager
-def _set_grad(mode):
-    previous = _grad_mode.enabled
-    _grad_mode.enabled = mode
-    try:
-        yield
-    finally:
-        _grad_mode.enabled = previous
-
-
-def no_grad():
-    """Context manager: ops inside record nothing on the tape (evaluation, updates)."""
-    return _set_grad(False)
-
-
-def enable_grad():
-    """Context manager: turn recording back on inside a ``no_grad`` block."""
-    return _set_grad(True)
 
 
 def _numpy_options(name, dtype, out):
@@ -397,7 +367,7 @@ class Function:
         self.backend = backend
         self.xp = backend.xp
         tensors = tuple(None if x is None else as_tensor(x) for x in inputs)
-        record = _grad_mode.enabled and any(t is not None and t.requires_grad
+        record = is_grad_enabled() and any(t is not None and t.requires_grad
                                             for t in tensors)
         self.needs_input_grad = tuple(
             record and t is not None and t.requires_grad for t in tensors)
