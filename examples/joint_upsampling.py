@@ -15,11 +15,14 @@ segmentation-aware upsampler guided by frame 1:
    ``segaware_conv_transpose2d``) upsamples the pooled flow, guided by the embeddings
    and frame 1's colours, and back-projection steps add the upsampled residual
    ``pooled - avgpool(y)``, so that the result pools back to its input;
-3. the upsampler's lam is learned with the end-point error, for each factor.
+3. the upsampler's lam is learned with the end-point error, for each factor, over the
+   frozen embedder;
+4. the embedder and both factors' lams are fine-tuned end to end with the sum of the
+   two factors' end-point errors, so that the guide is learned for the task.
 
-The weight of frame 1's colours in the guide and the number of back-projection steps
-are chosen on the validation split (scenes of another generator seed); the test split
-is measured once.  Writes
+The weight of frame 1's colours in the guide, the embedder (frozen after step 1 or
+fine-tuned in step 4) and the number of back-projection steps are chosen on the
+validation split (scenes of another generator seed); the test split is measured once.  Writes
 ``DIR/results.json`` ({"x4": {"bilinear": epe, "segaware": epe}, "x8": {...}}, test
 EPE in pixels), ``DIR/details.json`` (validation figures, choices, timings) and
 ``DIR/joint_upsampling.png`` (test scenes: frame 1, the true flow, both upsamplings).
@@ -33,7 +36,7 @@ try:
 except ImportError:  # a source checkout without `pip install .`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from segnp.command import check_new_output, nonnegative_int, positive_int
+from segnp.command import check_new_output, nonnegative_int, positive_float, positive_int
 from segnp.experiments.cli import (RunError, base_parser, check_writable, run_script, setup,
                                    write_json)
 
@@ -50,10 +53,14 @@ def parse(argv):
     p.add_argument("--count", type=positive_int, default=512, help="training scenes")
     p.add_argument("--val-count", type=positive_int, default=64, help="validation scenes")
     p.add_argument("--test-count", type=positive_int, default=128, help="test scenes")
-    p.add_argument("--emb-steps", type=nonnegative_int, default=300, help="steps of the "
-                   "embedder's training with the embedding loss")
+    p.add_argument("--emb-steps", type=nonnegative_int, default=1500, help="steps of "
+                   "the embedder's training with the embedding loss")
     p.add_argument("--steps", type=nonnegative_int, default=40, help="steps of lam's "
                    "training, per factor and image weight")
+    p.add_argument("--ft-steps", type=nonnegative_int, default=200, help="steps of the "
+                   "end-to-end fine-tuning of the embedder and the lams")
+    p.add_argument("--ft-lr", type=positive_float, default=1e-2, help="peak learning rate "
+                   "of the end-to-end fine-tuning (Adam, poly schedule)")
     p.add_argument("--iterations", type=nonnegative_int, default=3, help="back-projection "
                    "steps while training (at test: 0 .. 2x this, chosen on validation)")
     p.add_argument("--batch-size", type=positive_int, default=8, help="scenes per step")

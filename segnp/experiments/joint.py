@@ -29,7 +29,7 @@ from .data import INPUT_SCALE, SPLIT_SEEDS, preprocess
 from .tasks import embedding_loss_terms
 
 __all__ = ["JointUpsampler", "scenes", "avg_pool_flow", "pretrain_embedder", "embed_images",
-           "guide", "upsample", "learn_lam", "run", "figure"]
+           "guide", "upsample", "learn_lam", "finetune", "run", "figure"]
 
 # The motion embedder of the reproduction's flow row (protocol: flow_embedding).
 FACTORS = (4, 8)
@@ -143,12 +143,44 @@ def learn_lam(model, guides, flow, steps, iterations, batch_size, seed, lr=0.05)
     return model
 
 
+def finetune(embedder, models, image_weights, images, flow, steps, iterations, batch_size,
+             seed, lr=1e-2):
+    """The embedder and every model's lam trained end to end (Adam, poly schedule) with
+    the sum over factors of the end-point error of ``models[f]`` (guide
+    ``[image_weights[f] * frame 1, embedder(frame 1)]``) on the pooled training flows.
+    Returns the loss of each step."""
+    lo_all = {f: avg_pool_flow(flow, f) for f in models}
+    params = list(embedder.parameters()) + [p for m in models.values() for p in m.parameters()]
+    opt = Adam(params, lr=lr)
+    rng = np.random.default_rng(seed)
+    xp = get_backend().xp
+    losses = []
+    for i, idx in enumerate(_batches(rng, len(images), batch_size, steps)):
+        for group in opt.param_groups:
+            group["lr"] = lr * (1 - i / max(1, steps)) ** 0.9
+        x = xp.asarray(images[idx])
+        e, _ = embedder(Tensor(x))
+        loss = None
+        for f, model in models.items():
+            g = F.concat([Tensor(x * np.float32(image_weights[f])), e], axis=1)
+            y = model(Tensor(xp.asarray(lo_all[f][idx])), g, iterations)
+            term = F.epe_loss(y, xp.asarray(flow[idx]))
+            loss = term if loss is None else loss + term
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.item()))
+    return losses
+
+
 IMAGE_WEIGHTS = (0.0, 0.5, 1.0)
 
 
 def run(args):
     """The experiment of ``examples/joint_upsampling.py``: (results, details, figure
-    arguments).  Per factor and image weight, lam is learned on the training split;
+    arguments).  Per factor and image weight, lam is learned on the training split over
+    the frozen embedder; from each factor's best image weight on validation, the embedder
+    and the lams are fine-tuned end to end (:func:`finetune`).  Frozen or fine-tuned,
     the image weight and the back-projection steps are chosen on validation."""
     t = time.time()
     sets = {split: scenes(split, n, args.size) for split, n in
@@ -162,10 +194,10 @@ def run(args):
                                  args.batch_size, args.seed)
     emb = {k: embed_images(embedder, v) for k, v in images.items()}
     details["embedder_seconds"] = round(time.time() - t, 1)
-    results, shown = {}, {}
+    frozen = {}  # per factor: val EPE of (image weight, steps), learned lams
     for f in FACTORS:
         t = time.time()
-        lo = {k: avg_pool_flow(v[2], f) for k, v in sets.items()}
+        lo_val = avg_pool_flow(sets["val"][2], f)
         val, lams = {}, {}
         for a in IMAGE_WEIGHTS:
             manual_seed(args.seed)
@@ -176,21 +208,56 @@ def run(args):
             lams[a] = float(model.up.lam.item())
             g = guide(images["val"], emb["val"], a)
             for T in range(2 * args.iterations + 1):
-                val[(a, T)] = end_point_error(upsample(model, lo["val"], g, T), sets["val"][2])
-        a, T = min(val, key=lambda k: (val[k], k))
-        model = JointUpsampler(f, lam_init=lams[a])
-        seg_test = upsample(model, lo["test"], guide(images["test"], emb["test"], a), T)
+                val[(a, T)] = end_point_error(upsample(model, lo_val, g, T), sets["val"][2])
+        frozen[f] = {"val": val, "lams": lams, "seconds": round(time.time() - t, 1)}
+    # end to end, from each factor's best image weight and its lam on the frozen embedder
+    t = time.time()
+    weights = {f: min(frozen[f]["val"], key=lambda k: (frozen[f]["val"][k], k))[0]
+               for f in FACTORS}
+    models = {f: JointUpsampler(f, lam_init=frozen[f]["lams"][weights[f]]) for f in FACTORS}
+    losses = finetune(embedder, models, weights, images["train"], sets["train"][2],
+                      args.ft_steps, args.iterations, args.batch_size, args.seed,
+                      lr=args.ft_lr)
+    tuned = {k: embed_images(embedder, images[k]) for k in ("val", "test")}
+    details["end_to_end"] = {"steps": args.ft_steps, "lr": args.ft_lr,
+                             "image_weights": {f"x{f}": w for f, w in weights.items()},
+                             "loss_first_last_10": [float(np.mean(losses[:10])),
+                                                    float(np.mean(losses[-10:]))]
+                             if losses else [],
+                             "seconds": round(time.time() - t, 1)}
+    results, shown = {}, {}
+    for f in FACTORS:
+        lo = {k: avg_pool_flow(v[2], f) for k, v in sets.items()}
+        a, lam = weights[f], float(models[f].up.lam.item())
+        models[f].eval()
+        g_tuned = guide(images["val"], tuned["val"], a)
+        val_tuned = {T: end_point_error(upsample(models[f], lo["val"], g_tuned, T),
+                                        sets["val"][2])
+                     for T in range(2 * args.iterations + 1)}
+        choices = {("frozen", w, T): v for (w, T), v in frozen[f]["val"].items()}
+        choices.update({("end_to_end", a, T): v for T, v in val_tuned.items()})
+        kind, a, T = min(choices, key=lambda k: (choices[k], k))
+        if kind == "frozen":
+            model, e_test = JointUpsampler(f, lam_init=frozen[f]["lams"][a]), emb["test"]
+        else:
+            model, e_test = models[f], tuned["test"]
+        seg_test = upsample(model, lo["test"], guide(images["test"], e_test, a), T)
         bil_test = _bilinear(lo["test"], args.size)
         key = f"x{f}"
         results[key] = {"bilinear": end_point_error(bil_test, sets["test"][2]),
                         "segaware": end_point_error(seg_test, sets["test"][2])}
         details[key] = {
             "val": {"bilinear": end_point_error(_bilinear(lo["val"], args.size), sets["val"][2]),
-                    "segaware": {f"image_weight={w} iterations={n}": v
-                                 for (w, n), v in val.items()}},
-            "chosen": {"image_weight": a, "iterations": T, "lam": lams[a]},
-            "lams": {str(w): v for w, v in lams.items()},
-            "seconds": round(time.time() - t, 1)}
+                    "segaware_frozen_embedder": {
+                        f"image_weight={w} iterations={n}": v
+                        for (w, n), v in frozen[f]["val"].items()},
+                    "segaware_end_to_end": {f"image_weight={weights[f]} iterations={n}": v
+                                            for n, v in val_tuned.items()}},
+            "chosen": {"embedder": kind, "image_weight": a, "iterations": T,
+                       "lam": float(model.up.lam.item())},
+            "lams_frozen_embedder": {str(w): v for w, v in frozen[f]["lams"].items()},
+            "lam_end_to_end": lam,
+            "seconds_frozen_embedder": frozen[f]["seconds"]}
         shown[f"bilinear x{f}"], shown[f"segaware x{f}"] = bil_test, seg_test
     figure_data = (images["test"], sets["test"][2], shown, mean)
     return results, details, figure_data
