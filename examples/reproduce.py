@@ -61,11 +61,15 @@ SEGNET = {"widths": [16, 32, 48, 64], "fc_width": 128, "fc6_dilation": 2, "dropo
 # 1.301; the filter once at lam 1 (trained), keep 0.5: 1.354.  lam 5 was the best of
 # 0.5-40 for the filter applied to the baseline's flow.  The motion embedder trains 6
 # epochs: that filter's validation EPE was 1.306 with 4 and 1.297 with 6.
-# Its upsamplings (1/16 -> 1/8 -> 1/4 -> 1) are segmentation-aware
-# (docs/results/flow_upsample: validation EPE, seed 0, 1.2975 bilinear, 1.2907 the
-# last one only, 1.2818 all three).
+# Its upsamplings (1/16 -> 1/8 -> 1/4 -> 1) are segmentation-aware, their lams starting
+# at 10, and so are the decoder's convolutions (aware_decoder); the motion embedder is
+# fine-tuned through the flow loss at flow_emb_mult (COMMON) x the lr.  Validation EPE,
+# seed 0 (docs/results/flow_upsample; control 1.3564): bilinear 1.2975; the upsamplings,
+# lams from 0: 1.2818, from 10: 1.2745; with the decoder's convolutions 1.2730; the
+# embedder fine-tuned x1 1.2605, x3 1.2544, x10 1.2536; both 1.2585 (x1), 1.2539 (x3).
 FLOWNET = {"widths": [16, 24, 32, 48], "bf_repeat": 4, "bf_lam_init": 5.0,
-           "upsample": "segaware+decoder"}
+           "upsample": "segaware+decoder", "up_lam_init": 10.0,
+           "aware_decoder": ["up3", "predict3", "up2"]}
 PRESETS = {
     # the README's main job: no flow (it shows Table 1's point in under 5 minutes)
     "quick": {"size": 64, "count": 1024, "flow_count": 1024, "val_count": 128,
@@ -92,13 +96,14 @@ PRESETS = {
 # its centre tap gains).
 COMMON = {"batch_size": 8, "seg_batch_size": 4, "emb_lr": 5e-3, "seg_lr": 3e-3,
           "ft_lr": 1e-3, "flow_lr": 5e-3, "flow_ft_lr": 1e-3, "lam_mult": 10.0,
+          "flow_emb_mult": 3.0,
           "keep_all": 0.9, "keep_fc6": 0.5, "keep_flow": 0.9, "keep_all_end": None,
           "keep_all_fc6": None, "e2e_emb_mult": 0.3, "e2e_aux_weight": 1.0,
           "segnet": SEGNET, "flownet": FLOWNET}
 OVERRIDES = ("size", "count", "flow_count", "emb_epochs", "flow_emb_epochs", "seg_epochs",
              "ft_epochs", "flow_epochs", "flow_ft_epochs")
 FLOAT_OVERRIDES = ("keep_all", "keep_all_end", "keep_all_fc6", "keep_fc6", "keep_flow",
-                   "e2e_emb_mult", "e2e_aux_weight")
+                   "e2e_emb_mult", "e2e_aux_weight", "flow_emb_mult")
 
 
 def config(args):
@@ -215,6 +220,8 @@ def main(argv=None):
     p.add_argument("--rows", nargs="+", choices=list(SEG_ROWS), metavar="ROW",
                    help="Table 1 rows to run (the control always runs); default: the "
                    "preset's")
+    p.add_argument("--flow-emb-mult", type=nonnegative_float, help="lr multiplier of the "
+                   "motion embedder in the segmentation-aware flow row (0: frozen)")
     p.add_argument("--no-flow", action="store_true", help="skip the flow comparison")
     p.add_argument("--flow-upsample", choices=FlowNetS.UPSAMPLE, help="upsampling of the "
                    "segmentation-aware flow row's 1/4-resolution prediction and decoder "

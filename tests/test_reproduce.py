@@ -50,6 +50,27 @@ def _check_embedders(out, rows):
         assert checked == 8    # the eight rows but the control and the oracle
 
 
+def _check_flow_rows(out, flownet, emb_mult):
+    """The segmentation-aware flow row has the preset's upsamplings and decoder
+    layers, and its motion embedder moved from the trained one when it fine-tunes it
+    (``emb_mult`` > 0), else not; the control is the plain bilinear network."""
+    from segnp.experiments import load_run
+    from segnp.experiments.runs import load_state
+    for seed in (0, 1):
+        runs = os.path.join(out, "runs", f"seed{seed}")
+        trained = load_state(os.path.join(runs, "flow_embedding", "checkpoint.npz"))[0]
+        net = load_run(os.path.join(runs, "flow_segaware", "checkpoint.npz"))[0]
+        assert net.upsample == flownet["upsample"]
+        assert net.aware_decoder == tuple(flownet["aware_decoder"])
+        assert float(net.up_flow.lam.data) != flownet["up_lam_init"]   # learned
+        state = net.embedder.state_dict()
+        same = [np.array_equal(state[k], trained[k]) for k in trained]
+        assert not any(same) if emb_mult > 0 else all(same)
+        control = load_run(os.path.join(runs, "flow_baseline", "checkpoint.npz"))[0]
+        assert control.embedder is None and control.up_flow is None
+        assert control.aware_decoder == () and control.segaware_layers() == []
+
+
 def test_reproduce_tiny_end_to_end(tmp_path, capsys):
     mod = _reproduce()
     out = str(tmp_path / "results")
@@ -94,6 +115,7 @@ def test_reproduce_tiny_end_to_end(tmp_path, capsys):
         assert seg["FC6 segaware"]["calibration"]["fc6"]["lam"] == \
             pytest.approx(seg["all segaware"]["calibration"]["fc6"]["lam"], rel=1e-6)
     _check_embedders(out, mod.SEG_ROWS)
+    _check_flow_rows(out, mod.FLOWNET, mod.COMMON["flow_emb_mult"])
     # an existing output is refused without --resume
     with pytest.raises(ValueError, match="already holds runs"):
         mod.main(args)

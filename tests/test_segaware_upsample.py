@@ -92,6 +92,31 @@ def test_flownet_upsample_errors():
         net(np.zeros((1, 6, 16, 16), np.float32))
 
 
+def test_flownet_aware_decoder_starts_at_the_plain_network():
+    """aware_decoder makes those decoder convolutions segmentation-aware, unnormalised:
+    at lam = 0 the network equals the plain one, also on the 1/8 maps' borders; the
+    layers are listed with their strides, before the prediction layer, and a lam > 0
+    changes the flow and gets a gradient."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 6, 30, 36)).astype(np.float32)
+    e = rng.standard_normal((2, 4, 30, 36)).astype(np.float32)
+    plain = FlowNetS(segaware=True)
+    aware = FlowNetS(segaware=True, aware_decoder=["up2", "predict3", "up3"])
+    aware.load_state_dict(plain.state_dict(), strict=False)
+    np.testing.assert_allclose(aware(x, e)[0].numpy(), plain(x, e)[0].numpy(), atol=1e-5)
+    assert [(n, s) for n, _, s in aware.segaware_layers()] == [
+        ("up3", 8), ("predict3", 8), ("up2", 4), ("predict2", 4)]
+    aware.predict3.lam.data[...] = 3.0
+    flow, scales = aware(x, e)
+    assert not np.allclose(scales[1].numpy(), plain(x, e)[1][1].numpy(), atol=1e-3)
+    flow.sum().backward()
+    assert aware.predict3.lam.grad is not None and aware.up3.lam.grad is not None
+    with pytest.raises(ValueError, match=r"aware_decoder must name layers of .*'up4'"):
+        FlowNetS(segaware=True, aware_decoder=["up4"])
+    with pytest.raises(ValueError, match=r"aware_decoder .*segaware=True.*segaware=False"):
+        FlowNetS(aware_decoder=["up3"])
+
+
 def test_numpy_kernel_does_not_depend_on_the_threads(spread):
     """Pieces of images fixed by the shapes: the same bits on two threads as on one."""
     rng = np.random.default_rng(1)

@@ -27,8 +27,10 @@ Per seed:
    with segmentation-aware layers reports the mean mask of same- and
    different-region taps on test.
 4. **Flow**: a baseline FlowNetS, then the control and the segmentation-aware variant
-   fine-tuned from it; the EPE of the best constant flow per image (its mean) is the
-   floor a network must beat.
+   fine-tuned from it for the same steps with the same data order; the
+   segmentation-aware variant's motion embedder is fine-tuned through the flow loss
+   at ``flow_emb_mult`` times the lr (0: frozen).  The EPE of the best constant flow
+   per image (its mean) is the floor a network must beat.
 
 Every row is evaluated on the validation split and on the test split: choices (the
 mask hardness ``keep``, the number of steps) are made on validation
@@ -225,8 +227,8 @@ def job_flow_row(out, cfg, seed, name, deps):
     net, _ = run_flow(out, sets["train"], segaware=segaware, epochs=cfg["flow_ft_epochs"],
                       lr=cfg["flow_ft_lr"], batch_size=cfg["batch_size"], seed=seed,
                       model=cfg["flownet"], embedder=emb if segaware else None, init=init,
-                      lam_mult=cfg["lam_mult"], embedder_mult=0.0, progress=False,
-                      resume=True, lams=lams, train_lams=not segaware)
+                      lam_mult=cfg["lam_mult"], embedder_mult=cfg["flow_emb_mult"],
+                      progress=False, resume=True, lams=lams, train_lams=not segaware)
     inp = emb[1]["input"]
     res = {"checkpoint": os.path.join(out, CHECKPOINT)}
     if stats is not None:

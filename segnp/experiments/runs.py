@@ -299,8 +299,9 @@ def run_flow(out_dir, train, test=None, segaware=False, epochs=6, batch_size=8, 
     manual_seed(seed)
     paper = is_paper(model)
     mcfg = dict({} if paper else FLOWNET_DEFAULTS, **(model or {}), segaware=bool(segaware))
-    if not segaware:  # the control keeps bilinear upsampling (FlowNetS's ``upsample``)
-        mcfg.pop("upsample", None)
+    if not segaware:  # the control keeps bilinear upsampling and plain convolutions
+        for key in ("upsample", "up_lam_init", "aware_decoder"):
+            mcfg.pop(key, None)
     if segaware and embedder is None:
         raise ValueError("run_flow: segaware=True needs a pre-trained embedder")
     net, config = _task_network("flow", mcfg, train, embedder if segaware else None, init)

@@ -21,7 +21,8 @@ segmentation-aware bilinear upsampling of issue 22 (:class:`~segnp.nn.SegAwareUp
 guided by the full-resolution embeddings of frame 1, so that a motion boundary is not
 blurred across 4 pixels before any mask sees it); ``"segaware+decoder"`` also upsamples
 the decoder's 1/16 and 1/8 predictions that way (guided by the embeddings' pixels at
-1/8 and 1/4).  Both equal the bilinear network at lam = 0, their initial lam, so a
+1/8 and 1/4).  With ``segaware=True``, ``aware_decoder`` makes decoder convolutions
+segmentation-aware too.  Both equal the bilinear network at lam = 0, their initial lam, so a
 network fine-tuned from a bilinear checkpoint starts where it was.
 """
 from .. import functions as F
@@ -53,16 +54,25 @@ class FlowNetS(nn.Module):
         upsample: "bilinear", "segaware" or "segaware+decoder" (module docstring); the
             segmentation-aware ones need embeddings, like ``segaware``.
         up_lam_init: the initial lam of those upsamplings (0: bilinear).
+        aware_decoder: names of decoder convolutions, of ``AWARE_DECODER``, that are
+            also segmentation-aware with ``segaware`` (masked by the embeddings' pixels
+            at their resolution; their lams are set like the prediction layer's).
+            They are not normalised, so that at lam = 0 they equal the convolutions
+            of the bilinear network also on the small maps' borders.
     """
 
     UPSAMPLE = ("bilinear", "segaware", "segaware+decoder")
+
+    # The decoder's convolutions that ``aware_decoder`` may make segmentation-aware,
+    # with the stride of the map each one runs on.
+    AWARE_DECODER = {"up3": 8, "predict3": 8, "up2": 4}
 
     # The strides of the side predictions, in the order forward returns them.
     SCALE_STRIDES = (16, 8, 4)
 
     def __init__(self, widths=(16, 32, 64, 96), segaware=False, bf_ksize=9, embedder=None,
                  norm="l1", lam_init=0.0, bf_lam_init=1.0, in_channels=6, bf_repeat=1,
-                 upsample="bilinear", up_lam_init=0.0):
+                 upsample="bilinear", up_lam_init=0.0, aware_decoder=()):
         super().__init__()
         w1, w2, w3, w4 = check_widths("FlowNetS", widths, 4)
         if min(w2, w3) < 2:
@@ -77,6 +87,20 @@ class FlowNetS(nn.Module):
             raise ValueError(f"FlowNetS: upsample must be one of {self.UPSAMPLE}; got "
                              f"{upsample!r}")
         self.upsample = upsample
+        aware_decoder = tuple(aware_decoder)
+        if not set(aware_decoder) <= set(self.AWARE_DECODER) or (aware_decoder
+                                                                 and not segaware):
+            raise ValueError(f"FlowNetS: aware_decoder must name layers of "
+                             f"{tuple(self.AWARE_DECODER)}, with segaware=True; got "
+                             f"{aware_decoder!r} (segaware={segaware!r})")
+        self.aware_decoder = tuple(n for n in self.AWARE_DECODER if n in aware_decoder)
+
+        def conv(name, cin, cout):
+            if name in aware_decoder:
+                return nn.SegAwareConv2d(cin, cout, 3, norm=norm, normalize=False,
+                                         lam_init=lam_init)
+            return nn.Conv2d(cin, cout, 3, padding=1)
+
         self.embedder = embedder
         self.conv1 = nn.Conv2d(in_channels, w1, 3, stride=2, padding=1)
         self.conv2 = nn.Conv2d(w1, w2, 3, stride=2, padding=1)
@@ -85,9 +109,9 @@ class FlowNetS(nn.Module):
         self.conv4 = nn.Conv2d(w3, w4, 3, stride=2, padding=1)
         self.conv4_1 = nn.Conv2d(w4, w4, 3, padding=1)
         self.predict4 = nn.Conv2d(w4, 2, 3, padding=1)
-        self.up3 = nn.Conv2d(w4, w3 // 2, 3, padding=1)
-        self.predict3 = nn.Conv2d(w3 + w3 // 2 + 2, 2, 3, padding=1)
-        self.up2 = nn.Conv2d(w3 + w3 // 2 + 2, w2 // 2, 3, padding=1)
+        self.up3 = conv("up3", w4, w3 // 2)
+        self.predict3 = conv("predict3", w3 + w3 // 2 + 2, 2)
+        self.up2 = conv("up2", w3 + w3 // 2 + 2, w2 // 2)
         cin2 = w2 + w2 // 2 + 2
         if segaware:
             self.predict2 = nn.SegAwareConv2d(cin2, 2, 3, norm=norm, lam_init=lam_init)
@@ -109,8 +133,12 @@ class FlowNetS(nn.Module):
 
     def segaware_layers(self):
         """[(name, SegAwareConv2d, stride of its input map)]: the prediction layer of
-        the segmentation-aware variant, at 1/4 resolution; [] for the plain one."""
-        return [("predict2", self.predict2, 4)] if self.segaware else []
+        the segmentation-aware variant, at 1/4 resolution, and the ``aware_decoder``
+        layers; [] for the plain one."""
+        if not self.segaware:
+            return []
+        return [(n, getattr(self, n), self.AWARE_DECODER[n]) for n in self.aware_decoder] + [
+            ("predict2", self.predict2, 4)]
 
     def forward(self, x, e=None):
         """Flow for frame pairs x (N, 6, H, W); ``e`` (N, D, H, W) overrides the
@@ -132,10 +160,10 @@ class FlowNetS(nn.Module):
         c4 = F.leaky_relu(self.conv4_1(F.leaky_relu(self.conv4(c3), 0.1)), 0.1)
         flow4 = self.predict4(c4)
         s3, s2 = tuple(c3.shape[2:]), tuple(c2.shape[2:])
-        u3 = F.leaky_relu(self.up3(upsample_point(c4, 2, s3)), 0.1)
+        u3 = F.leaky_relu(self._conv("up3", upsample_point(c4, 2, s3), e), 0.1)
         j3 = F.concat([c3, u3, self._up_flow(self.up_flow4, flow4, 2, s3, e, 8)], axis=1)
-        flow3 = self.predict3(j3)
-        u2 = F.leaky_relu(self.up2(upsample_point(j3, 2, s2)), 0.1)
+        flow3 = self._conv("predict3", j3, e)
+        u2 = F.leaky_relu(self._conv("up2", upsample_point(j3, 2, s2), e), 0.1)
         j2 = F.concat([c2, u2, self._up_flow(self.up_flow3, flow3, 2, s2, e, 4)], axis=1)
         if self.segaware:
             flow2 = self.predict2(j2, subsample_point(e, 4))
@@ -145,6 +173,13 @@ class FlowNetS(nn.Module):
         if self.bf is not None:
             flow = self.bf(flow, e)
         return flow, [flow4, flow3, flow2]
+
+    def _conv(self, name, x, e):
+        """Decoder convolution ``name`` of x, masked by the embeddings' pixels at its
+        stride when it is one of ``aware_decoder``."""
+        if name in self.aware_decoder:
+            return getattr(self, name)(x, subsample_point(e, self.AWARE_DECODER[name]))
+        return getattr(self, name)(x)
 
     @staticmethod
     def _up_flow(layer, flow, factor, size, e, e_stride):
