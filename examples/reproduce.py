@@ -28,8 +28,10 @@ columns of one-seed runs (``--seeds 0 --rows ... --no-flow``) with other setting
 Writes ``--out/REPORT.md``, ``results.json``, the figures
 ``fig3_embeddings.png``, ``fig4_bilateral.png``, ``fig7_trimap.png``,
 ``fig8_flow.png``, and each run's checkpoint and log under ``--out/runs``;
-``--resume`` reuses finished runs.
+``--resume`` reuses finished runs, and refuses settings other than those they were made
+with (``--out/settings.json``; seeds, rows and ``--no-flow`` may change).
 """
+import json
 import os
 import sys
 import time
@@ -104,6 +106,29 @@ OVERRIDES = ("size", "count", "flow_count", "emb_epochs", "flow_emb_epochs", "se
              "ft_epochs", "flow_epochs", "flow_ft_epochs")
 FLOAT_OVERRIDES = ("keep_all", "keep_all_end", "keep_all_fc6", "keep_fc6", "keep_flow",
                    "e2e_emb_mult", "e2e_aux_weight", "flow_emb_mult")
+
+
+# What a resumed run may change: which seeds, rows and comparisons run.  Every other
+# setting shapes the runs themselves, and a finished run trained with another value
+# would be reused under the new one's name.
+RESUME_FREE = ("seeds", "rows", "flow", "preset")
+SETTINGS = "settings.json"
+
+
+def check_settings(out, cfg, resume):
+    """Refuse to resume the runs in ``out`` with settings other than theirs; return the
+    settings to record there."""
+    mine = json.loads(json.dumps({k: v for k, v in cfg.items() if k not in RESUME_FREE}))
+    path = os.path.join(out, SETTINGS)
+    if resume and os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            saved = json.load(f)
+        changed = sorted(k for k in set(saved) | set(mine) if saved.get(k) != mine.get(k))
+        if changed:
+            was = ", ".join(f"{k}={saved.get(k)!r} (now {mine.get(k)!r})" for k in changed)
+            raise RunError(f"--resume: the runs in {out!r} were made with {was}; resume "
+                           f"them with those settings, or choose another --out")
+    return mine
 
 
 def config(args):
@@ -238,7 +263,9 @@ def main(argv=None):
     if os.path.exists(os.path.join(args.out, "runs")) and not args.resume:
         raise RunError(f"{args.out!r} already holds runs; pass --resume to reuse them or "
                        f"choose another --out")
+    settings = check_settings(args.out, cfg, args.resume)
     os.makedirs(args.out, exist_ok=True)
+    write_json(os.path.join(args.out, SETTINGS), settings)
     t0 = time.perf_counter()
     prepare_data(cfg, progress=not args.no_progress)
     jobs = [j for s in cfg["seeds"] for j in seed_jobs(args.out, cfg, s)

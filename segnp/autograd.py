@@ -11,9 +11,10 @@ graph), ties broken by call order, so the result is deterministic and a chain of
 length backpropagates without recursion.  Every gradient edge is checked for the shape
 and dtype of its input.
 
-The grad mode (``no_grad``, in ``grad_mode.py``) is per thread.  In-place operators (``t -= lr * g``) write
-into ``t.data``; each bumps the tensor's version, and a backward pass through a call
-that used an older version refuses to run (its saved arrays would be stale).
+The grad mode (``no_grad``, in ``grad_mode.py``) is per thread.  In-place operators
+(``t -= lr * g``) write into ``t.data``; each bumps the tensor's version, and a backward
+pass through a call that used an older version refuses to run (its saved arrays would
+be stale).
 """
 import heapq
 import itertools

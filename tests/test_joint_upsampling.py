@@ -14,8 +14,8 @@ from segnp.models import EmbeddingNet
 EXAMPLE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                        "examples", "joint_upsampling.py")
 TINY = ["--size", "16", "--count", "8", "--val-count", "4", "--test-count", "4",
-        "--emb-steps", "2", "--steps", "2", "--ft-steps", "2", "--iterations", "1", "--batch-size", "4",
-        "--no-progress"]
+        "--emb-steps", "2", "--steps", "2", "--ft-steps", "2", "--iterations", "1",
+        "--batch-size", "4", "--no-progress"]
 
 
 def script():

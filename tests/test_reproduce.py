@@ -125,3 +125,30 @@ def test_reproduce_tiny_end_to_end(tmp_path, capsys):
         pytest.approx(results[0]["segmentation"]["all + CRF"]["miou"])
     assert again[1]["flow"]["segaware"]["epe"] == \
         pytest.approx(results[1]["flow"]["segaware"]["epe"])
+    # ... but not under settings other than those the runs were made with; the refusal
+    # comes before anything in --out is touched
+    before = {f: os.path.getmtime(os.path.join(out, f)) for f in os.listdir(out)}
+    with pytest.raises(ValueError, match=r"--resume: the runs in .* were made with "
+                                         r"flow_emb_mult=3\.0 \(now 0\.5\)"):
+        mod.main(args + ["--resume", "--flow-emb-mult", "0.5"])
+    assert {f: os.path.getmtime(os.path.join(out, f)) for f in os.listdir(out)} == before
+
+
+def test_reproduce_resume_keeps_settings_but_not_seeds_or_rows(tmp_path):
+    mod = _reproduce()
+    base = {"size": 32, "flow_emb_mult": 3.0, "flownet": {"widths": [8]},
+            "seeds": [0], "rows": ["baseline"], "flow": True, "preset": "tiny"}
+    out = str(tmp_path)
+    saved = mod.check_settings(out, base, resume=False)
+    assert "seeds" not in saved and saved["flownet"] == {"widths": [8]}
+    with open(os.path.join(out, mod.SETTINGS), "w") as f:
+        json.dump(saved, f)
+    # seeds, rows, --no-flow and the preset's name may change; tuples match their lists
+    more = dict(base, seeds=[0, 1], rows=["baseline", "all segaware"], flow=False,
+                preset="default", flownet={"widths": (8,)})
+    assert mod.check_settings(out, more, resume=True) == saved
+    with pytest.raises(ValueError, match=r"flownet=\{'widths': \[8\]\} "
+                                         r"\(now \{'widths': \[16\]\}\), size=32 \(now 64\)"):
+        mod.check_settings(out, dict(base, size=64, flownet={"widths": [16]}), resume=True)
+    # a fresh run (no --resume) records its own settings
+    assert mod.check_settings(out, dict(base, size=64), resume=False)["size"] == 64

@@ -9,7 +9,9 @@ takes the flow of the samples on its own side, and back-projection removes what 
 pooled samples that straddle the boundary mixed in.  The guide is the concatenation of
 frame 1 (times a weight) and the embeddings of a motion embedder trained on the
 generator's instance labels of frame 1 (Eqs. 1-2).  The upsampler's lam is learned with
-the end-point error (through the back-projection steps); the image weight and the
+the end-point error (through the back-projection steps) over the frozen embedder; then
+the embedder and both factors' lams are fine-tuned together through the sum of their
+errors (``finetune``).  The embedder (frozen or fine-tuned), the image weight and the
 number of steps at test time are chosen on the validation split.
 """
 import time

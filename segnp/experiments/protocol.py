@@ -138,17 +138,16 @@ def _quality(e, images, labels):
     return quality
 
 
-def _pretrain(run, kind, out, cfg, seed, prefix, batch_size, model):
+def _pretrain(run, kind, out, cfg, seed, epochs, lr, batch_size, model):
     """Train a task's plain network from scratch (the rows' shared baseline)."""
-    run(out, _splits(kind, cfg)["train"], epochs=cfg[prefix + "_epochs"],
-        lr=cfg[prefix + "_lr"], batch_size=cfg[batch_size], seed=seed, model=cfg[model],
-        progress=False, resume=True)
+    run(out, _splits(kind, cfg)["train"], epochs=epochs, lr=lr, batch_size=batch_size,
+        seed=seed, model=model, progress=False, resume=True)
     return {"checkpoint": os.path.join(out, CHECKPOINT)}
 
 
 def job_seg_baseline(out, cfg, seed, deps):
-    return _pretrain(run_segmentation, "segmentation", out, cfg, seed, "seg",
-                     "seg_batch_size", "segnet")
+    return _pretrain(run_segmentation, "segmentation", out, cfg, seed, cfg["seg_epochs"],
+                     cfg["seg_lr"], cfg["seg_batch_size"], cfg["segnet"])
 
 
 def job_seg_row(out, cfg, seed, name, deps, curve=tuple(range(1, 21))):
@@ -210,7 +209,8 @@ def _mask_report(net, test, inp, num_classes, oracle, end_to_end):
 
 
 def job_flow_baseline(out, cfg, seed, deps):
-    return _pretrain(run_flow, "flow", out, cfg, seed, "flow", "batch_size", "flownet")
+    return _pretrain(run_flow, "flow", out, cfg, seed, cfg["flow_epochs"], cfg["flow_lr"],
+                     cfg["batch_size"], cfg["flownet"])
 
 
 def job_flow_row(out, cfg, seed, name, deps):

@@ -107,7 +107,8 @@ _EMBEDDERS = (
     ("semantic (class labels)", lambda r: r.get("masks")),
     (f"semantic, fine-tuned in \"{END_TO_END}\"",
      lambda r: r["segmentation"].get(END_TO_END, {}).get("embedder_masks")),
-    ("motion (instance labels)", lambda r: r.get("flow_masks")))
+    # the flow row then tunes its copy of this embedder (flow_emb_mult)
+    ("motion (instance labels), before the flow row tunes it", lambda r: r.get("flow_masks")))
 
 
 def summary_lines(results):

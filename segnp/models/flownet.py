@@ -22,8 +22,9 @@ guided by the full-resolution embeddings of frame 1, so that a motion boundary i
 blurred across 4 pixels before any mask sees it); ``"segaware+decoder"`` also upsamples
 the decoder's 1/16 and 1/8 predictions that way (guided by the embeddings' pixels at
 1/8 and 1/4).  With ``segaware=True``, ``aware_decoder`` makes decoder convolutions
-segmentation-aware too.  Both equal the bilinear network at lam = 0, their initial lam, so a
-network fine-tuned from a bilinear checkpoint starts where it was.
+segmentation-aware too.  All of them equal the plain bilinear network at lam = 0 (the
+default ``lam_init`` and ``up_lam_init``), so a network fine-tuned from a plain checkpoint
+at those defaults starts where it was.
 """
 from .. import functions as F
 from .. import nn
@@ -47,7 +48,7 @@ class FlowNetS(nn.Module):
             the full-resolution flow (lam starting at ``bf_lam_init``), both masked by
             the embeddings of frame 1 (Sec. 5.2).
         embedder: maps frame 1 (N, 3, H, W) to ``(e, side_outputs)``; or pass ``e``.
-        norm: the embedding distance of both masks (Eq. 3).
+        norm: the embedding distance of every mask (Eq. 3).
         in_channels: channels of the concatenated frames (6 for two RGB frames).
         bf_repeat: how many times the bilateral filter is applied, with one mask (the
             "x4" of Table 1).

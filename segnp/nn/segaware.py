@@ -114,4 +114,3 @@ class BilateralFilter(_LamWindow):
     def forward(self, x, e):
         return F.segaware_bilateral(x, e, self.lam, self.ksize, self.dilation, self.norm,
                                     self.repeat, self.include_center)
-
