@@ -87,7 +87,8 @@ def test_finetune_trains_the_embedder_and_both_lams_through_the_epe():
     net = EmbeddingNet(widths=(4, 4, 4), embed_dim=4, side_dim=2)
     before = [p.numpy().copy() for p in net.parameters()]
     models = {4: JointUpsampler(4, lam_init=1.0), 8: JointUpsampler(8, lam_init=1.0)}
-    losses = finetune(net, models, {4: 0.5, 8: 0.0}, x, flow, steps=12, iterations=1,
+    lo = {f: avg_pool_flow(flow, f) for f in models}
+    losses = finetune(net, models, {4: 0.5, 8: 0.0}, x, lo, flow, steps=12, iterations=1,
                       batch_size=4, seed=0, lr=0.05)
     assert len(losses) == 12 and all(np.isfinite(losses))
     assert losses[-1] < losses[0]

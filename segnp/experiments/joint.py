@@ -80,27 +80,43 @@ def _batches(rng, n, batch_size, steps):
         order = order[batch_size:]
 
 
+def _fit(params, loss_of, n, steps, batch_size, seed, lr, poly=True):
+    """Adam on ``params`` for ``steps`` batches of an epoch-wise shuffled range(n), the
+    loss of a batch of indices being ``loss_of(idx)``; with ``poly``, the poly schedule
+    from ``lr``.  Returns the loss of each step."""
+    opt = Adam(params, lr=lr)
+    rng = np.random.default_rng(seed)
+    losses = []
+    for i, idx in enumerate(_batches(rng, n, batch_size, steps)):
+        if poly:
+            for group in opt.param_groups:
+                group["lr"] = lr * (1 - i / max(1, steps)) ** 0.9
+        loss = loss_of(idx)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.item()))
+    return losses
+
+
 def pretrain_embedder(images, instances, steps, batch_size, seed, lr=5e-3, dilations=(1, 2, 5)):
     """An EmbeddingNet trained on frame 1's instances with the embedding loss of the
     final embedding and the side outputs (Sec. 4.1; pairs at ``dilations``), Adam with a
     poly schedule."""
     manual_seed(seed)
     net = EmbeddingNet(**EMBEDDER)
-    opt = Adam(net.parameters(), lr=lr)
-    rng = np.random.default_rng(seed)
     xp = get_backend().xp
-    for i, idx in enumerate(_batches(rng, len(images), batch_size, steps)):
-        for group in opt.param_groups:
-            group["lr"] = lr * (1 - i / max(1, steps)) ** 0.9
+
+    def loss_of(idx):
         e, sides = net(Tensor(xp.asarray(images[idx])))
         terms = embedding_loss_terms(e, sides, xp.asarray(instances[idx]),
                                      {"dilations": tuple(dilations)})
         loss = terms[0]
         for term in terms[1:]:
             loss = loss + term
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        return loss
+
+    _fit(net.parameters(), loss_of, len(images), steps, batch_size, seed, lr)
     return net
 
 
@@ -129,50 +145,40 @@ def upsample(model, lo, guides, iterations, batch_size=16):
     return np.concatenate(out)
 
 
-def learn_lam(model, guides, flow, steps, iterations, batch_size, seed, lr=0.05):
-    """lam learned with the end-point error of the upsampled pooled training flows (Adam);
-    the guide is fixed, so no gradient flows to the embeddings."""
-    lo_all = avg_pool_flow(flow, model.factor)
-    opt = Adam(model.parameters(), lr=lr)
-    rng = np.random.default_rng(seed)
+def learn_lam(model, guides, lo, flow, steps, iterations, batch_size, seed, lr=0.05):
+    """lam learned with the end-point error of the upsampled pooled training flows ``lo``
+    (Adam, a constant lr); the guide is fixed, so no gradient flows to the embeddings."""
     xp = get_backend().xp
-    for idx in _batches(rng, len(guides), batch_size, steps):
-        y = model(Tensor(xp.asarray(lo_all[idx])), Tensor(xp.asarray(guides[idx])), iterations)
-        loss = F.epe_loss(y, xp.asarray(flow[idx]))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+
+    def loss_of(idx):
+        y = model(Tensor(xp.asarray(lo[idx])), Tensor(xp.asarray(guides[idx])), iterations)
+        return F.epe_loss(y, xp.asarray(flow[idx]))
+
+    _fit(model.parameters(), loss_of, len(guides), steps, batch_size, seed, lr, poly=False)
     return model
 
 
-def finetune(embedder, models, image_weights, images, flow, steps, iterations, batch_size,
-             seed, lr=1e-2):
+def finetune(embedder, models, image_weights, images, lo, flow, steps, iterations,
+             batch_size, seed, lr=1e-2):
     """The embedder and every model's lam trained end to end (Adam, poly schedule) with
     the sum over factors of the end-point error of ``models[f]`` (guide
-    ``[image_weights[f] * frame 1, embedder(frame 1)]``) on the pooled training flows.
-    Returns the loss of each step."""
-    lo_all = {f: avg_pool_flow(flow, f) for f in models}
+    ``[image_weights[f] * frame 1, embedder(frame 1)]``) on the pooled training flows
+    ``lo[f]``.  Returns the loss of each step."""
     params = list(embedder.parameters()) + [p for m in models.values() for p in m.parameters()]
-    opt = Adam(params, lr=lr)
-    rng = np.random.default_rng(seed)
     xp = get_backend().xp
-    losses = []
-    for i, idx in enumerate(_batches(rng, len(images), batch_size, steps)):
-        for group in opt.param_groups:
-            group["lr"] = lr * (1 - i / max(1, steps)) ** 0.9
+
+    def loss_of(idx):
         x = xp.asarray(images[idx])
         e, _ = embedder(Tensor(x))
         loss = None
         for f, model in models.items():
             g = F.concat([Tensor(x * np.float32(image_weights[f])), e], axis=1)
-            y = model(Tensor(xp.asarray(lo_all[f][idx])), g, iterations)
+            y = model(Tensor(xp.asarray(lo[f][idx])), g, iterations)
             term = F.epe_loss(y, xp.asarray(flow[idx]))
             loss = term if loss is None else loss + term
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(float(loss.item()))
-    return losses
+        return loss
+
+    return _fit(params, loss_of, len(images), steps, batch_size, seed, lr)
 
 
 IMAGE_WEIGHTS = (0.0, 0.5, 1.0)
@@ -196,30 +202,31 @@ def run(args):
                                  args.batch_size, args.seed)
     emb = {k: embed_images(embedder, v) for k, v in images.items()}
     details["embedder_seconds"] = round(time.time() - t, 1)
+    # the pooled flows, per factor and split
+    lo = {f: {k: avg_pool_flow(v[2], f) for k, v in sets.items()} for f in FACTORS}
     frozen = {}  # per factor: val EPE of (image weight, steps), learned lams
     for f in FACTORS:
         t = time.time()
-        lo_val = avg_pool_flow(sets["val"][2], f)
         val, lams = {}, {}
         for a in IMAGE_WEIGHTS:
             manual_seed(args.seed)
             model = learn_lam(JointUpsampler(f), guide(images["train"], emb["train"], a),
-                              sets["train"][2], args.steps, args.iterations, args.batch_size,
-                              args.seed)
+                              lo[f]["train"], sets["train"][2], args.steps, args.iterations,
+                              args.batch_size, args.seed)
             model.eval()
             lams[a] = float(model.up.lam.item())
             g = guide(images["val"], emb["val"], a)
             for T in range(2 * args.iterations + 1):
-                val[(a, T)] = end_point_error(upsample(model, lo_val, g, T), sets["val"][2])
+                val[(a, T)] = end_point_error(upsample(model, lo[f]["val"], g, T), sets["val"][2])
         frozen[f] = {"val": val, "lams": lams, "seconds": round(time.time() - t, 1)}
     # end to end, from each factor's best image weight and its lam on the frozen embedder
     t = time.time()
     weights = {f: min(frozen[f]["val"], key=lambda k: (frozen[f]["val"][k], k))[0]
                for f in FACTORS}
     models = {f: JointUpsampler(f, lam_init=frozen[f]["lams"][weights[f]]) for f in FACTORS}
-    losses = finetune(embedder, models, weights, images["train"], sets["train"][2],
-                      args.ft_steps, args.iterations, args.batch_size, args.seed,
-                      lr=args.ft_lr)
+    losses = finetune(embedder, models, weights, images["train"],
+                      {f: lo[f]["train"] for f in FACTORS}, sets["train"][2], args.ft_steps,
+                      args.iterations, args.batch_size, args.seed, lr=args.ft_lr)
     tuned = {k: embed_images(embedder, images[k]) for k in ("val", "test")}
     details["end_to_end"] = {"steps": args.ft_steps, "lr": args.ft_lr,
                              "image_weights": {f"x{f}": w for f, w in weights.items()},
@@ -229,11 +236,10 @@ def run(args):
                              "seconds": round(time.time() - t, 1)}
     results, shown = {}, {}
     for f in FACTORS:
-        lo = {k: avg_pool_flow(v[2], f) for k, v in sets.items()}
         a, lam = weights[f], float(models[f].up.lam.item())
         models[f].eval()
         g_tuned = guide(images["val"], tuned["val"], a)
-        val_tuned = {T: end_point_error(upsample(models[f], lo["val"], g_tuned, T),
+        val_tuned = {T: end_point_error(upsample(models[f], lo[f]["val"], g_tuned, T),
                                         sets["val"][2])
                      for T in range(2 * args.iterations + 1)}
         choices = {("frozen", w, T): v for (w, T), v in frozen[f]["val"].items()}
@@ -243,13 +249,14 @@ def run(args):
             model, e_test = JointUpsampler(f, lam_init=frozen[f]["lams"][a]), emb["test"]
         else:
             model, e_test = models[f], tuned["test"]
-        seg_test = upsample(model, lo["test"], guide(images["test"], e_test, a), T)
-        bil_test = _bilinear(lo["test"], args.size)
+        seg_test = upsample(model, lo[f]["test"], guide(images["test"], e_test, a), T)
+        bil_test = _bilinear(lo[f]["test"], args.size)
         key = f"x{f}"
         results[key] = {"bilinear": end_point_error(bil_test, sets["test"][2]),
                         "segaware": end_point_error(seg_test, sets["test"][2])}
         details[key] = {
-            "val": {"bilinear": end_point_error(_bilinear(lo["val"], args.size), sets["val"][2]),
+            "val": {"bilinear": end_point_error(_bilinear(lo[f]["val"], args.size),
+                                                sets["val"][2]),
                     "segaware_frozen_embedder": {
                         f"image_weight={w} iterations={n}": v
                         for (w, n), v in frozen[f]["val"].items()},
