@@ -29,7 +29,7 @@ Writes ``--out/REPORT.md``, ``results.json``, the figures
 ``fig3_embeddings.png``, ``fig4_bilateral.png``, ``fig7_trimap.png``,
 ``fig8_flow.png``, and each run's checkpoint and log under ``--out/runs``;
 ``--resume`` reuses finished runs, and refuses settings other than those they were made
-with (``--out/settings.json``; seeds, rows and ``--no-flow`` may change).
+with (``--out/options.json``; seeds, rows and ``--no-flow`` may change).
 """
 import json
 import os
@@ -44,8 +44,8 @@ except ImportError:  # a source checkout without `pip install .`
 import numpy as np  # noqa: E402
 
 from segnp.command import fraction, nonnegative_float, nonnegative_int, positive_int  # noqa: E402
-from segnp.experiments.cli import (RunError, base_parser, run_script, setup,  # noqa: E402
-                                   write_json)
+from segnp.experiments.cli import (OPTIONS_NAME, RunError, base_parser,  # noqa: E402
+                                   read_options, run_script, setup, write_json)
 from segnp.models import FlowNetS  # noqa: E402
 from segnp.experiments.protocol import (FLOW_ROWS, SEG_ROWS, constant_flow,  # noqa: E402
                                         prepare_data, seed_jobs)
@@ -112,17 +112,15 @@ FLOAT_OVERRIDES = ("keep_all", "keep_all_end", "keep_all_fc6", "keep_fc6", "keep
 # setting shapes the runs themselves, and a finished run trained with another value
 # would be reused under the new one's name.
 RESUME_FREE = ("seeds", "rows", "flow", "preset")
-SETTINGS = "settings.json"
+SETTINGS = OPTIONS_NAME  # where every script records what --resume compares
 
 
 def check_settings(out, cfg, resume):
     """Refuse to resume the runs in ``out`` with settings other than theirs; return the
     settings to record there."""
     mine = json.loads(json.dumps({k: v for k, v in cfg.items() if k not in RESUME_FREE}))
-    path = os.path.join(out, SETTINGS)
-    if resume and os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            saved = json.load(f)
+    saved = read_options(out) if resume else None
+    if saved is not None:
         changed = sorted(k for k in set(saved) | set(mine) if saved.get(k) != mine.get(k))
         if changed:
             was = ", ".join(f"{k}={saved.get(k)!r} (now {mine.get(k)!r})" for k in changed)

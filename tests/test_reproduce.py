@@ -152,3 +152,8 @@ def test_reproduce_resume_keeps_settings_but_not_seeds_or_rows(tmp_path):
         mod.check_settings(out, dict(base, size=64, flownet={"widths": [16]}), resume=True)
     # a fresh run (no --resume) records its own settings
     assert mod.check_settings(out, dict(base, size=64), resume=False)["size"] == 64
+    # an unreadable record is one line, as in the training scripts
+    with open(os.path.join(out, mod.SETTINGS), "w") as f:
+        f.write("{not json")
+    with pytest.raises(ValueError, match="is not a readable options file"):
+        mod.check_settings(out, base, resume=True)
