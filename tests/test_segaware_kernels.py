@@ -274,6 +274,25 @@ def test_bilateral_backward_matches_loop_derivative(ks, s, p, d):
     directional(f, [x, m], 1, gm, gy, rng)
 
 
+@pytest.mark.parametrize("ks,s,p,d", [w for w in WINDOWS if w[1] == 1])
+@pytest.mark.parametrize("most", [0, np.inf])
+def test_bilateral_on_the_canvas_and_on_rectangles_match_the_loop(monkeypatch, ks, s, p, d,
+                                                                  most):
+    """Stride 1 runs the filter and its gx on a padded canvas unless that canvas is
+    much larger than the output: forced either way, every window gives the loop."""
+    from segnp.backends.numpy import segaware as ns
+    monkeypatch.setattr(ns, "_MOST_PADDING", most)
+    rng, x, _, _ = data(11)
+    N, C, H, W = x.shape
+    m = mask_for(rng, N, H, W, ks, s, p, d)
+    gy = rng.standard_normal((N, C) + m.shape[2:])
+    w = win(x, ks, s, p, d)
+    np.testing.assert_allclose(B.bilateral(x, m, w), loop_bilateral(x, m, ks, s, p, d),
+                               rtol=1e-10, atol=1e-12)
+    gx, _ = B.bilateral_backward(x, m, gy, w, need_m=False)
+    directional(lambda x_: loop_bilateral(x_, m, ks, s, p, d), [x], 0, gx, gy, rng)
+
+
 def test_bilateral_of_a_fully_masked_window_is_zero_not_nan():
     x = np.ones((1, 2, 4, 4))
     m = np.zeros((1, 9, 4, 4))

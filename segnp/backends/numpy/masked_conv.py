@@ -15,8 +15,8 @@ Either way the temporaries stay far below a whole im2col buffer.
 import numpy as np
 from scipy.linalg import blas as _blas
 
-from ..base import ELEMENT_FLOPS
 from ._common import mask_sum, shifted
+from .canvas import Canvas
 from .threads import for_pieces, for_runs, sum_in_order
 
 __all__ = ["masked_conv", "masked_conv_backward"]
@@ -160,18 +160,14 @@ _MIN_RUNS = 4
 
 def _flat_applies(win, x, W):
     """Whether the canvas path below handles this call: stride 1 and no empty axis."""
-    return win.SH == win.SW == 1 and min(x.shape[:2]) > 0 and W.shape[0] > 0
+    return Canvas.applies(win, x) and W.shape[0] > 0
 
 
-class _Flat:
-    """Eq. 7 for stride 1 on a zero canvas (C, N*HP*WP + tail), x placed at (PH, PW),
-    HP = H + 2*PH, WP = W + 2*PW.  Output o = (n, oh, ow) is canvas column
-    ``q = (n*HP + oh)*WP + ow`` and tap (i, j) of it is column ``q + i*DH*WP + j*DW``,
-    so every tap's input is a column-shifted view of one array: no per-tap copy, and
-    the columns split into chunks that fit the cache.  Each chunk builds the masked
-    columns (K*C, chunk) of Sec. 4.2 and does one GEMM with all C*K filter taps.
-    Canvas columns that are no output (ow >= OW, oh >= OH) get a mask of 0, so they
-    add nothing to any gradient, and are cut away at the end.
+class _Flat(Canvas):
+    """Eq. 7 for stride 1 on the zero canvas of ``canvas.py``: every tap's input is a
+    column-shifted view of one array, so there is no per-tap copy, and the columns
+    split into chunks that fit the cache.  Each chunk builds the masked columns
+    (K*C, chunk) of Sec. 4.2 and does one GEMM with all C*K filter taps.
 
     The chunks run on several threads.  Each writes only its own columns of y, gm and
     gx; the gx a chunk's taps send past its last column, and its share of gW, are added
@@ -179,54 +175,15 @@ class _Flat:
     """
 
     def __init__(self, win, x, m, W):
-        self.win, self.x, self.m, self.W = win, x, m, W
-        N, C, H, Wd = x.shape
-        self.N, self.C, self.F, self.K = N, C, W.shape[0], win.K
-        self.HP, self.WP = H + 2 * win.PH, Wd + 2 * win.PW
-        self.L = N * self.HP * self.WP
-        ks = range(win.KS)
-        self.offsets = [i * win.DH * self.WP + j * win.DW for i in ks for j in ks]
+        super().__init__(win, x)
+        self.m, self.W, self.F = m, W, W.shape[0]
         # At least _MIN_RUNS chunks where that leaves them _MIN_CHUNK wide, so that small
         # layers spread over the cores too (a rule of the shapes, not of the threads).
         chunk = _CHUNK_BYTES // (x.itemsize * self.K * max(self.C, self.F))
         self.chunk = max(_MIN_CHUNK, min(chunk, -(-self.L // _MIN_RUNS)))
 
-    def _grid(self, a):
-        """A (R, L) canvas-column array as (R, N, HP, WP)."""
-        return a[:, :self.L].reshape(a.shape[0], self.N, self.HP, self.WP)
-
-    def _outputs(self, a):
-        """The (R, N, OH, OW) outputs within a (R, L) canvas-column array."""
-        return self._grid(a)[:, :, :self.win.OH, :self.win.OW]
-
-    def _by_image(self, fn, elements):
-        """``fn(images)`` on runs of images (a slice), spread over the cores: the passes
-        over whole canvases are memory-bound copies, one image independent of another."""
-        for_runs(lambda lo, hi: fn(slice(lo, hi)), self.N, flops=ELEMENT_FLOPS * elements)
-
-    def _zeros(self, rows, tail=0):
-        """An (rows, L + tail) canvas of zeros, zeroed image by image on the cores."""
-        a = np.empty((rows, self.L + tail), dtype=self.x.dtype)
-        a[:, self.L:] = 0
-        grid = self._grid(a)
-        self._by_image(lambda i: grid[:, i].fill(0), a.size)
-        return a
-
     def _canvas(self):
-        win, x, m = self.win, self.x, self.m
-        xc = np.empty((self.C, self.L + self.offsets[-1]), dtype=x.dtype)
-        xc[:, self.L:] = 0
-        mc = np.empty((self.K, self.L), dtype=x.dtype)
-        xg, mg = self._grid(xc), self._grid(mc)
-
-        def fill(i):
-            xg[:, i] = 0
-            xg[:, i, win.PH:win.PH + win.H, win.PW:win.PW + win.W] = x[i].transpose(1, 0, 2, 3)
-            mg[:, i] = 0
-            mg[:, i, :win.OH, :win.OW] = m[i].transpose(1, 0, 2, 3)
-
-        self._by_image(fill, 2 * (xc.size + mc.size))
-        return xc, mc
+        return self.image(), self.on_outputs(self.m)
 
     def _chunks(self):
         for j0 in range(0, self.L, self.chunk):
@@ -260,38 +217,18 @@ class _Flat:
                 np.matmul(W2, c, out=yc[:, j0:j1])
 
         for_runs(run, len(chunks), flops=self._flops())
-        y = self._outputs(yc).transpose(1, 0, 2, 3)
-        out = np.empty((self.N, self.F) + self.win.out, dtype=xc.dtype)
-
-        def finish(i):
-            if normalize:  # the division and the move to (N, F, OH, OW) in one pass
-                np.divide(y[i], mask_sum(self.m[i])[:, None], out=out[i])
-            else:
-                np.copyto(out[i], y[i])
-
-        self._by_image(finish, 2 * out.size)
-        return out
+        return self.from_outputs(yc, mask_sum(self.m) if normalize else None)
 
     def backward(self, gy, normalize, need_x, need_m, need_W):
-        win, (C, F, K) = self.win, (self.C, self.F, self.K)
+        C, F, K = self.C, self.F, self.K
         xc, mc = self._canvas()
         W2 = self._filters()
-        guc = np.empty((F, self.L), dtype=xc.dtype)
         Z = mask_sum(self.m) if normalize else None
-        gu_grid, gu_out = self._grid(guc), self._outputs(guc)
-
-        def fill(i):
-            gu_grid[:, i] = 0
-            if normalize:
-                np.divide(gy[i].transpose(1, 0, 2, 3), Z[i], out=gu_out[:, i])
-            else:
-                gu_out[:, i] = gy[i].transpose(1, 0, 2, 3)
-
-        self._by_image(fill, 2 * guc.size)
-        gxc = self._zeros(C, self.offsets[-1]) if need_x else None
+        guc = self.on_outputs(gy, Z)
+        gxc = self.zeros(C, self.tail) if need_x else None
         gmc = np.empty((K, self.L), dtype=xc.dtype) if need_m else None
         chunks = list(self._chunks())
-        spill = self.offsets[-1]
+        spill = self.tail
 
         def run(lo, hi):
             cols = np.empty((K * C, self.chunk), dtype=xc.dtype)
@@ -305,20 +242,11 @@ class _Flat:
             # now, chunk by chunk: the same sums in the same order on any number of threads.
             for (_, j1), (_, tail) in zip(chunks, parts):
                 gxc[:, j1:j1 + spill] += tail
-            inner = self._grid(gxc)[:, :, win.PH:win.PH + win.H, win.PW:win.PW + win.W]
-            gx = np.empty(self.x.shape, dtype=xc.dtype)
-            self._by_image(lambda i: np.copyto(gx[i], inner[:, i].transpose(1, 0, 2, 3)),
-                           2 * gx.size)
+            gx = self.from_image(gxc)
         if need_m:
-            gm = np.empty(self.m.shape, dtype=xc.dtype)
-            gm_out = self._outputs(gmc)
-
-            def finish(i):
-                np.copyto(gm[i], gm_out[:, i].transpose(1, 0, 2, 3))
-                if normalize:
-                    gm[i] -= (np.einsum("nkhw,nkhw->nhw", gm[i], self.m[i]) / Z[i])[:, None]
-
-            self._by_image(finish, 4 * gm.size)
+            gm = self.from_outputs(gmc)
+            if normalize:
+                gm -= (np.einsum("nkhw,nkhw->nhw", gm, self.m) / Z)[:, None]
         if need_W:
             # gW as (K*C, F): (K*C, chunk) @ (chunk, F) runs faster in BLAS than the
             # transpose; the chunks' products are added in chunk order.
@@ -341,7 +269,7 @@ class _Flat:
             return gWt, tail
         np.matmul(W2.T, gu, out=c)  # the columns' gradient, before the mask
         if gxc is not None:
-            spill = self.offsets[-1]
+            spill = self.tail
             tail = np.zeros((C, spill), dtype=c.dtype)  # columns j1 .. j1 + spill - 1
         for k, off in enumerate(self.offsets):
             ga, xk = c[k * C:(k + 1) * C], xc[:, j0 + off:j1 + off]

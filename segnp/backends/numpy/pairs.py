@@ -171,7 +171,9 @@ def embedding_pair_loss_backward(e, labels, gloss, ksize=3, dilation=1, alpha=0.
                  - (~same & (d < beta)).astype(e.dtype))
         slope *= counted
         if norm == "l1":
-            np.sign(delta, out=delta)
+            # into a new array: NumPy's sign in place ran 10x slower than into another
+            # array (float32, 2.4.6), and was a third of this function's time
+            delta = np.sign(delta)
         elif norm == "l2sq":
             slope *= 2
         else:

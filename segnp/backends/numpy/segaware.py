@@ -20,6 +20,7 @@ import numpy as np
 
 from ..base import ELEMENT_FLOPS
 from ._common import mask_sum
+from .canvas import Canvas
 from .threads import for_runs
 
 __all__ = ["im2dist", "im2dist_backward", "bilateral", "bilateral_backward"]
@@ -119,6 +120,12 @@ def _im2dist_backward_images(e, d, gd, ge, win, norm):
 
 
 # ---- the bilateral filter (Eq. 4) --------------------------------------------------
+# The canvas (``canvas.py``) serves the filter while it is at most this many times the
+# output's area: a 9x9 window on 64x64 (1.27) runs its forward pass in 0.58x the time of
+# the rectangles and gx in 0.68x (N=4, C=7, float32, one thread, min of 30), where
+# 13 taps at dilation 9 (7.2) would spend most of its passes on padding.
+_MOST_PADDING = 2
+
 def bilateral(x, m, win):
     """Segmentation-aware bilateral filter (Eq. 4), every channel with the same mask.
 
@@ -129,6 +136,8 @@ def bilateral(x, m, win):
     m must already be 0 at taps outside the image.
     """
     win.check_operands("bilateral", x, m=m)
+    if Canvas.applies(win, x, _MOST_PADDING):
+        return _bilateral_canvas(Canvas(win, x), m)
     N, C = x.shape[:2]
     y = np.zeros((N, C) + win.out, dtype=x.dtype)
     for kk, rect, tap, _ in win.taps():
@@ -140,23 +149,40 @@ def bilateral(x, m, win):
     return y
 
 
+def _bilateral_canvas(cv, m):
+    """The bilateral filter for stride 1: one multiply-add over the canvas per tap, in
+    the taps' order (so the sums are those of the rectangles, which skip zeros)."""
+    xc, mc = cv.image(), cv.on_outputs(m)
+    L = cv.L
+    yc = np.zeros((cv.C, L), dtype=xc.dtype)
+    product = np.empty_like(yc)
+    for k, off in enumerate(cv.offsets):
+        yc += np.multiply(xc[:, off:off + L], mc[k], out=product)
+    return cv.from_outputs(yc, mask_sum(m))
+
+
 def bilateral_backward(x, m, gy, win, need_x=True, need_m=True):
     """Gradients of :func:`bilateral`: gy (N, C, OH, OW) -> (gx, gm), None where not
     needed.  With gu = gy / Z: gx gathers ``gu * m_k`` back to each tap's pixels;
     ``gm_k = sum_c gu x_k - sum_k' gm_k' m_k' / Z`` (the second term, through Z, reaches
-    outside taps too), which avoids needing y."""
+    outside taps too), which avoids needing y.  For stride 1, gx is gathered on the
+    canvas (``canvas.py``); gm stays on the taps' rectangles, where its sum over the
+    channels runs faster (it reads x in place, the canvas would copy it)."""
     win.check_operands("bilateral_backward", x, m=m, gy=gy)
     o = win.out
     N, C = x.shape[:2]
     Z = mask_sum(m)
     gu = gy / Z[:, None]
-    gx = np.zeros_like(x) if need_x else None
+    on_canvas = need_x and Canvas.applies(win, x, _MOST_PADDING)
+    gx = _bilateral_gx_canvas(Canvas(win, x), m, gu) if on_canvas else None
+    if need_x and not on_canvas:
+        gx = np.zeros_like(x)
     gm = np.zeros((N, win.K) + o, dtype=x.dtype) if need_m else None
     for kk, rect, tap, _ in win.taps():
-        if rect is None:
+        if rect is None or not (need_m or need_x and not on_canvas):
             continue
         out = (slice(None), slice(None)) + rect
-        if need_x:
+        if need_x and not on_canvas:
             gx[:, :, tap[0], tap[1]] += gu[out] * m[:, kk, None][out]
         if need_m:
             gm[:, kk][(slice(None),) + rect] = np.einsum(
@@ -164,3 +190,16 @@ def bilateral_backward(x, m, gy, win, need_x=True, need_m=True):
     if need_m:
         gm -= (np.einsum("nkhw,nkhw->nhw", gm, m) / Z)[:, None]
     return gx, gm
+
+
+def _bilateral_gx_canvas(cv, m, gu):
+    """gx of the bilateral filter for stride 1: gu (N, C, OH, OW) lies on the output
+    columns, 0 elsewhere, so each tap's share is one multiply-add over the canvas, in
+    the taps' order (the rectangles' sums, which skip only zeros)."""
+    guc, mc = cv.on_outputs(gu), cv.on_outputs(m)
+    L = cv.L
+    gxc = cv.zeros(cv.C, cv.tail)
+    product = np.empty_like(guc)
+    for k, off in enumerate(cv.offsets):
+        gxc[:, off:off + L] += np.multiply(guc, mc[k], out=product)
+    return cv.from_image(gxc)
