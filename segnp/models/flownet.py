@@ -155,37 +155,52 @@ class FlowNetS(nn.Module):
                 raise ValueError(f"FlowNetS.forward: {what} needs embeddings; pass e or build "
                                  f"the network with an embedder")
             e, _ = self.embedder(x[:, :self.in_channels // 2])
+        at = _Pixels(e)
         c1 = F.leaky_relu(self.conv1(x), 0.1)
         c2 = F.leaky_relu(self.conv2(c1), 0.1)
         c3 = F.leaky_relu(self.conv3_1(F.leaky_relu(self.conv3(c2), 0.1)), 0.1)
         c4 = F.leaky_relu(self.conv4_1(F.leaky_relu(self.conv4(c3), 0.1)), 0.1)
         flow4 = self.predict4(c4)
         s3, s2 = tuple(c3.shape[2:]), tuple(c2.shape[2:])
-        u3 = F.leaky_relu(self._conv("up3", upsample_point(c4, 2, s3), e), 0.1)
-        j3 = F.concat([c3, u3, self._up_flow(self.up_flow4, flow4, 2, s3, e, 8)], axis=1)
-        flow3 = self._conv("predict3", j3, e)
-        u2 = F.leaky_relu(self._conv("up2", upsample_point(j3, 2, s2), e), 0.1)
-        j2 = F.concat([c2, u2, self._up_flow(self.up_flow3, flow3, 2, s2, e, 4)], axis=1)
+        u3 = F.leaky_relu(self._conv("up3", upsample_point(c4, 2, s3), at), 0.1)
+        j3 = F.concat([c3, u3, self._up_flow(self.up_flow4, flow4, 2, s3, at, 8)], axis=1)
+        flow3 = self._conv("predict3", j3, at)
+        u2 = F.leaky_relu(self._conv("up2", upsample_point(j3, 2, s2), at), 0.1)
+        j2 = F.concat([c2, u2, self._up_flow(self.up_flow3, flow3, 2, s2, at, 4)], axis=1)
         if self.segaware:
-            flow2 = self.predict2(j2, subsample_point(e, 4))
+            flow2 = self.predict2(j2, at(4))
         else:
             flow2 = self.predict2(j2)
-        flow = self._up_flow(self.up_flow, flow2, 4, (H, W), e, 1)
+        flow = self._up_flow(self.up_flow, flow2, 4, (H, W), at, 1)
         if self.bf is not None:
             flow = self.bf(flow, e)
         return flow, [flow4, flow3, flow2]
 
-    def _conv(self, name, x, e):
+    def _conv(self, name, x, at):
         """Decoder convolution ``name`` of x, masked by the embeddings' pixels at its
-        stride when it is one of ``aware_decoder``."""
+        stride (``at``, a :class:`_Pixels`) when it is one of ``aware_decoder``."""
         if name in self.aware_decoder:
-            return getattr(self, name)(x, subsample_point(e, self.AWARE_DECODER[name]))
+            return getattr(self, name)(x, at(self.AWARE_DECODER[name]))
         return getattr(self, name)(x)
 
     @staticmethod
-    def _up_flow(layer, flow, factor, size, e, e_stride):
+    def _up_flow(layer, flow, factor, size, at, e_stride):
         """``flow`` on the point grid, upsampled by ``factor`` to ``size``: bilinear, or
         by ``layer`` guided by the embeddings' pixels at the target stride."""
         if layer is None:
             return upsample_point(flow, factor, size)
-        return layer(flow, subsample_point(e, e_stride))
+        return layer(flow, at(e_stride))
+
+
+class _Pixels:
+    """The embeddings' pixels at a stride, each stride sliced once per forward pass
+    however many layers read it: one slice, so one scatter of its gradient back into
+    e, rather than one per layer."""
+
+    def __init__(self, e):
+        self.e, self.by_stride = e, {}
+
+    def __call__(self, stride):
+        if stride not in self.by_stride:
+            self.by_stride[stride] = subsample_point(self.e, stride)
+        return self.by_stride[stride]
