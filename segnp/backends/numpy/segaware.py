@@ -121,9 +121,9 @@ def _im2dist_backward_images(e, d, gd, ge, win, norm):
 
 # ---- the bilateral filter (Eq. 4) --------------------------------------------------
 # The canvas (``canvas.py``) serves the filter while it is at most this many times the
-# output's area: a 9x9 window on 64x64 (1.27) runs its forward pass in 0.58x the time of
-# the rectangles and gx in 0.68x (N=4, C=7, float32, one thread, min of 30), where
-# 13 taps at dilation 9 (7.2) would spend most of its passes on padding.
+# output's area: a 9x9 window on 64x64 (1.27) runs its forward pass in 0.62x the time of
+# the rectangles and gx in 0.64x (benchmarks/bench_filter_kernels.py: N=4, C=7, float32,
+# one thread), where 13 taps at dilation 9 (7.2) would spend most of its passes on padding.
 _MOST_PADDING = 2
 
 def bilateral(x, m, win):
