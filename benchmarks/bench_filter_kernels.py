@@ -8,6 +8,9 @@ at dilations 1, 2 and 5 (3x3 windows).  float32, as the runs train.  Each figure
 minimum over ``--repeat`` calls, in ms, on however many threads NumPy's kernels get
 (``OMP_NUM_THREADS=1`` for one core, as each worker of a two-worker run has).
 
+Then, for the same x, forward and gx of both paths over wider and dilated windows, next
+to each canvas's area over the output's: what ``segaware._MOST_PADDING`` is set from.
+
 Run:  OMP_NUM_THREADS=1 python benchmarks/bench_filter_kernels.py [--repeat 30]
 """
 import argparse
@@ -37,11 +40,42 @@ def best_ms(fn, repeat):
     return 1e3 * best
 
 
-def filter_times(x, m, gy, win, repeat):
-    """(forward, gx only, gx and gm) in ms."""
-    return (best_ms(lambda: segaware.bilateral(x, m, win), repeat),
-            best_ms(lambda: segaware.bilateral_backward(x, m, gy, win, need_m=False), repeat),
-            best_ms(lambda: segaware.bilateral_backward(x, m, gy, win), repeat))
+def filter_times(x, m, gy, win, repeat, with_gm=True):
+    """(forward, gx only[, gx and gm]) in ms."""
+    times = (best_ms(lambda: segaware.bilateral(x, m, win), repeat),
+             best_ms(lambda: segaware.bilateral_backward(x, m, gy, win, need_m=False),
+                     repeat))
+    if with_gm:
+        times += (best_ms(lambda: segaware.bilateral_backward(x, m, gy, win), repeat),)
+    return times
+
+
+def both_paths(x, m, gy, win, repeat, with_gm=True):
+    """(canvas times, rectangle times) of :func:`filter_times`."""
+    most = segaware._MOST_PADDING
+    try:
+        segaware._MOST_PADDING = float("inf")  # the canvas, whatever its size
+        canvas = filter_times(x, m, gy, win, repeat, with_gm)
+        segaware._MOST_PADDING = 0  # the canvas refused: the per-tap rectangles
+        rects = filter_times(x, m, gy, win, repeat, with_gm)
+    finally:
+        segaware._MOST_PADDING = most
+    return canvas, rects
+
+
+def window_table(x, e, gy, repeat):
+    """Canvas / rectangles for windows around the cut-off."""
+    print(f"\nwindows on {H}x{H} (canvas / rectangles; the canvas serves up to area "
+          f"{segaware._MOST_PADDING})")
+    print(f"{'window':<14} {'area':>5} {'forward':>8} {'gx':>8}")
+    for ks, dilation in ((9, 1), (7, 2), (9, 2), (5, 5), (11, 2), (9, 3), (13, 9)):
+        win = Window.segaware("bench", H, H, ks, 1, None, dilation)
+        m = np.exp(-0.5 * segaware.im2dist(e, win)).astype(np.float32)
+        canvas, rects = both_paths(x, m, gy, win, repeat, with_gm=False)
+        area = (H + 2 * win.PH) * (H + 2 * win.PW) / (win.OH * win.OW)
+        name = f"{ks}x{ks} d{dilation}"
+        print(f"{name:<14} {area:5.2f} {canvas[0] / rects[0]:7.2f}x "
+              f"{canvas[1] / rects[1]:7.2f}x")
 
 
 def main():
@@ -58,13 +92,7 @@ def main():
     print(f"bilateral filter, N={N} C={C} {H}x{H} {KS}x{KS}, float32 (ms, min of "
           f"{args.repeat})")
     print(f"{'path':<12} {'forward':>8} {'gx':>8} {'gx+gm':>8}")
-    canvas = filter_times(x, m, gy, win, args.repeat)
-    most = segaware._MOST_PADDING
-    segaware._MOST_PADDING = 0  # the canvas refused: the per-tap rectangles
-    try:
-        rects = filter_times(x, m, gy, win, args.repeat)
-    finally:
-        segaware._MOST_PADDING = most
+    canvas, rects = both_paths(x, m, gy, win, args.repeat)
     for name, t in (("canvas", canvas), ("rectangles", rects)):
         print(f"{name:<12} {t[0]:8.2f} {t[1]:8.2f} {t[2]:8.2f}")
     print("canvas / rectangles: " + ", ".join(f"{a / b:.2f}x" for a, b in zip(canvas, rects)))
@@ -82,6 +110,7 @@ def main():
     apart = best_ms(lambda: np.sign(e, out=out), args.repeat)
     print(f"np.sign of {e.shape}: in place {inplace:.2f}, into another array {apart:.2f} "
           f"(NumPy {np.__version__})")
+    window_table(x, e, gy, args.repeat)
 
 
 if __name__ == "__main__":

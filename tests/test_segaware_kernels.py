@@ -274,23 +274,53 @@ def test_bilateral_backward_matches_loop_derivative(ks, s, p, d):
     directional(f, [x, m], 1, gm, gy, rng)
 
 
-@pytest.mark.parametrize("ks,s,p,d", [w for w in WINDOWS if w[1] == 1])
+@pytest.mark.parametrize("ks,s,p,d", [w for w in WINDOWS if w[1] == 1] + [(5, 1, None, 1)])
 @pytest.mark.parametrize("most", [0, np.inf])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_bilateral_on_the_canvas_and_on_rectangles_match_the_loop(monkeypatch, ks, s, p, d,
-                                                                  most):
+                                                                  most, dtype):
     """Stride 1 runs the filter and its gx on a padded canvas unless that canvas is
-    much larger than the output: forced either way, every window gives the loop."""
+    much larger than the output: forced either way (and counted, so that the path
+    that ran is the one forced), every window gives the loop, in x's dtype.  The 5x5
+    window on a 2x3 image has taps wholly outside it."""
     from segnp.backends.numpy import segaware as ns
     monkeypatch.setattr(ns, "_MOST_PADDING", most)
+    ran = []
+    for name in ("_bilateral_canvas", "_bilateral_gx_canvas"):
+        real = getattr(ns, name)
+        monkeypatch.setattr(ns, name, lambda *a, _real=real, _name=name: (
+            ran.append(_name), _real(*a))[1])
     rng, x, _, _ = data(11)
+    if ks == 5:
+        x = x[:, :, :2, :3]
+    x = x.astype(dtype)
     N, C, H, W = x.shape
-    m = mask_for(rng, N, H, W, ks, s, p, d)
-    gy = rng.standard_normal((N, C) + m.shape[2:])
+    m = mask_for(rng, N, H, W, ks, s, p, d).astype(dtype)
+    gy = rng.standard_normal((N, C) + m.shape[2:]).astype(dtype)
     w = win(x, ks, s, p, d)
-    np.testing.assert_allclose(B.bilateral(x, m, w), loop_bilateral(x, m, ks, s, p, d),
-                               rtol=1e-10, atol=1e-12)
+    y = B.bilateral(x, m, w)
     gx, _ = B.bilateral_backward(x, m, gy, w, need_m=False)
-    directional(lambda x_: loop_bilateral(x_, m, ks, s, p, d), [x], 0, gx, gy, rng)
+    assert ran == ([] if most == 0 else ["_bilateral_canvas", "_bilateral_gx_canvas"])
+    assert y.dtype == gx.dtype == dtype
+    tol = dict(rtol=1e-10, atol=1e-12) if dtype == np.float64 else dict(rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(y, loop_bilateral(x, m, ks, s, p, d), **tol)
+    if dtype == np.float64:
+        directional(lambda x_: loop_bilateral(x_, m, ks, s, p, d), [x], 0, gx, gy, rng)
+    else:  # float32 against the float64 kernel: the same sums, rounded
+        gx64, _ = B.bilateral_backward(x.astype(np.float64), m.astype(np.float64),
+                                       gy.astype(np.float64), w, need_m=False)
+        np.testing.assert_allclose(gx, gx64, **tol)
+
+
+@pytest.mark.parametrize("N,C", [(0, 3), (2, 0)])
+def test_bilateral_of_an_empty_batch_or_no_channels(N, C):
+    x = np.zeros((N, C, 5, 6))
+    m = np.ones((N, 9, 5, 6))
+    w = win(x, 3)
+    y = B.bilateral(x, m, w)
+    gx, gm = B.bilateral_backward(x, m, np.zeros_like(y), w)
+    assert (y.shape, gx.shape, gm.shape) == (x.shape, x.shape, m.shape)
+    assert not np.any(gm)
 
 
 def test_bilateral_of_a_fully_masked_window_is_zero_not_nan():

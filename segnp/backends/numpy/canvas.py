@@ -1,5 +1,5 @@
 """Stride-1 windows as column offsets of one zero-padded canvas, shared by the NumPy
-kernels of Eq. 4 (``segaware.py``: im2dist, the bilateral filter) and Eq. 7
+kernels of Eq. 4 (``segaware.py``: the bilateral filter and its gx) and Eq. 7
 (``masked_conv.py``).
 
 An (N, R, H, W) array is laid out channels-first on a canvas (R, N*HP*WP + tail), image
@@ -35,7 +35,7 @@ class Canvas:
     def applies(win, x, most=None):
         """Whether a call can run on a canvas: stride 1 and no empty axis; and, with
         ``most``, a canvas at most that many times the outputs' area.  A wide dilated
-        window pads so much (13 taps at dilation 9 make a 64x64 canvas 172x172) that
+        window pads so much (a 13x13 window at dilation 9 makes a 64x64 canvas 172x172) that
         the passes over the padding cost more than the rectangles save: then a
         per-tap kernel, whose work is only the products, keeps its rectangles."""
         if not (win.SH == win.SW == 1 and min(x.shape[:2]) > 0):

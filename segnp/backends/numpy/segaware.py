@@ -13,8 +13,10 @@ Sec. 4.2 builds each operator from an image-to-column matrix of K columns.  Here
 kernel loops over the K taps instead: for one tap the outputs whose tap pixel lies inside
 the image form a rectangle, and the pixels they read form one strided slice
 (``Window.taps`` in ``segnp/window.py``), so a tap costs a few vectorised array
-operations and the K-column matrix is never built.  The
-masked convolution of Eq. 7, which shares these tap rectangles, is in ``masked_conv.py``.
+operations and the K-column matrix is never built.  For stride 1 the bilateral filter
+and its gx run instead on the zero canvas of ``canvas.py``, where every tap is one
+contiguous shift, when that canvas is not much larger than the output.  The masked
+convolution of Eq. 7, which shares these taps, is in ``masked_conv.py``.
 """
 import numpy as np
 
@@ -121,10 +123,14 @@ def _im2dist_backward_images(e, d, gd, ge, win, norm):
 
 # ---- the bilateral filter (Eq. 4) --------------------------------------------------
 # The canvas (``canvas.py``) serves the filter while it is at most this many times the
-# output's area: a 9x9 window on 64x64 (1.27) runs its forward pass in 0.62x the time of
-# the rectangles and gx in 0.64x (benchmarks/bench_filter_kernels.py: N=4, C=7, float32,
-# one thread), where 13 taps at dilation 9 (7.2) would spend most of its passes on padding.
-_MOST_PADDING = 2
+# output's area.  Canvas time / rectangles' time, forward and gx, on 64x64 (N=4, C=7,
+# float32, one thread; benchmarks/bench_filter_kernels.py): 9x9, area 1.27: 0.61x,
+# 0.61x; the CRF's 7x7 at dilation 2, 1.41: 0.79x, 0.75x; 9x9 at dilation 2, 1.56:
+# 0.87x, 0.71x; 5x5 at dilation 5, 1.72: 1.14x, 1.12x (11x11 at dilation 2, also 1.72:
+# 0.85x); 9x9 at dilation 3, 1.89: 1.22x, 1.27x; a 13x13 window at dilation 9, 7.22:
+# 13.9x.  Past about 1.6 the passes over the padding cost more than the rectangles save.
+_MOST_PADDING = 1.6
+
 
 def bilateral(x, m, win):
     """Segmentation-aware bilateral filter (Eq. 4), every channel with the same mask.
@@ -166,23 +172,26 @@ def bilateral_backward(x, m, gy, win, need_x=True, need_m=True):
     needed.  With gu = gy / Z: gx gathers ``gu * m_k`` back to each tap's pixels;
     ``gm_k = sum_c gu x_k - sum_k' gm_k' m_k' / Z`` (the second term, through Z, reaches
     outside taps too), which avoids needing y.  For stride 1, gx is gathered on the
-    canvas (``canvas.py``); gm stays on the taps' rectangles, where its sum over the
-    channels runs faster (it reads x in place, the canvas would copy it)."""
+    canvas (``canvas.py``) while the canvas is at most ``_MOST_PADDING`` times the
+    output; gm stays on the taps' rectangles, where its sum over the channels runs
+    faster (it reads x in place, the canvas would copy it)."""
     win.check_operands("bilateral_backward", x, m=m, gy=gy)
     o = win.out
     N, C = x.shape[:2]
     Z = mask_sum(m)
     gu = gy / Z[:, None]
-    on_canvas = need_x and Canvas.applies(win, x, _MOST_PADDING)
-    gx = _bilateral_gx_canvas(Canvas(win, x), m, gu) if on_canvas else None
-    if need_x and not on_canvas:
+    gx = None
+    rect_gx = need_x and not Canvas.applies(win, x, _MOST_PADDING)  # gx on the taps
+    if rect_gx:
         gx = np.zeros_like(x)
+    elif need_x:
+        gx = _bilateral_gx_canvas(Canvas(win, x), m, gu)
     gm = np.zeros((N, win.K) + o, dtype=x.dtype) if need_m else None
     for kk, rect, tap, _ in win.taps():
-        if rect is None or not (need_m or need_x and not on_canvas):
+        if rect is None or not (need_m or rect_gx):
             continue
         out = (slice(None), slice(None)) + rect
-        if need_x and not on_canvas:
+        if rect_gx:
             gx[:, :, tap[0], tap[1]] += gu[out] * m[:, kk, None][out]
         if need_m:
             gm[:, kk][(slice(None),) + rect] = np.einsum(
