@@ -36,8 +36,9 @@ from ..random import manual_seed
 from .data import INPUT_SCALE, SPLIT_SEEDS, preprocess
 from .tasks import embedding_loss_terms
 
-__all__ = ["JointUpsampler", "scenes", "avg_pool_flow", "pretrain_embedder", "embed_images",
-           "guide", "upsample", "learn_lam", "finetune", "run", "figure"]
+__all__ = ["JointUpsampler", "scenes", "avg_pool_flow", "embedder_input", "pretrain_embedder",
+           "with_flow_input", "embed_images", "guide", "upsample", "learn_lam", "finetune",
+           "run", "figure"]
 
 # The motion embedder of the reproduction's flow row (protocol: flow_embedding).
 FACTORS = (4, 8)
