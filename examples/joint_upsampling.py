@@ -20,6 +20,11 @@ segmentation-aware upsampler guided by frame 1:
 4. the embedder and both factors' lams are fine-tuned end to end with the sum of the
    two factors' end-point errors, so that the guide is learned for the task.
 
+With ``--flow-input`` the embedder also sees the pooled flow, upsampled bilinearly, next
+to frame 1 (each factor's own, or the x8 one for both), from step 1 or, with
+``--flow-stage end_to_end``, from step 4 on; this did not help on validation, so the
+default is frame 1 alone (docs/results/joint_upsampling/README.md).
+
 The weight of frame 1's colours in the guide, the embedder (frozen after step 1 or
 fine-tuned in step 4) and the number of back-projection steps are chosen on the
 validation split (scenes of another generator seed); the test split is measured once.  Writes
@@ -55,6 +60,14 @@ def parse(argv):
     p.add_argument("--test-count", type=positive_int, default=128, help="test scenes")
     p.add_argument("--emb-steps", type=nonnegative_int, default=1500, help="steps of "
                    "the embedder's training with the embedding loss")
+    p.add_argument("--flow-input", choices=("none", "own", "x8"), default="none",
+                   help="the embedder's input next to frame 1: the pooled flow upsampled "
+                   "bilinearly, each factor's own, the x8 one for both, or none")
+    p.add_argument("--flow-stage", choices=("pretrain", "end_to_end"), default="pretrain",
+                   help="from when the embedder sees --flow-input: from the start, or only "
+                   "end to end (its weights zero at first)")
+    p.add_argument("--widths", type=positive_int, nargs=3, default=(8, 16, 32),
+                   metavar="W", help="channels of the embedder's three blocks")
     p.add_argument("--steps", type=nonnegative_int, default=40, help="steps of lam's "
                    "training, per factor and image weight")
     p.add_argument("--ft-steps", type=nonnegative_int, default=200, help="steps of the "

@@ -7,8 +7,9 @@ import os
 import numpy as np
 import pytest
 
-from segnp.experiments.joint import (JointUpsampler, avg_pool_flow, embed_images, finetune,
-                                    guide, scenes)
+from segnp.experiments.joint import (FLOW_SCALE, JointUpsampler, avg_pool_flow, embed_images,
+                                    embedder_input, finetune, guide, pretrain_embedder, scenes,
+                                    with_flow_input)
 from segnp.models import EmbeddingNet
 
 EXAMPLE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -55,6 +56,10 @@ def test_tiny_run_writes_results_and_figure(tmp_path, capsys):
     (["--count", "0"], "expected an integer >= 1"),
     (["--steps", "-1"], "expected an integer >= 0"),
     (["--ft-lr", "0"], "expected a finite number > 0"),
+    (["--flow-input", "x2"], "invalid choice: 'x2'"),
+    (["--flow-stage", "later"], "invalid choice: 'later'"),
+    (["--widths", "8", "16"], "expected 3 arguments"),
+    (["--widths", "8", "0", "8"], "expected an integer >= 1"),
 ])
 def test_bad_arguments_exit_2(tmp_path, args, message, capsys):
     with pytest.raises(SystemExit) as exc:
@@ -94,3 +99,95 @@ def test_finetune_trains_the_embedder_and_both_lams_through_the_epe():
     assert losses[-1] < losses[0]
     assert all(not np.array_equal(b, p.numpy()) for b, p in zip(before, net.parameters()))
     assert all(abs(m.up.lam.item() - 1.0) > 1e-4 for m in models.values())
+
+
+def test_tiny_run_with_each_factors_flow_as_the_embedders_input(tmp_path):
+    """--flow-input own: one embedder, trained on both factors' inputs; its record in
+    details.json."""
+    out = tmp_path / "ju"
+    results = script().main(["--out", str(out), "--flow-input", "own", "--widths", "4", "4",
+                             "8"] + TINY)
+    assert all(np.isfinite(v) and v > 0 for r in results.values() for v in r.values())
+    with open(out / "details.json") as f:
+        details = json.load(f)
+    assert details["embedder"] == {"flow_input": "own", "flow_stage": "pretrain",
+                                   "widths": [4, 4, 8], "steps": 2}
+
+
+def test_tiny_run_with_the_flow_input_from_the_end_to_end_phase(tmp_path):
+    out = tmp_path / "ju"
+    results = script().main(["--out", str(out), "--flow-input", "x8", "--flow-stage",
+                             "end_to_end"] + TINY)
+    assert all(np.isfinite(v) and v > 0 for r in results.values() for v in r.values())
+    with open(out / "details.json") as f:
+        assert json.load(f)["embedder"]["flow_stage"] == "end_to_end"
+
+
+def test_with_flow_input_starts_from_the_same_embeddings():
+    """The widened copy ignores its 2 new channels until trained: the same embeddings
+    (and side outputs) as the original for any flow, and the original is unchanged."""
+    rng = np.random.default_rng(0)
+    net = EmbeddingNet(widths=(4, 4, 4), embed_dim=4, side_dim=2)
+    x = rng.standard_normal((2, 3, 16, 16)).astype(np.float32)
+    wide = with_flow_input(net)
+    assert wide.in_channels == 5 and net.in_channels == 3
+    x5 = np.concatenate([x, rng.standard_normal((2, 2, 16, 16)).astype(np.float32)], axis=1)
+    e, sides = net(x)
+    e5, sides5 = wide(x5)
+    np.testing.assert_allclose(e5.numpy(), e.numpy(), rtol=1e-5, atol=1e-6)
+    for a, b in zip(sides5, sides):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
+    assert np.abs(wide.conv1_1.weight.numpy()[:, 3:]).max() == 0
+
+
+def test_the_scripts_flow_inputs_are_the_librarys():
+    from segnp.experiments.joint import FLOW_INPUTS
+    for key in FLOW_INPUTS:
+        assert script().parse(["--out", "x", "--flow-input", key]).flow_input == key
+    with pytest.raises(SystemExit):
+        script().parse(["--out", "x", "--flow-input", "x16"])
+
+
+def test_embedder_input_appends_the_upsampled_pooled_flow():
+    """Frame 1 alone without a flow; with one, 2 channels more: the pooled flow upsampled
+    bilinearly (constant blocks stay constant), times FLOW_SCALE.  The x8 input of both
+    factors: pooling the x4 input by 2 is pooling the flow by 8."""
+    import segnp.functions as F
+    images, _, flow = scenes("val", 2, 16)
+    x = (images.transpose(0, 3, 1, 2) / 255.0 - 0.5).astype(np.float32)
+    assert embedder_input(x) is x
+    lo = avg_pool_flow(flow, 4)
+    inp = embedder_input(x, lo)
+    assert inp.shape == (2, 5, 16, 16) and inp.dtype == np.float32
+    np.testing.assert_array_equal(inp[:, :3], x)
+    np.testing.assert_allclose(inp[:, 3:], FLOW_SCALE * F.resize_bilinear(lo, (16, 16)).numpy(),
+                               rtol=1e-6)
+    const = np.full((2, 2, 2, 2), 3.0, np.float32)
+    np.testing.assert_allclose(embedder_input(x, const)[:, 3:], 3.0 * FLOW_SCALE, rtol=1e-6)
+    np.testing.assert_allclose(avg_pool_flow(lo, 2), avg_pool_flow(flow, 8), rtol=1e-5,
+                               atol=1e-6)
+
+
+def test_finetune_with_a_flow_input_per_factor():
+    """Each factor's own embedder input (frame 1 + its pooled flow): the embedder runs
+    once per distinct input array (twice here, once when both factors share one), its
+    guide's colours are the input's first 3 channels, and a few steps lower the loss."""
+    images, instances, flow = scenes("train", 4, 16)
+    x = (images.transpose(0, 3, 1, 2) / 255.0 - 0.5).astype(np.float32)
+    lo = {f: avg_pool_flow(flow, f) for f in (4, 8)}
+    inputs = {f: embedder_input(x, lo[f]) for f in lo}
+    net = pretrain_embedder(np.concatenate([inputs[4], inputs[8]]), np.tile(instances, (2, 1, 1)),
+                            steps=2, batch_size=4, seed=0, widths=(4, 4, 4))
+    assert net.in_channels == 5
+    calls = []
+    forward = net.forward
+    net.forward = lambda t: calls.append(t.shape) or forward(t)
+    models = {4: JointUpsampler(4, lam_init=1.0), 8: JointUpsampler(8, lam_init=1.0)}
+    losses = finetune(net, models, {4: 0.5, 8: 0.0}, inputs, lo, flow, steps=12, iterations=1,
+                      batch_size=4, seed=0, lr=0.05)
+    assert len(calls) == 2 * 12 and all(c == (4, 5, 16, 16) for c in calls)
+    assert np.isfinite(losses).all() and losses[-1] < losses[0]
+    calls.clear()
+    finetune(net, models, {4: 0.5, 8: 0.0}, {4: inputs[8], 8: inputs[8]}, lo, flow, steps=3,
+             iterations=1, batch_size=4, seed=0)
+    assert len(calls) == 3

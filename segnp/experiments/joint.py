@@ -13,6 +13,12 @@ the end-point error (through the back-projection steps) over the frozen embedder
 the embedder and both factors' lams are fine-tuned together through the sum of their
 errors (``finetune``).  The embedder (frozen or fine-tuned), the image weight and the
 number of steps at test time are chosen on the validation split.
+
+Optionally (``flow_input``, :func:`embedder_input`) the embedder also sees the pooled
+flow, upsampled bilinearly, as 2 channels next to frame 1: from the start
+(``flow_stage="pretrain"``) or only end to end, its weights zero at first
+(``"end_to_end"``, :func:`with_flow_input`).  On validation this did not help (see
+docs/results/joint_upsampling/README.md), so the script's default is frame 1 alone.
 """
 import time
 
@@ -30,12 +36,17 @@ from ..random import manual_seed
 from .data import INPUT_SCALE, SPLIT_SEEDS, preprocess
 from .tasks import embedding_loss_terms
 
-__all__ = ["JointUpsampler", "scenes", "avg_pool_flow", "pretrain_embedder", "embed_images",
-           "guide", "upsample", "learn_lam", "finetune", "run", "figure"]
+__all__ = ["JointUpsampler", "scenes", "avg_pool_flow", "embedder_input", "pretrain_embedder",
+           "with_flow_input", "embed_images", "guide", "upsample", "learn_lam", "finetune",
+           "run", "figure"]
 
 # The motion embedder of the reproduction's flow row (protocol: flow_embedding).
 FACTORS = (4, 8)
 EMBEDDER = {"widths": (8, 16, 32), "embed_dim": 16, "side_dim": 8}
+FLOW_SCALE = 0.5  # the flow's std is ~1.7 px: unit-ish embedder inputs, as INPUT_SCALE
+# Whose pooled flow the embedder sees next to frame 1 (``run``, ``embedder_input``):
+# none, each factor its own, or the x8 one for both (for x4 the means of its 2 x 2 blocks).
+FLOW_INPUTS = {"none": {4: None, 8: None}, "own": {4: 4, 8: 8}, "x8": {4: 8, 8: 8}}
 
 
 def scenes(split, count, size):
@@ -99,12 +110,25 @@ def _fit(params, loss_of, n, steps, batch_size, seed, lr, poly=True):
     return losses
 
 
-def pretrain_embedder(images, instances, steps, batch_size, seed, lr=5e-3, dilations=(1, 2, 5)):
-    """An EmbeddingNet trained on frame 1's instances with the embedding loss of the
-    final embedding and the side outputs (Sec. 4.1; pairs at ``dilations``), Adam with a
-    poly schedule."""
+def embedder_input(images, lo=None):
+    """The embedder's input: frame 1 (N, 3, H, W) alone, or, given a pooled flow lo
+    (N, 2, H/f, W/f), with 2 channels more: lo upsampled bilinearly to (H, W) times
+    FLOW_SCALE.  The coarse flow is constant inside a moving object, so it tells the
+    guide which of frame 1's textured patches belong together."""
+    if lo is None:
+        return images
+    return np.concatenate([images, _bilinear(lo, images.shape[2]) * np.float32(FLOW_SCALE)],
+                          axis=1)
+
+
+def pretrain_embedder(images, instances, steps, batch_size, seed, lr=5e-3, dilations=(1, 2, 5),
+                      widths=EMBEDDER["widths"]):
+    """An EmbeddingNet (input channels those of ``images`` (N, C, H, W): frame 1 and
+    perhaps a flow input, :func:`embedder_input`) trained on frame 1's instances with the
+    embedding loss of the final embedding and the side outputs (Sec. 4.1; pairs at
+    ``dilations``), Adam with a poly schedule."""
     manual_seed(seed)
-    net = EmbeddingNet(**EMBEDDER)
+    net = EmbeddingNet(**dict(EMBEDDER, widths=tuple(widths)), in_channels=images.shape[1])
     xp = get_backend().xp
 
     def loss_of(idx):
@@ -117,6 +141,21 @@ def pretrain_embedder(images, instances, steps, batch_size, seed, lr=5e-3, dilat
         return loss
 
     _fit(net.parameters(), loss_of, len(images), steps, batch_size, seed, lr)
+    return net
+
+
+def with_flow_input(embedder):
+    """A copy of ``embedder`` that takes 2 input channels more (the flow of
+    :func:`embedder_input`), their weights in conv1_1 and in the final fuse (which sees
+    the input) zero: the same embeddings until end-to-end training learns to use them."""
+    net = EmbeddingNet(widths=embedder.widths, embed_dim=embedder.embed_dim,
+                       side_dim=embedder.side1.weight.shape[0],
+                       in_channels=embedder.in_channels + 2)
+    state = embedder.state_dict()
+    for key in ("conv1_1.weight", "fuse.weight"):
+        w = state[key]
+        state[key] = np.concatenate([w, np.zeros_like(w[:, :2])], axis=1)
+    net.load_state_dict(state)
     return net
 
 
@@ -158,27 +197,34 @@ def learn_lam(model, guides, lo, flow, steps, iterations, batch_size, seed, lr=0
     return model
 
 
-def finetune(embedder, models, image_weights, images, lo, flow, steps, iterations,
+def finetune(embedder, models, image_weights, inputs, lo, flow, steps, iterations,
              batch_size, seed, lr=1e-2):
     """The embedder and every model's lam trained end to end (Adam, poly schedule) with
     the sum over factors of the end-point error of ``models[f]`` (guide
-    ``[image_weights[f] * frame 1, embedder(frame 1)]``) on the pooled training flows
-    ``lo[f]``.  Returns the loss of each step."""
+    ``[image_weights[f] * frame 1, embedder(inputs[f])]``, frame 1 being the first 3
+    channels of ``inputs[f]``, :func:`embedder_input`) on the pooled training flows
+    ``lo[f]``.  ``inputs`` is one (N, C, H, W) array for all factors or a dict of them
+    per factor; factors that share one array share one forward pass of the embedder.
+    Returns the loss of each step."""
+    if not isinstance(inputs, dict):
+        inputs = {f: inputs for f in models}
     params = list(embedder.parameters()) + [p for m in models.values() for p in m.parameters()]
     xp = get_backend().xp
 
     def loss_of(idx):
-        x = xp.asarray(images[idx])
-        e, _ = embedder(Tensor(x))
-        loss = None
+        loss, seen = None, {}
         for f, model in models.items():
-            g = F.concat([Tensor(x * np.float32(image_weights[f])), e], axis=1)
+            if id(inputs[f]) not in seen:
+                x = xp.asarray(inputs[f][idx])
+                seen[id(inputs[f])] = x, embedder(Tensor(x))[0]
+            x, e = seen[id(inputs[f])]
+            g = F.concat([Tensor(x[:, :3] * np.float32(image_weights[f])), e], axis=1)
             y = model(Tensor(xp.asarray(lo[f][idx])), g, iterations)
             term = F.epe_loss(y, xp.asarray(flow[idx]))
             loss = term if loss is None else loss + term
         return loss
 
-    return _fit(params, loss_of, len(images), steps, batch_size, seed, lr)
+    return _fit(params, loss_of, len(flow), steps, batch_size, seed, lr)
 
 
 IMAGE_WEIGHTS = (0.0, 0.5, 1.0)
@@ -189,33 +235,50 @@ def run(args):
     arguments).  Per factor and image weight, lam is learned on the training split over
     the frozen embedder; from each factor's best image weight on validation, the embedder
     and the lams are fine-tuned end to end (:func:`finetune`).  Frozen or fine-tuned,
-    the image weight and the back-projection steps are chosen on validation."""
+    the image weight and the back-projection steps are chosen on validation.
+    ``args.flow_input`` (a key of FLOW_INPUTS) and ``args.flow_stage`` say whose pooled
+    flow the embedder sees next to frame 1 and from when; ``args.widths`` its widths."""
     t = time.time()
     sets = {split: scenes(split, n, args.size) for split, n in
             (("train", args.count), ("val", args.val_count), ("test", args.test_count))}
     mean = sets["train"][0].reshape(-1, 3).mean(axis=0)
     images = {k: preprocess(v[0], mean, INPUT_SCALE) for k, v in sets.items()}
     details = {"data_seconds": round(time.time() - t, 1), "size": args.size,
-               "counts": {k: len(v[0]) for k, v in sets.items()}, "seed": args.seed}
-    t = time.time()
-    embedder = pretrain_embedder(images["train"], sets["train"][1], args.emb_steps,
-                                 args.batch_size, args.seed)
-    emb = {k: embed_images(embedder, v) for k, v in images.items()}
-    details["embedder_seconds"] = round(time.time() - t, 1)
+               "counts": {k: len(v[0]) for k, v in sets.items()}, "seed": args.seed,
+               "embedder": {"flow_input": args.flow_input, "flow_stage": args.flow_stage,
+                            "widths": list(args.widths), "steps": args.emb_steps}}
     # the pooled flows, per factor and split
     lo = {f: {k: avg_pool_flow(v[2], f) for k, v in sets.items()} for f in FACTORS}
+    t = time.time()
+    # whose pooled flow the embedder sees (FLOW_INPUTS), in its training with the
+    # embedding loss (pre) and end to end (source): the same, or none before
+    source = FLOW_INPUTS[args.flow_input]
+    pre = source if args.flow_stage == "pretrain" else FLOW_INPUTS["none"]
+    # the embedder's inputs, per source of its flow channels and split
+    inputs = {s: {k: embedder_input(v, None if s is None else lo[s][k])
+                  for k, v in images.items()}
+              for s in sorted(set(source.values()) | set(pre.values()), key=str)}
+    # one embedder for all sources: trained on each scene once per source
+    pre_sources = sorted(set(pre.values()), key=str)
+    embedder = pretrain_embedder(np.concatenate([inputs[s]["train"] for s in pre_sources]),
+                                 np.tile(sets["train"][1], (len(pre_sources), 1, 1)),
+                                 args.emb_steps, args.batch_size, args.seed,
+                                 widths=args.widths)
+    emb = {s: {k: embed_images(embedder, x) for k, x in inputs[s].items()}
+           for s in pre_sources}
+    details["embedder_seconds"] = round(time.time() - t, 1)
     frozen = {}  # per factor: val EPE of (image weight, steps), learned lams
     for f in FACTORS:
         t = time.time()
         val, lams = {}, {}
         for a in IMAGE_WEIGHTS:
             manual_seed(args.seed)
-            model = learn_lam(JointUpsampler(f), guide(images["train"], emb["train"], a),
+            model = learn_lam(JointUpsampler(f), guide(images["train"], emb[pre[f]]["train"], a),
                               lo[f]["train"], sets["train"][2], args.steps, args.iterations,
                               args.batch_size, args.seed)
             model.eval()
             lams[a] = float(model.up.lam.item())
-            g = guide(images["val"], emb["val"], a)
+            g = guide(images["val"], emb[pre[f]]["val"], a)
             for T in range(2 * args.iterations + 1):
                 val[(a, T)] = end_point_error(upsample(model, lo[f]["val"], g, T), sets["val"][2])
         frozen[f] = {"val": val, "lams": lams, "seconds": round(time.time() - t, 1)}
@@ -224,10 +287,13 @@ def run(args):
     weights = {f: min(frozen[f]["val"], key=lambda k: (frozen[f]["val"][k], k))[0]
                for f in FACTORS}
     models = {f: JointUpsampler(f, lam_init=frozen[f]["lams"][weights[f]]) for f in FACTORS}
-    losses = finetune(embedder, models, weights, images["train"],
+    if pre != source:
+        embedder = with_flow_input(embedder)
+    losses = finetune(embedder, models, weights, {f: inputs[source[f]]["train"] for f in FACTORS},
                       {f: lo[f]["train"] for f in FACTORS}, sets["train"][2], args.ft_steps,
                       args.iterations, args.batch_size, args.seed, lr=args.ft_lr)
-    tuned = {k: embed_images(embedder, images[k]) for k in ("val", "test")}
+    tuned = {s: {k: embed_images(embedder, inputs[s][k]) for k in ("val", "test")}
+             for s in set(source.values())}
     details["end_to_end"] = {"steps": args.ft_steps, "lr": args.ft_lr,
                              "image_weights": {f"x{f}": w for f, w in weights.items()},
                              "loss_first_last_10": [float(np.mean(losses[:10])),
@@ -238,7 +304,7 @@ def run(args):
     for f in FACTORS:
         a, lam = weights[f], float(models[f].up.lam.item())
         models[f].eval()
-        g_tuned = guide(images["val"], tuned["val"], a)
+        g_tuned = guide(images["val"], tuned[source[f]]["val"], a)
         val_tuned = {T: end_point_error(upsample(models[f], lo[f]["val"], g_tuned, T),
                                         sets["val"][2])
                      for T in range(2 * args.iterations + 1)}
@@ -246,9 +312,10 @@ def run(args):
         choices.update({("end_to_end", a, T): v for T, v in val_tuned.items()})
         kind, a, T = min(choices, key=lambda k: (choices[k], k))
         if kind == "frozen":
-            model, e_test = JointUpsampler(f, lam_init=frozen[f]["lams"][a]), emb["test"]
+            model = JointUpsampler(f, lam_init=frozen[f]["lams"][a])
+            e_test = emb[pre[f]]["test"]
         else:
-            model, e_test = models[f], tuned["test"]
+            model, e_test = models[f], tuned[source[f]]["test"]
         seg_test = upsample(model, lo[f]["test"], guide(images["test"], e_test, a), T)
         bil_test = _bilinear(lo[f]["test"], args.size)
         key = f"x{f}"
