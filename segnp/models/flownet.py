@@ -26,6 +26,8 @@ segmentation-aware too.  All of them equal the plain bilinear network at lam = 0
 default ``lam_init`` and ``up_lam_init``), so a network fine-tuned from a plain checkpoint
 at those defaults starts where it was.
 """
+import functools
+
 from .. import functions as F
 from .. import nn
 from .checks import check_embeddings, check_images, check_positive, check_widths
@@ -155,7 +157,9 @@ class FlowNetS(nn.Module):
                 raise ValueError(f"FlowNetS.forward: {what} needs embeddings; pass e or build "
                                  f"the network with an embedder")
             e, _ = self.embedder(x[:, :self.in_channels // 2])
-        at = _Pixels(e)
+        # the embeddings' pixels at a stride, sliced once per forward pass however many
+        # layers read them: one slice, so one scatter of its gradient back into e
+        at = functools.cache(lambda stride: subsample_point(e, stride))
         c1 = F.leaky_relu(self.conv1(x), 0.1)
         c2 = F.leaky_relu(self.conv2(c1), 0.1)
         c3 = F.leaky_relu(self.conv3_1(F.leaky_relu(self.conv3(c2), 0.1)), 0.1)
@@ -178,7 +182,7 @@ class FlowNetS(nn.Module):
 
     def _conv(self, name, x, at):
         """Decoder convolution ``name`` of x, masked by the embeddings' pixels at its
-        stride (``at``, a :class:`_Pixels`) when it is one of ``aware_decoder``."""
+        stride (``at(stride)``) when it is one of ``aware_decoder``."""
         if name in self.aware_decoder:
             return getattr(self, name)(x, at(self.AWARE_DECODER[name]))
         return getattr(self, name)(x)
@@ -191,16 +195,3 @@ class FlowNetS(nn.Module):
             return upsample_point(flow, factor, size)
         return layer(flow, at(e_stride))
 
-
-class _Pixels:
-    """The embeddings' pixels at a stride, each stride sliced once per forward pass
-    however many layers read it: one slice, so one scatter of its gradient back into
-    e, rather than one per layer."""
-
-    def __init__(self, e):
-        self.e, self.by_stride = e, {}
-
-    def __call__(self, stride):
-        if stride not in self.by_stride:
-            self.by_stride[stride] = subsample_point(self.e, stride)
-        return self.by_stride[stride]
