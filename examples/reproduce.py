@@ -269,8 +269,6 @@ def main(argv=None):
     jobs = [j for s in cfg["seeds"] for j in seed_jobs(args.out, cfg, s)
             if ("/seg/" not in j.key or j.key.split("/seg/")[1] in cfg["rows"])
             and (cfg["flow"] or "flow" not in j.key)]
-    # the long jobs of every seed first, so that both workers stay busy to the end
-    jobs.sort(key=lambda j: len(j.deps) > 0)
     job_results = run_jobs(jobs, workers=args.workers,
                            log=lambda line: print(f"[{time.perf_counter() - t0:6.0f} s] "
                                                   f"{line}", flush=True))

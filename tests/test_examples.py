@@ -209,3 +209,37 @@ def test_embedder_mult_zero_freezes_the_embedder(cache, embedder, tmp_path):
         np.testing.assert_array_equal(state["embedder." + k], v, err_msg=k)
     assert float(np.asarray(state["bf.lam"])) != 1.0   # the filter itself trained
     assert np.isfinite(hist[-1]["loss"])
+
+
+def test_a_frozen_embedders_cache_takes_bitwise_the_same_steps(cache, embedder, tmp_path,
+                                                               monkeypatch):
+    """A row with a frozen embedder looks its embeddings up in an EmbeddingCache: over
+    3 epochs of flipped batches it embeds each (image, flip) once, and ends with the
+    very parameters and losses of the same run that embeds every batch again."""
+    from segnp.experiments import load_split, load_state, run_segmentation, runs
+    from segnp.experiments.embedding_cache import EmbeddingCache
+    from segnp.experiments.tasks import segmentation_step
+    train = load_split("segmentation", None, "train", 8, 32, cache)
+    kw = dict(variant={"segaware": "all", "bf": [1, 5]}, epochs=3, batch_size=4,
+              embedder=load_state(embedder), embedder_mult=0.0, progress=False, seed=3)
+    made = []
+
+    class Recorded(EmbeddingCache):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(runs, "EmbeddingCache", Recorded)
+    cached, hist = run_segmentation(str(tmp_path / "cached"), train, **kw)
+    (c,), = [made]
+    assert c.hits + c.misses == 3 * 8 and 8 <= c.misses < 3 * 8 and c.hits > 0
+    assert c.misses == len(c._store)
+    monkeypatch.setattr(runs, "frozen_embedder_step",
+                        lambda model, batch, cache: segmentation_step(model, batch))
+    plain, plain_hist = run_segmentation(str(tmp_path / "plain"), train, **kw)
+    assert len(made) == 1 or made[1].hits + made[1].misses == 0  # the cache went unused
+    assert [h["loss"] for h in hist] == [h["loss"] for h in plain_hist]
+    a, b = cached.state_dict(), plain.state_dict()
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)

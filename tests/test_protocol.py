@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from segnp.experiments.masks import layer_mask_means
+from segnp.experiments.protocol import seed_jobs
 from segnp.experiments.report import report_lines, stat, summary_lines
-from segnp.experiments.schedule import Job, run_jobs
+from segnp.experiments.schedule import Job, bottom_levels, run_jobs
 from segnp.experiments.tasks import label_embeddings
 from segnp.models import FlowNetS, SegNet
 from segnp.nn import SegAwareConv2d, calibrate_lams, tap_distances
@@ -124,11 +125,51 @@ def test_run_jobs_passes_dependency_results(workers):
     assert len(lines) == 4 and all(line.startswith("done ") for line in lines)
 
 
+def test_bottom_levels_add_the_costliest_chain_that_waits_for_a_job():
+    jobs = [Job("a", _add, {}, (), 1.0), Job("b", _add, {}, (), 5.0),
+            Job("c", _add, {}, ("a",), 1.0), Job("d", _add, {}, ("a",), 10.0),
+            Job("e", _add, {}, ("b", "d"), 2.0)]
+    assert bottom_levels(jobs) == {"a": 13.0, "b": 7.0, "c": 1.0, "d": 12.0, "e": 2.0}
+
+
+def _record(order, key, deps):
+    order.append(key)
+
+
+def test_ready_jobs_start_by_bottom_level_then_list_order():
+    # one worker in threads, so the start order is the scheduler's choice alone: a
+    # first (it unlocks the longest chain), then d (10) before b (5) though b is
+    # listed first, and c and f (equal levels) in the list's order
+    from concurrent.futures import ThreadPoolExecutor
+    from segnp.experiments import schedule
+    order = []
+    jobs = [Job(k, _record, {"order": order, "key": k}, deps, cost) for k, deps, cost in
+            [("a", (), 1.0), ("b", (), 5.0), ("c", ("a",), 1.0), ("d", ("a",), 10.0),
+             ("f", (), 1.0)]]
+    results = {}
+    with ThreadPoolExecutor(1) as pool:
+        schedule._run_graph(pool, 1, list(jobs), {}, results, {}, lambda _: None)
+    assert order == ["a", "d", "b", "c", "f"] and set(results) == set("abcdf")
+
+
+def test_seed_jobs_cost_their_epochs_times_seconds_per_epoch():
+    cfg = {"emb_epochs": 2, "flow_emb_epochs": 3, "seg_epochs": 4, "flow_epochs": 5,
+           "ft_epochs": 6, "flow_ft_epochs": 7}
+    jobs = {j.key: j for j in seed_jobs("out", cfg, 1)}
+    assert jobs["s1/embedding"].cost == pytest.approx(14.7 * 2)
+    assert jobs["s1/seg/+9x9 BF x4"].cost == pytest.approx(39.0 * 6)
+    assert jobs["s1/flow/segaware"].cost == pytest.approx(62.0 * 7)
+    assert all(j.cost > 0 for j in jobs.values())
+    assert jobs["s1/seg/all + CRF"].deps == ("s1/embedding", "s1/seg_baseline")
+
+
 def test_run_jobs_refuses_unknown_or_later_dependencies_and_duplicates():
     with pytest.raises(ValueError, match="depends on"):
         run_jobs([Job("a", _add, {"a": 1}, ("b",)), Job("b", _add, {"a": 1}, ())])
     with pytest.raises(ValueError, match="unique"):
         run_jobs([Job("a", _add, {"a": 1}, ()), Job("a", _add, {"a": 1}, ())])
+    with pytest.raises(ValueError, match="cost >= 0"):
+        run_jobs([Job("a", _add, {"a": 1}, (), -1.0)])
 
 
 def _fake_results(seeds=(0, 1)):

@@ -16,10 +16,11 @@ from .. import serialization
 from ..optim import SGD, Adam, PolyLR
 from ..random import manual_seed
 from .data import INPUT_SCALE, make_loader, preprocess
+from .embedding_cache import EmbeddingCache
 from .paper import PAPER_CROPS, PAPER_INPUT_SCALE, is_paper
 from .tasks import (build_model, embed, embedding_step, end_to_end_step,
                     evaluate_embedding, evaluate_flow, evaluate_segmentation, flow_step,
-                    label_embeddings,
+                    frozen_embedder_step, label_embeddings,
                     oracle_segmentation_step, segmentation_step, transfer_weights)
 from .trainer import Trainer, lr_mult_groups
 
@@ -246,6 +247,9 @@ def run_segmentation(out_dir, train, test=None, variant=None, epochs=6, batch_si
         evaluate = lambda m: evaluate_segmentation(  # noqa: E731
             m, images, labels, train.num_classes, embeddings=e)[0]
     step = oracle_segmentation_step if oracle else segmentation_step
+    if needs and not oracle and embedder_mult == 0:
+        # the frozen embedder's output for each training image, computed once
+        step = functools.partial(frozen_embedder_step, cache=EmbeddingCache(net.embedder))
     if aux_weight:
         step = functools.partial(end_to_end_step, aux_weight=float(aux_weight))
     ramp = None

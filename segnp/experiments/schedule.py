@@ -7,9 +7,15 @@ small, so one BLAS thread per process is about as fast per step as two (measured
 work of one.  :func:`run_jobs` therefore starts ``workers`` processes, each with one
 BLAS thread, and hands each job to a free worker once every job it depends on is done.
 
-A job is ``Job(key, fn, kwargs, deps)``: ``fn`` a module-level function (it is sent to
-another process), called as ``fn(**kwargs, deps={dep key: dep result})``; its result
-must be picklable.  Jobs write their checkpoints themselves, so a resumed run skips
+A job is ``Job(key, fn, kwargs, deps, cost=1.0)``: ``fn`` a module-level function (it is
+sent to another process), called as ``fn(**kwargs, deps={dep key: dep result})``; its
+result must be picklable.  ``cost`` is the job's expected duration in any unit (only
+the ratios count).  Of the jobs that are ready, a free worker takes the one with the
+costliest chain ahead of it: the job's cost plus, through the jobs that wait for it,
+the most that still has to run after it (its "bottom level", the critical-path rule of
+list scheduling).  Jobs that unlock long chains then start first and short ones fill
+the end, so both workers finish close together: a job of 2 minutes started last
+would leave one core idle for those 2 minutes.  Jobs write their checkpoints themselves, so a resumed run skips
 the training of finished jobs and only re-evaluates them.
 """
 import collections
@@ -21,9 +27,9 @@ import time
 from ..atomic import cleanup_on_sigterm
 from ..command import CTRL_C, remember_ctrl_c
 
-__all__ = ["Job", "run_jobs"]
+__all__ = ["Job", "run_jobs", "bottom_levels"]
 
-Job = collections.namedtuple("Job", "key fn kwargs deps")
+Job = collections.namedtuple("Job", "key fn kwargs deps cost", defaults=(1.0,))
 
 _THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -68,13 +74,30 @@ def _check(jobs):
             raise ValueError(f"run_jobs: job {j.key!r} depends on {missing}, which are not "
                              f"listed before it")
         known.add(j.key)
+        if not (isinstance(j.cost, (int, float)) and j.cost >= 0):
+            raise ValueError(f"run_jobs: job {j.key!r} must have a cost >= 0; got "
+                             f"{j.cost!r}")
+
+
+def bottom_levels(jobs):
+    """{key: the job's cost plus the costliest chain of jobs that depend on it}: how
+    long the run still takes from the job's start, on enough workers."""
+    level = {}
+    waiting = collections.defaultdict(list)
+    for j in jobs:
+        for d in j.deps:
+            waiting[d].append(j.key)
+    for j in reversed(jobs):  # a job's dependents come after it in the list
+        level[j.key] = j.cost + max((level[k] for k in waiting[j.key]), default=0.0)
+    return level
 
 
 def run_jobs(jobs, workers=2, log=print):
     """Run ``jobs`` (a list in an order where each job comes after its dependencies);
-    returns {key: result}.  ``workers`` <= 1 runs them one by one in this process (the
-    order of the list), which gives the same results: every job seeds its own
-    generators.  ``log(line)`` gets one line per finished job."""
+    returns {key: result}.  Of the ready jobs, the one with the highest
+    :func:`bottom_levels` starts first (the earlier in the list on a tie).
+    ``workers`` <= 1 runs them one by one in this process (the order of the list),
+    which gives the same results: every job seeds its own generators.  ``log(line)`` gets one line per finished job."""
     _check(jobs)
     results, seconds = {}, {}
     if workers <= 1:
@@ -135,8 +158,10 @@ def _run_graph(pool, workers, pending, running, results, seconds, log, interrupt
     from concurrent.futures import FIRST_COMPLETED, wait
     if interrupted:
         raise KeyboardInterrupt
+    level = bottom_levels(pending)
     while pending or running:
-        for j in [j for j in pending if all(d in results for d in j.deps)]:
+        ready = [j for j in pending if all(d in results for d in j.deps)]
+        for j in sorted(ready, key=lambda j: -level[j.key]):  # stable: list order on ties
             if len(running) >= workers:
                 break
             pending.remove(j)

@@ -32,7 +32,7 @@ from ..nn import SegAwareConv2d
 
 __all__ = ["TASKS", "build_model", "load_run", "transfer_weights", "embedding_step",
            "segmentation_step", "oracle_segmentation_step", "end_to_end_step",
-           "label_embeddings",
+           "label_embeddings", "frozen_embedder_step",
            "flow_step", "embed", "segment", "predict_flow", "evaluate_embedding",
            "evaluate_segmentation", "evaluate_flow", "downsample_labels",
            "downsample_flow"]
@@ -252,6 +252,16 @@ def label_embeddings(labels, num_classes, ignore_index=255):
 def segmentation_step(model, batch):
     images, labels = batch
     scores = model(_tensor(images))
+    return F.softmax_cross_entropy(scores, labels), {}
+
+
+def frozen_embedder_step(model, batch, cache):
+    """:func:`segmentation_step` of a network whose embedder is frozen, the embeddings
+    taken from ``cache`` (an :class:`~segnp.experiments.embedding_cache.EmbeddingCache`
+    of ``model.embedder``): bitwise the same step, without embedding an image again.
+    Bind ``cache`` with functools.partial."""
+    images, labels = batch
+    scores = model(_tensor(images), _tensor(cache(images)))
     return F.softmax_cross_entropy(scores, labels), {}
 
 
