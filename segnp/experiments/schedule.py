@@ -15,10 +15,12 @@ costliest chain ahead of it: the job's cost plus, through the jobs that wait for
 the most that still has to run after it (its "bottom level", the critical-path rule of
 list scheduling).  Jobs that unlock long chains then start first and short ones fill
 the end, so both workers finish close together: a job of 2 minutes started last
-would leave one core idle for those 2 minutes.  Jobs write their checkpoints themselves, so a resumed run skips
-the training of finished jobs and only re-evaluates them.
+would leave one core idle for those 2 minutes.  Jobs write their checkpoints
+themselves, so a resumed run skips the training of finished jobs and only re-evaluates
+them.
 """
 import collections
+import numbers
 import os
 import signal
 import threading
@@ -74,7 +76,7 @@ def _check(jobs):
             raise ValueError(f"run_jobs: job {j.key!r} depends on {missing}, which are not "
                              f"listed before it")
         known.add(j.key)
-        if not (isinstance(j.cost, (int, float)) and j.cost >= 0):
+        if not (isinstance(j.cost, numbers.Real) and j.cost >= 0):
             raise ValueError(f"run_jobs: job {j.key!r} must have a cost >= 0; got "
                              f"{j.cost!r}")
 
@@ -97,7 +99,8 @@ def run_jobs(jobs, workers=2, log=print):
     returns {key: result}.  Of the ready jobs, the one with the highest
     :func:`bottom_levels` starts first (the earlier in the list on a tie).
     ``workers`` <= 1 runs them one by one in this process (the order of the list),
-    which gives the same results: every job seeds its own generators.  ``log(line)`` gets one line per finished job."""
+    which gives the same results: every job seeds its own generators.  ``log(line)``
+    gets one line per finished job."""
     _check(jobs)
     results, seconds = {}, {}
     if workers <= 1:
