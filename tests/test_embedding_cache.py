@@ -22,7 +22,18 @@ def _images(n, seed=0):
     return np.random.default_rng(seed).standard_normal((n, 3, 20, 24)).astype(np.float32)
 
 
-def test_lookups_are_bitwise_the_embedders_batch_output(net):
+@pytest.fixture(params=["numpy", "numpy, 2 threads", "cuda-emulator"])
+def exact_backend(request):
+    """The backends on which run_segmentation uses the cache (NumPy arrays), the NumPy
+    kernels also with their pieces spread over two threads."""
+    from segnp.backends import using_backend
+    if request.param.endswith("threads"):
+        request.getfixturevalue("spread")
+    with using_backend(request.param.split(",")[0]) as b:
+        yield b
+
+
+def test_lookups_are_bitwise_the_embedders_batch_output(net, exact_backend):
     x = _images(5)
     whole = net(Tensor(x))[0].data
     cache = EmbeddingCache(net)
