@@ -73,3 +73,17 @@ def test_the_same_bytes_in_another_shape_are_another_key(net):
     tall = np.ascontiguousarray(x.reshape(1, 3, 24, 20))   # same bytes, other shape
     np.testing.assert_array_equal(cache(tall), net(Tensor(tall))[0].data)
     assert cache.misses == 2 and cache.hits == 0
+
+
+def test_a_caller_writing_into_the_output_leaves_the_stored_embeddings_alone(net):
+    # the step may write into its embeddings; the store must neither share the returned
+    # array nor keep a view of the embedder's batch output
+    x = _images(2, seed=3)
+    whole = net(Tensor(x))[0].data
+    cache = EmbeddingCache(net)
+    for _ in range(2):   # a miss, then a hit
+        out = cache(x)
+        np.testing.assert_array_equal(out, whole)
+        out[...] = np.nan
+    assert all(e.base is None for e in cache._store.values())
+    np.testing.assert_array_equal(cache(x), whole)
