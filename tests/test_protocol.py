@@ -130,6 +130,8 @@ def test_bottom_levels_add_the_costliest_chain_that_waits_for_a_job():
             Job("c", _add, {}, ("a",), 1.0), Job("d", _add, {}, ("a",), 10.0),
             Job("e", _add, {}, ("b", "d"), 2.0)]
     assert bottom_levels(jobs) == {"a": 13.0, "b": 7.0, "c": 1.0, "d": 12.0, "e": 2.0}
+    with pytest.raises(ValueError, match="bottom_levels: job 'c' depends on"):
+        bottom_levels(jobs[2:] + jobs[:2])   # one line, not a KeyError from inside
 
 
 def _record(order, key, deps):
