@@ -1,6 +1,6 @@
 """Reproduce the paper's comparisons on FlyingShapes (generated; nothing to download).
 
-    python examples/reproduce.py --quick      # one seed, small: about 5 min on 2 CPU cores
+    python examples/reproduce.py --quick      # one seed, small: about 2 min on 2 idle CPU cores
     python examples/reproduce.py              # 3 seeds, mean and spread: about 40 min
     python examples/reproduce.py --seeds 0 1 2 3 4 --out results-5
 

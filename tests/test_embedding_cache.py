@@ -22,7 +22,18 @@ def _images(n, seed=0):
     return np.random.default_rng(seed).standard_normal((n, 3, 20, 24)).astype(np.float32)
 
 
-def test_lookups_are_bitwise_the_embedders_batch_output(net):
+@pytest.fixture(params=["numpy", "numpy, 2 threads", "cuda-emulator"])
+def exact_backend(request):
+    """The backends on which run_segmentation uses the cache (NumPy arrays), the NumPy
+    kernels also with their pieces spread over two threads."""
+    from segnp.backends import using_backend
+    if request.param.endswith("threads"):
+        request.getfixturevalue("spread")
+    with using_backend(request.param.split(",")[0]) as b:
+        yield b
+
+
+def test_lookups_are_bitwise_the_embedders_batch_output(net, exact_backend):
     x = _images(5)
     whole = net(Tensor(x))[0].data
     cache = EmbeddingCache(net)
@@ -62,3 +73,17 @@ def test_the_same_bytes_in_another_shape_are_another_key(net):
     tall = np.ascontiguousarray(x.reshape(1, 3, 24, 20))   # same bytes, other shape
     np.testing.assert_array_equal(cache(tall), net(Tensor(tall))[0].data)
     assert cache.misses == 2 and cache.hits == 0
+
+
+def test_a_caller_writing_into_the_output_leaves_the_stored_embeddings_alone(net):
+    # the step may write into its embeddings; the store must neither share the returned
+    # array nor keep a view of the embedder's batch output
+    x = _images(2, seed=3)
+    whole = net(Tensor(x))[0].data
+    cache = EmbeddingCache(net)
+    for _ in range(2):   # a miss, then a hit
+        out = cache(x)
+        np.testing.assert_array_equal(out, whole)
+        out[...] = np.nan
+    assert all(e.base is None for e in cache._store.values())
+    np.testing.assert_array_equal(cache(x), whole)

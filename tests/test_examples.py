@@ -243,3 +243,26 @@ def test_a_frozen_embedders_cache_takes_bitwise_the_same_steps(cache, embedder, 
     assert a.keys() == b.keys()
     for k in a:
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def test_only_an_exact_frozen_embedder_run_caches_embeddings(cache, embedder, tmp_path,
+                                                            monkeypatch):
+    """The cache is used for a frozen embedder on NumPy arrays alone: not when the
+    embedder trains, not for the oracle row, not on CuPy (its batched products may round
+    an image differently in another batch) and not with the paper's random crops."""
+    import types
+    from segnp.experiments import load_split, load_state, run_segmentation, runs
+    train = load_split("segmentation", None, "train", 8, 32, cache)
+    steps = []
+    monkeypatch.setattr(runs, "_fit", lambda model, opt, loader, step, *a, **k:
+                        steps.append(step) or [])
+    kw = dict(variant={"bf": [1, 5]}, epochs=1, batch_size=4, embedder=load_state(embedder),
+              progress=False)
+    for name, extra in [("frozen", {"embedder_mult": 0.0}), ("trains", {"embedder_mult": 0.1}),
+                        ("oracle", {"embedder_mult": 0.0, "oracle": True})]:
+        run_segmentation(str(tmp_path / name), train, **kw, **extra)
+    assert runs._caches_embeddings(paper=False) and not runs._caches_embeddings(paper=True)
+    monkeypatch.setattr(runs, "get_backend", lambda: types.SimpleNamespace(xp=object()))
+    run_segmentation(str(tmp_path / "device"), train, **kw, embedder_mult=0.0)
+    cached = [getattr(s, "func", s) is runs.frozen_embedder_step for s in steps]
+    assert cached == [True, False, False, False]

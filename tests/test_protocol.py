@@ -130,6 +130,8 @@ def test_bottom_levels_add_the_costliest_chain_that_waits_for_a_job():
             Job("c", _add, {}, ("a",), 1.0), Job("d", _add, {}, ("a",), 10.0),
             Job("e", _add, {}, ("b", "d"), 2.0)]
     assert bottom_levels(jobs) == {"a": 13.0, "b": 7.0, "c": 1.0, "d": 12.0, "e": 2.0}
+    with pytest.raises(ValueError, match="bottom_levels: job 'c' depends on"):
+        bottom_levels(jobs[2:] + jobs[:2])   # one line, not a KeyError from inside
 
 
 def _record(order, key, deps):
@@ -154,12 +156,18 @@ def test_ready_jobs_start_by_bottom_level_then_list_order():
 
 def test_seed_jobs_cost_their_epochs_times_seconds_per_epoch():
     cfg = {"emb_epochs": 2, "flow_emb_epochs": 3, "seg_epochs": 4, "flow_epochs": 5,
-           "ft_epochs": 6, "flow_ft_epochs": 7}
+           "ft_epochs": 6, "flow_ft_epochs": 7, "count": 1024, "flow_count": 2048}
     jobs = {j.key: j for j in seed_jobs("out", cfg, 1)}
     assert jobs["s1/embedding"].cost == pytest.approx(14.7 * 2)
     assert jobs["s1/seg/+9x9 BF x4"].cost == pytest.approx(39.0 * 6)
     assert jobs["s1/flow/segaware"].cost == pytest.approx(62.0 * 7)
     assert all(j.cost > 0 for j in jobs.values())
+    # an epoch's seconds follow its scenes: a quarter of the segmentation scenes makes
+    # every job that trains on them a quarter as long, and leaves the flow jobs alone
+    small = {j.key: j.cost for j in seed_jobs("out", dict(cfg, count=256), 1)}
+    for key, j in jobs.items():
+        flow_data = key in ("s1/flow_baseline", "s1/flow/baseline", "s1/flow/segaware")
+        assert small[key] == pytest.approx(j.cost * (1.0 if flow_data else 0.25)), key
     assert jobs["s1/seg/all + CRF"].deps == ("s1/embedding", "s1/seg_baseline")
 
 

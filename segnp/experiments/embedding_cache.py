@@ -1,16 +1,21 @@
 """The embeddings of a frozen embedder, computed once per distinct training image.
 
 A Table 1 row with a frozen embedder (every row but the end-to-end one) sees each of
-its training scenes about twice (as it is and flipped) in every one of its epochs, and
-the embedder maps the same image to the same embeddings each time: 6 epochs compute
-them about 6 times where 2 would do.  :class:`EmbeddingCache` remembers them by the
-image's bytes.
+its training scenes once per epoch, as it is or flipped, and the embedder maps the same
+image to the same embeddings each time: 6 epochs compute them 6 times where the two
+versions would do.  :class:`EmbeddingCache` remembers them by the image's bytes.
 
-Exact, not approximate: every layer of the embedder works image by image (the
-convolutions multiply one image's unfolded block at a time, ``backends/numpy/conv.py``),
-so an image's embeddings do not depend on which batch it came in, and the cached array
-is bitwise the one the embedder would give inside any batch.  A training run with the
-cache therefore takes the very same steps as one without.
+Exact, not approximate, where the arrays are NumPy's (the ``numpy`` and
+``cuda-emulator`` backends): an image's embeddings do not depend on which batch it came
+in.  The convolutions multiply one image's unfolded block at a time
+(``backends/numpy/conv.py``; the emulator's launcher multiplies image by image too), and
+the one product that spans the batch, the bilinear upsampling's ``(N*C*H, W) @ A_w^T``
+(``functions/resize.py``), sums each row's entries in the same order whatever the number
+of rows.  The cached array is then bitwise the one the embedder gives inside any batch
+(tests/test_embedding_cache.py), and a training run with the cache takes the very same
+steps as one without.  CuPy's products choose their cuBLAS kernel by the sizes, batch
+included, so there an image's embeddings may round differently in another batch:
+:func:`~segnp.experiments.run_segmentation` uses the cache only on NumPy arrays.
 """
 import hashlib
 

@@ -76,8 +76,10 @@ FLOW_ROWS = ("baseline", "segaware")
 
 # The scheduler's cost of each job (schedule.py: of the ready jobs, the one with the
 # costliest chain ahead of it starts first): its epochs times the seconds per epoch that
-# job took in the full run at 9d76a0c (one core).  Only the ratios count.  Started in
-# the list's order instead, that run left a core idle for the last 2 minutes.
+# job took in the full run at 9d76a0c (one core), scaled by its training scenes over
+# that run's (_EPOCH_SCENES), so that a --count or --flow-count of other proportions
+# still orders the jobs by their length.  Only the ratios count.  Started in the list's
+# order instead, that run left a core idle for the last 2 minutes.
 _EPOCH_SECONDS = {
     "embedding": 14.7, "flow_embedding": 14.7, "seg_baseline": 8.6, "flow_baseline": 5.1,
     "seg/baseline": 8.8, "seg/+9x9 BF": 21.0, "seg/+9x9 BF x4": 39.0,
@@ -86,6 +88,7 @@ _EPOCH_SECONDS = {
     "seg/ground-truth masks": 13.0, "seg/lam learned from 0": 16.5,
     "flow/baseline": 5.0, "flow/segaware": 62.0,
 }
+_EPOCH_SCENES = {"count": 1024, "flow_count": 2048}
 # one-hot embeddings are 0 apart within a class and 2 across: lam 2 gives exp(-4)
 ORACLE_LAM = 2.0
 
@@ -260,16 +263,22 @@ def constant_flow(cfg, split="test"):
 
 
 def seed_jobs(out, cfg, seed):
-    """The jobs of one seed, each after its dependencies; keys are prefixed 's<seed>/'."""
+    """The jobs of one seed, each after its dependencies; keys are prefixed 's<seed>/'.
+    Each costs its expected seconds (for the scheduler; see ``_EPOCH_SECONDS``)."""
     runs = os.path.join(out, "runs", f"seed{seed}")
     p = f"s{seed}/"
     kw = {"cfg": cfg, "seed": seed}
-    epochs = {"embedding": cfg["emb_epochs"], "flow_embedding": cfg["flow_emb_epochs"],
-              "seg_baseline": cfg["seg_epochs"], "flow_baseline": cfg["flow_epochs"],
-              "seg": cfg["ft_epochs"], "flow": cfg["flow_ft_epochs"]}
+    # (epochs, the cfg key of the scene count it trains on): every embedder learns from
+    # the segmentation scenes, the flow networks from the flow pairs
+    work = {"embedding": ("emb_epochs", "count"),
+            "flow_embedding": ("flow_emb_epochs", "count"),
+            "seg_baseline": ("seg_epochs", "count"), "seg": ("ft_epochs", "count"),
+            "flow_baseline": ("flow_epochs", "flow_count"),
+            "flow": ("flow_ft_epochs", "flow_count")}
 
     def job(name, fn, kwargs, deps=()):
-        cost = _EPOCH_SECONDS[name] * epochs[name.split("/")[0]]
+        epochs, scenes = work[name.split("/")[0]]
+        cost = _EPOCH_SECONDS[name] * cfg[epochs] * cfg[scenes] / _EPOCH_SCENES[scenes]
         return Job(p + name, fn, dict(kw, **kwargs), tuple(p + d for d in deps), cost)
 
     jobs = [job("embedding", job_embedding,

@@ -13,6 +13,7 @@ import functools
 import numpy as np
 
 from .. import serialization
+from ..backends import get_backend
 from ..optim import SGD, Adam, PolyLR
 from ..random import manual_seed
 from .data import INPUT_SCALE, make_loader, preprocess
@@ -131,6 +132,14 @@ def _param_groups(net, lr, lam_mult, embedder_mult):
     return lr_mult_groups(net, lr, {r"(^|\.)lam$": lam_mult, r"^embedder\.": embedder_mult})
 
 
+def _caches_embeddings(paper):
+    """Whether a segmentation run embeds each training image once when its embedder is
+    frozen (:class:`EmbeddingCache`): only where that is exact, on NumPy arrays (see
+    :mod:`.embedding_cache`), and not for the paper's networks, whose random crops
+    hardly ever bring an image back (the cache would fill with crops never seen again)."""
+    return not paper and get_backend().xp is np
+
+
 class _SharpeningPolyLR(PolyLR):
     """A poly lr schedule that also raises the (frozen) lams of ``layers`` linearly over
     it, from their values when it starts to ``factor`` times them at its end: masks
@@ -247,8 +256,7 @@ def run_segmentation(out_dir, train, test=None, variant=None, epochs=6, batch_si
         evaluate = lambda m: evaluate_segmentation(  # noqa: E731
             m, images, labels, train.num_classes, embeddings=e)[0]
     step = oracle_segmentation_step if oracle else segmentation_step
-    if needs and not oracle and embedder_mult == 0:
-        # the frozen embedder's output for each training image, computed once
+    if needs and not oracle and embedder_mult == 0 and _caches_embeddings(paper):
         step = functools.partial(frozen_embedder_step, cache=EmbeddingCache(net.embedder))
     if aux_weight:
         step = functools.partial(end_to_end_step, aux_weight=float(aux_weight))

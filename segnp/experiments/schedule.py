@@ -65,25 +65,31 @@ class _spawning:
             signal.signal(signal.SIGINT, self.previous)
 
 
-def _check(jobs):
+def _check(fn, jobs):
     keys = [j.key for j in jobs]
     if len(set(keys)) != len(keys):
-        raise ValueError("run_jobs: job keys must be unique")
+        raise ValueError(f"{fn}: job keys must be unique")
     known = set()
     for j in jobs:
         missing = [d for d in j.deps if d not in known]
         if missing:
-            raise ValueError(f"run_jobs: job {j.key!r} depends on {missing}, which are not "
+            raise ValueError(f"{fn}: job {j.key!r} depends on {missing}, which are not "
                              f"listed before it")
         known.add(j.key)
         if not (isinstance(j.cost, numbers.Real) and j.cost >= 0):
-            raise ValueError(f"run_jobs: job {j.key!r} must have a cost >= 0; got "
+            raise ValueError(f"{fn}: job {j.key!r} must have a cost >= 0; got "
                              f"{j.cost!r}")
 
 
 def bottom_levels(jobs):
     """{key: the job's cost plus the costliest chain of jobs that depend on it}: how
-    long the run still takes from the job's start, on enough workers."""
+    long the run still takes from the job's start, on enough workers.  ``jobs``: as
+    for :func:`run_jobs`."""
+    _check("bottom_levels", jobs)
+    return _levels(jobs)
+
+
+def _levels(jobs):
     level = {}
     waiting = collections.defaultdict(list)
     for j in jobs:
@@ -101,7 +107,7 @@ def run_jobs(jobs, workers=2, log=print):
     ``workers`` <= 1 runs them one by one in this process (the order of the list),
     which gives the same results: every job seeds its own generators.  ``log(line)``
     gets one line per finished job."""
-    _check(jobs)
+    _check("run_jobs", jobs)
     results, seconds = {}, {}
     if workers <= 1:
         for j in jobs:
@@ -161,7 +167,7 @@ def _run_graph(pool, workers, pending, running, results, seconds, log, interrupt
     from concurrent.futures import FIRST_COMPLETED, wait
     if interrupted:
         raise KeyboardInterrupt
-    level = bottom_levels(pending)
+    level = _levels(pending)
     while pending or running:
         ready = [j for j in pending if all(d in results for d in j.deps)]
         for j in sorted(ready, key=lambda j: -level[j.key]):  # stable: list order on ties

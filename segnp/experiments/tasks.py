@@ -258,8 +258,9 @@ def segmentation_step(model, batch):
 def frozen_embedder_step(model, batch, cache):
     """:func:`segmentation_step` of a network whose embedder is frozen, the embeddings
     taken from ``cache`` (an :class:`~segnp.experiments.embedding_cache.EmbeddingCache`
-    of ``model.embedder``): bitwise the same step, without embedding an image again.
-    Bind ``cache`` with functools.partial."""
+    of ``model.embedder``): on NumPy arrays bitwise the same step (see
+    :mod:`~segnp.experiments.embedding_cache`), without embedding an image again.  Bind
+    ``cache`` with functools.partial."""
     images, labels = batch
     scores = model(_tensor(images), _tensor(cache(images)))
     return F.softmax_cross_entropy(scores, labels), {}
