@@ -55,11 +55,11 @@ class EmbeddingCache:
     def _key(image):
         # a 128-bit digest of the bytes, with the shape and dtype: equal keys mean
         # equal images (a collision is as likely as 2^-64 after 2^32 images)
-        h = hashlib.blake2b(np.ascontiguousarray(image).tobytes(), digest_size=16)
+        h = hashlib.blake2b(image.tobytes(), digest_size=16)  # C order, whatever the strides
         return h.digest(), image.shape, image.dtype.str
 
     def __call__(self, images):
-        xp = get_backend().xp
+        backend = get_backend()
         images = np.asarray(images)
         keys = [self._key(im) for im in images]
         first = {}  # each new key's first image in the batch: a repeat is embedded once
@@ -72,10 +72,10 @@ class EmbeddingCache:
         new = {}
         if todo:
             with no_grad():
-                e, _ = self.embedder(Tensor(get_backend().asarray(images[todo])))
+                e, _ = self.embedder(Tensor(backend.asarray(images[todo])))
             for i, ei in zip(todo, e.data):
                 new[keys[i]] = ei
-        out = xp.stack([new[k] if k in new else self._store[k] for k in keys])
+        out = backend.xp.stack([new[k] if k in new else self._store[k] for k in keys])
         for k, ei in new.items():
             if self.stored_bytes + ei.nbytes <= self.most_bytes:
                 self._store[k] = ei.copy()  # not a view that keeps the batch alive
