@@ -76,7 +76,7 @@ def test_reproduce_tiny_end_to_end(tmp_path, capsys):
     out = str(tmp_path / "results")
     args = ["--preset", "tiny", "--out", out, "--cache", str(tmp_path / "cache"),
             "--no-progress", "--seeds", "0", "1", "--e2e-aux-weight", "0.5",
-            "--keep-all-fc6", "0.5"]
+            "--keep-all-fc6", "0.5", "--ft-lr", "0.0007"]
     results = mod.main(args)
     printed = capsys.readouterr().out
     report = open(os.path.join(out, "REPORT.md")).read()
@@ -89,6 +89,7 @@ def test_reproduce_tiny_end_to_end(tmp_path, capsys):
         assert f"]({fig})" in report
     saved = json.load(open(os.path.join(out, "results.json")))
     assert [r["seed"] for r in saved["results"]] == [0, 1]
+    assert saved["config"]["ft_lr"] == 0.0007 != mod.COMMON["ft_lr"]
     assert len(results) == 2
     for r in results:
         assert 0 <= r["masks"]["embedding_auc"] <= 1

@@ -263,7 +263,8 @@ def _run_reproduce(args, cwd):
 
 @pytest.mark.parametrize("bad", [["--seeds", "-1"], ["--seeds", "0", "0"],
                                  ["--keep-all", "1.5"], ["--workers", "0"],
-                                 ["--seed", "5"], ["--flow-epochs", "0"]])
+                                 ["--seed", "5"], ["--flow-epochs", "0"],
+                                 ["--ft-lr", "0"]])
 def test_reproduce_refuses_bad_options_at_once(tmp_path, bad):
     r = _run_reproduce(["--preset", "tiny", "--out", "res", "--cache", "cache"] + bad,
                        tmp_path)
