@@ -136,10 +136,7 @@ def check_settings(out, cfg, resume):
 def config(args):
     preset = args.preset or ("quick" if args.quick else "default")
     cfg = dict(PRESETS[preset], **COMMON, preset=preset, cache=args.cache)
-    for k in OVERRIDES:
-        if getattr(args, k) is not None:
-            cfg[k] = getattr(args, k)
-    for k in FLOAT_OVERRIDES:
+    for k in OVERRIDES + FLOAT_OVERRIDES:
         if getattr(args, k) is not None:
             cfg[k] = getattr(args, k)
     if args.seeds:
