@@ -14,8 +14,11 @@ segmentation-aware upsampler guided by frame 1:
 2. ``nn.SegAwareUpsample`` (bilinear weights times the mask of Eq. 3, renormalised, one
    ``segaware_conv_transpose2d``) upsamples the pooled flow, guided by the embeddings
    and frame 1's colours, and back-projection steps add the upsampled residual
-   ``pooled - avgpool(y)``, so that the result pools back to its input;
-3. the upsampler's lam is learned with the end-point error, for each factor, over the
+   ``pooled - avgpool(y)``, so that the result pools back to its input; before each
+   step, a segmentation-aware average at stride 1 (``nn.SegAwareAvgPool2d``, the
+   bilateral filter with the same guide) spreads each region's flow a few pixels
+   further, to the pixels whose nearest samples lie across a boundary;
+3. the upsampler's lams are learned with the end-point error, for each factor, over the
    frozen embedder;
 4. the embedder and both factors' lams are fine-tuned end to end with the sum of the
    two factors' end-point errors, so that the guide is learned for the task.
@@ -70,12 +73,15 @@ def parse(argv):
                    metavar="W", help="channels of the embedder's three blocks")
     p.add_argument("--steps", type=nonnegative_int, default=40, help="steps of lam's "
                    "training, per factor and image weight")
-    p.add_argument("--ft-steps", type=nonnegative_int, default=200, help="steps of the "
+    p.add_argument("--ft-steps", type=nonnegative_int, default=400, help="steps of the "
                    "end-to-end fine-tuning of the embedder and the lams")
     p.add_argument("--ft-lr", type=positive_float, default=1e-2, help="peak learning rate "
                    "of the end-to-end fine-tuning (Adam, poly schedule)")
     p.add_argument("--iterations", type=nonnegative_int, default=3, help="back-projection "
-                   "steps while training (at test: 0 .. 2x this, chosen on validation)")
+                   "steps while training (at test: 0 .. 4x this, chosen on validation)")
+    p.add_argument("--no-smooth", dest="smooth", action="store_false", help="no "
+                   "segmentation-aware smoothing before each back-projection step (the "
+                   "upsampler of the earlier runs)")
     p.add_argument("--batch-size", type=positive_int, default=8, help="scenes per step")
     args = p.parse_args(argv)
     if args.size < 16 or args.size % 8:

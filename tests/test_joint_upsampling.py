@@ -38,10 +38,12 @@ def test_tiny_run_writes_results_and_figure(tmp_path, capsys):
         assert all(np.isfinite(v) and v > 0 for v in saved[key].values())
     with open(out / "details.json") as f:
         details = json.load(f)
-    assert details["x8"]["chosen"]["iterations"] in (0, 1, 2)
+    assert details["x8"]["chosen"]["iterations"] in range(5)  # 0 .. 4 x --iterations 1
+    assert details["x8"]["chosen"]["smooth"] == [5, 2]
+    assert set(details["x8"]["chosen"]["lams"]) == {"up", "smooth"}
+    assert len(details["x4"]["val"]["segaware_end_to_end"]) == 5
     assert details["x4"]["chosen"]["embedder"] in ("frozen", "end_to_end")
     assert details["end_to_end"]["steps"] == 2 and len(details["end_to_end"]["image_weights"]) == 2
-    assert len(details["x4"]["val"]["segaware_end_to_end"]) == 3
     assert (out / "joint_upsampling.png").stat().st_size > 1000
     assert "x8: test EPE bilinear" in capsys.readouterr().out
     # a second run refuses to replace the results, before any work
@@ -91,7 +93,8 @@ def test_finetune_trains_the_embedder_and_both_lams_through_the_epe():
     x = (images.transpose(0, 3, 1, 2) / 255.0 - 0.5).astype(np.float32)
     net = EmbeddingNet(widths=(4, 4, 4), embed_dim=4, side_dim=2)
     before = [p.numpy().copy() for p in net.parameters()]
-    models = {4: JointUpsampler(4, lam_init=1.0), 8: JointUpsampler(8, lam_init=1.0)}
+    models = {4: JointUpsampler(4, lam_init=1.0), 8: JointUpsampler(8, lam_init=1.0,
+                                                                    smooth=(5, 2))}
     lo = {f: avg_pool_flow(flow, f) for f in models}
     losses = finetune(net, models, {4: 0.5, 8: 0.0}, x, lo, flow, steps=12, iterations=1,
                       batch_size=4, seed=0, lr=0.05)
@@ -99,6 +102,42 @@ def test_finetune_trains_the_embedder_and_both_lams_through_the_epe():
     assert losses[-1] < losses[0]
     assert all(not np.array_equal(b, p.numpy()) for b, p in zip(before, net.parameters()))
     assert all(abs(m.up.lam.item() - 1.0) > 1e-4 for m in models.values())
+    assert abs(models[8].smooth.lam.item() - 1.0) > 1e-4  # the smoothing step's own lam
+
+
+def test_the_smoothing_step_before_each_back_projection():
+    """JointUpsampler(smooth=(k, d)) is up, then per step the stride-1 segaware average
+    and the back-projection; it keeps a constant flow constant whatever the guide, and
+    without back-projection steps it is the upsampler without smoothing."""
+    import segnp.functions as F
+    rng = np.random.default_rng(1)
+    lo = rng.standard_normal((2, 2, 2, 2)).astype(np.float32)
+    g = rng.standard_normal((2, 5, 16, 16)).astype(np.float32)
+    model = JointUpsampler(8, lam_init=0.7, smooth=(5, 2))
+    model.smooth.lam.data[...] = 1.3
+    assert model.lams() == pytest.approx({"up": 0.7, "smooth": 1.3})
+    y = model.up(lo, g)
+    for _ in range(2):
+        y = F.segaware_avg_pool2d(y, g, 5, 1.3, stride=1, dilation=2)
+        y = y + model.up(lo - F.avg_pool2d(y, 8), g)
+    np.testing.assert_allclose(model(lo, g, 2).numpy(), y.numpy(), rtol=1e-5, atol=1e-6)
+    plain = JointUpsampler(8, lam_init=0.7)
+    np.testing.assert_allclose(model(lo, g, 0).numpy(), plain(lo, g, 0).numpy(), rtol=1e-6)
+    assert not np.allclose(model(lo, g, 1).numpy(), plain(lo, g, 1).numpy(), atol=1e-3)
+    const = np.broadcast_to(np.float32([[[[0.75]], [[-2.0]]]]), (2, 2, 2, 2))
+    out = model(const, g, 3).numpy()
+    np.testing.assert_allclose(out[:, 0], 0.75, rtol=1e-5)
+    np.testing.assert_allclose(out[:, 1], -2.0, rtol=1e-5)
+
+
+def test_tiny_run_without_the_smoothing_step(tmp_path):
+    out = tmp_path / "plain"
+    script().main(["--out", str(out), "--no-smooth"] + TINY)
+    with open(out / "details.json") as f:
+        details = json.load(f)
+    for key in ("x4", "x8"):
+        assert details[key]["chosen"]["smooth"] is None
+        assert set(details[key]["chosen"]["lams"]) == {"up"}
 
 
 def test_tiny_run_with_each_factors_flow_as_the_embedders_input(tmp_path):

@@ -67,18 +67,40 @@ def avg_pool_flow(flow, factor):
 class JointUpsampler(nn.Module):
     """Pooled flow lo (N, 2, H/f, W/f) and a guide (N, D, H, W) -> flow (N, 2, H, W):
     ``nn.SegAwareUpsample`` (block grid), then ``iterations`` back-projection steps
-    ``y <- y + up(lo - avgpool_f(y))`` with the same masks.  lam is the only parameter."""
+    ``y <- y + up(lo - avgpool_f(y))`` with the same masks.
 
-    def __init__(self, factor, lam_init=2.0):
+    With ``smooth`` (ksize, dilation), each back-projection step is preceded by
+    ``y <- S(y)``: ``nn.SegAwareAvgPool2d`` at stride 1 (the bilateral filter of Eq. 4
+    with the masks of Eq. 3, its own lam).  A pixel whose nearest samples all straddle a
+    boundary, or lie across it, gets from the upsampling alone a mixed flow; S pulls in
+    the flow of its own region from a few pixels further, and the back-projection after
+    it restores the pooled means.  The lams (one, or two with ``smooth``) are the only
+    parameters."""
+
+    def __init__(self, factor, lam_init=2.0, smooth=None):
         super().__init__()
         self.factor = factor
         self.up = nn.SegAwareUpsample(factor, "block", lam_init=lam_init)
+        self.smooth = None
+        if smooth is not None:
+            ksize, dilation = smooth
+            self.smooth = nn.SegAwareAvgPool2d(ksize, stride=1, dilation=dilation,
+                                               lam_init=lam_init)
 
     def forward(self, lo, guide, iterations):
         y = self.up(lo, guide)
         for _ in range(iterations):
+            if self.smooth is not None:
+                y = self.smooth(y, guide)
             y = y + self.up(lo - F.avg_pool2d(y, self.factor), guide)
         return y
+
+    def lams(self):
+        """The learned lams, as floats: {"up": .., "smooth": ..} (no "smooth" without it)."""
+        out = {"up": float(self.up.lam.item())}
+        if self.smooth is not None:
+            out["smooth"] = float(self.smooth.lam.item())
+        return out
 
 
 def _batches(rng, n, batch_size, steps):
@@ -228,6 +250,12 @@ def finetune(embedder, models, image_weights, inputs, lo, flow, steps, iteration
 
 
 IMAGE_WEIGHTS = (0.0, 0.5, 1.0)
+# The smoothing step of each factor's upsampler (JointUpsampler: ksize, dilation), chosen
+# on validation (docs/results/joint_upsampling/README.md); ``--no-smooth`` drops it.
+SMOOTH = {4: (5, 1), 8: (5, 2)}
+# Back-projection steps tried at test time (chosen on validation): 0 .. this x the
+# training's.  With the smoothing step, validation EPE still falls past twice them.
+TEST_ITERATIONS = 4
 
 
 def run(args):
@@ -267,26 +295,32 @@ def run(args):
     emb = {s: {k: embed_images(embedder, x) for k, x in inputs[s].items()}
            for s in pre_sources}
     details["embedder_seconds"] = round(time.time() - t, 1)
-    frozen = {}  # per factor: val EPE of (image weight, steps), learned lams
+    smooth = SMOOTH if args.smooth else {f: None for f in FACTORS}
+    steps_at_test = range(TEST_ITERATIONS * args.iterations + 1)
+    frozen = {}  # per factor: val EPE of (image weight, steps), the upsampler per weight
     for f in FACTORS:
         t = time.time()
-        val, lams = {}, {}
+        val, learned = {}, {}
         for a in IMAGE_WEIGHTS:
             manual_seed(args.seed)
-            model = learn_lam(JointUpsampler(f), guide(images["train"], emb[pre[f]]["train"], a),
+            model = learn_lam(JointUpsampler(f, smooth=smooth[f]),
+                              guide(images["train"], emb[pre[f]]["train"], a),
                               lo[f]["train"], sets["train"][2], args.steps, args.iterations,
                               args.batch_size, args.seed)
             model.eval()
-            lams[a] = float(model.up.lam.item())
+            learned[a] = model
             g = guide(images["val"], emb[pre[f]]["val"], a)
-            for T in range(2 * args.iterations + 1):
+            for T in steps_at_test:
                 val[(a, T)] = end_point_error(upsample(model, lo[f]["val"], g, T), sets["val"][2])
-        frozen[f] = {"val": val, "lams": lams, "seconds": round(time.time() - t, 1)}
-    # end to end, from each factor's best image weight and its lam on the frozen embedder
+        frozen[f] = {"val": val, "models": learned, "seconds": round(time.time() - t, 1)}
+    # end to end, from each factor's best image weight and its lams on the frozen embedder
     t = time.time()
     weights = {f: min(frozen[f]["val"], key=lambda k: (frozen[f]["val"][k], k))[0]
                for f in FACTORS}
-    models = {f: JointUpsampler(f, lam_init=frozen[f]["lams"][weights[f]]) for f in FACTORS}
+    models = {}
+    for f in FACTORS:  # a copy: the frozen-embedder upsampler stays a choice at test
+        models[f] = JointUpsampler(f, smooth=smooth[f])
+        models[f].load_state_dict(frozen[f]["models"][weights[f]].state_dict())
     if pre != source:
         embedder = with_flow_input(embedder)
     losses = finetune(embedder, models, weights, {f: inputs[source[f]]["train"] for f in FACTORS},
@@ -302,17 +336,17 @@ def run(args):
                              "seconds": round(time.time() - t, 1)}
     results, shown = {}, {}
     for f in FACTORS:
-        a, lam = weights[f], float(models[f].up.lam.item())
+        a = weights[f]
         models[f].eval()
         g_tuned = guide(images["val"], tuned[source[f]]["val"], a)
         val_tuned = {T: end_point_error(upsample(models[f], lo[f]["val"], g_tuned, T),
                                         sets["val"][2])
-                     for T in range(2 * args.iterations + 1)}
+                     for T in steps_at_test}
         choices = {("frozen", w, T): v for (w, T), v in frozen[f]["val"].items()}
         choices.update({("end_to_end", a, T): v for T, v in val_tuned.items()})
         kind, a, T = min(choices, key=lambda k: (choices[k], k))
         if kind == "frozen":
-            model = JointUpsampler(f, lam_init=frozen[f]["lams"][a])
+            model = frozen[f]["models"][a]
             e_test = emb[pre[f]]["test"]
         else:
             model, e_test = models[f], tuned[source[f]]["test"]
@@ -330,9 +364,9 @@ def run(args):
                     "segaware_end_to_end": {f"image_weight={weights[f]} iterations={n}": v
                                             for n, v in val_tuned.items()}},
             "chosen": {"embedder": kind, "image_weight": a, "iterations": T,
-                       "lam": float(model.up.lam.item())},
-            "lams_frozen_embedder": {str(w): v for w, v in frozen[f]["lams"].items()},
-            "lam_end_to_end": lam,
+                       "smooth": smooth[f], "lams": model.lams()},
+            "lams_frozen_embedder": {str(w): m.lams() for w, m in frozen[f]["models"].items()},
+            "lams_end_to_end": models[f].lams(),
             "seconds_frozen_embedder": frozen[f]["seconds"]}
         shown[f"bilinear x{f}"], shown[f"segaware x{f}"] = bil_test, seg_test
     figure_data = (images["test"], sets["test"][2], shown, mean)
