@@ -9,7 +9,8 @@ import pytest
 
 from segnp.experiments.joint import (FLOW_SCALE, JointUpsampler, avg_pool_flow, embed_images,
                                     embedder_input, finetune, guide, pretrain_embedder, scenes,
-                                    with_flow_input)
+                                    step_errors, upsample, upsample_steps, with_flow_input)
+from segnp.metrics import end_point_error
 from segnp.models import EmbeddingNet
 
 EXAMPLE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -124,6 +125,14 @@ def test_the_smoothing_step_before_each_back_projection():
     plain = JointUpsampler(8, lam_init=0.7)
     np.testing.assert_allclose(model(lo, g, 0).numpy(), plain(lo, g, 0).numpy(), rtol=1e-6)
     assert not np.allclose(model(lo, g, 1).numpy(), plain(lo, g, 1).numpy(), atol=1e-3)
+    # one pass gives the flow after every number of steps, as separate calls do
+    flow = rng.standard_normal((2, 2, 16, 16)).astype(np.float32)
+    ys, errors = upsample_steps(model, lo, g, 3, 1), step_errors(model, lo, g, flow, 3)
+    assert len(ys) == 4 and sorted(errors) == [0, 1, 2, 3]
+    for T in range(4):
+        np.testing.assert_array_equal(ys[T], upsample(model, lo, g, T, 1))
+        assert errors[T] == end_point_error(upsample(model, lo, g, T), flow)
+    assert len(set(errors.values())) == 4
     const = np.broadcast_to(np.float32([[[[0.75]], [[-2.0]]]]), (2, 2, 2, 2))
     out = model(const, g, 3).numpy()
     np.testing.assert_allclose(out[:, 0], 0.75, rtol=1e-5)

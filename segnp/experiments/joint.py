@@ -37,8 +37,8 @@ from .data import INPUT_SCALE, SPLIT_SEEDS, preprocess
 from .tasks import embedding_loss_terms
 
 __all__ = ["JointUpsampler", "scenes", "avg_pool_flow", "embedder_input", "pretrain_embedder",
-           "with_flow_input", "embed_images", "guide", "upsample", "learn_lam", "finetune",
-           "run", "figure"]
+           "with_flow_input", "embed_images", "guide", "upsample", "upsample_steps",
+           "step_errors", "learn_lam", "finetune", "run", "figure"]
 
 # The motion embedder of the reproduction's flow row (protocol: flow_embedding).
 FACTORS = (4, 8)
@@ -88,12 +88,20 @@ class JointUpsampler(nn.Module):
                                                lam_init=lam_init)
 
     def forward(self, lo, guide, iterations):
+        for y in self.steps(lo, guide, iterations):
+            pass
+        return y
+
+    def steps(self, lo, guide, iterations):
+        """The flow after 0, 1, .., ``iterations`` back-projection steps (a generator):
+        one pass gives what ``forward`` gives for each number of steps."""
         y = self.up(lo, guide)
+        yield y
         for _ in range(iterations):
             if self.smooth is not None:
                 y = self.smooth(y, guide)
             y = y + self.up(lo - F.avg_pool2d(y, self.factor), guide)
-        return y
+            yield y
 
     def lams(self):
         """The learned lams, as floats: {"up": .., "smooth": ..} (no "smooth" without it)."""
@@ -197,13 +205,28 @@ def guide(images, embeddings, image_weight):
 
 
 def upsample(model, lo, guides, iterations, batch_size=16):
-    xp, out = get_backend().xp, []
+    """``model(lo, guides, iterations)`` (N, 2, H, W), in batches, without gradients."""
+    return upsample_steps(model, lo, guides, iterations, batch_size)[-1]
+
+
+def upsample_steps(model, lo, guides, iterations, batch_size=16):
+    """[the upsampled flow after T back-projection steps for T = 0 .. iterations]: one
+    pass of ``model.steps`` per batch, without gradients."""
+    xp, out = get_backend().xp, [[] for _ in range(iterations + 1)]
     with no_grad():
         for i in range(0, len(lo), batch_size):
-            y = model(Tensor(xp.asarray(lo[i:i + batch_size])),
-                      Tensor(xp.asarray(guides[i:i + batch_size])), iterations)
-            out.append(get_backend().to_numpy(y.data))
-    return np.concatenate(out)
+            ys = model.steps(Tensor(xp.asarray(lo[i:i + batch_size])),
+                             Tensor(xp.asarray(guides[i:i + batch_size])), iterations)
+            for T, y in enumerate(ys):
+                out[T].append(get_backend().to_numpy(y.data))
+    return [np.concatenate(o) for o in out]
+
+
+def step_errors(model, lo, guides, flow, iterations):
+    """{T: the end-point error against ``flow`` after T back-projection steps} for
+    T = 0 .. iterations, from one pass (:func:`upsample_steps`)."""
+    return {T: end_point_error(y, flow)
+            for T, y in enumerate(upsample_steps(model, lo, guides, iterations))}
 
 
 def learn_lam(model, guides, lo, flow, steps, iterations, batch_size, seed, lr=0.05):
@@ -296,7 +319,7 @@ def run(args):
            for s in pre_sources}
     details["embedder_seconds"] = round(time.time() - t, 1)
     smooth = SMOOTH if args.smooth else {f: None for f in FACTORS}
-    steps_at_test = range(TEST_ITERATIONS * args.iterations + 1)
+    most_steps = TEST_ITERATIONS * args.iterations  # tried at test: 0 .. most_steps
     frozen = {}  # per factor: val EPE of (image weight, steps), the upsampler per weight
     for f in FACTORS:
         t = time.time()
@@ -310,8 +333,8 @@ def run(args):
             model.eval()
             learned[a] = model
             g = guide(images["val"], emb[pre[f]]["val"], a)
-            for T in steps_at_test:
-                val[(a, T)] = end_point_error(upsample(model, lo[f]["val"], g, T), sets["val"][2])
+            errors = step_errors(model, lo[f]["val"], g, sets["val"][2], most_steps)
+            val.update({(a, T): v for T, v in errors.items()})
         frozen[f] = {"val": val, "models": learned, "seconds": round(time.time() - t, 1)}
     # end to end, from each factor's best image weight and its lams on the frozen embedder
     t = time.time()
@@ -339,9 +362,7 @@ def run(args):
         a = weights[f]
         models[f].eval()
         g_tuned = guide(images["val"], tuned[source[f]]["val"], a)
-        val_tuned = {T: end_point_error(upsample(models[f], lo[f]["val"], g_tuned, T),
-                                        sets["val"][2])
-                     for T in steps_at_test}
+        val_tuned = step_errors(models[f], lo[f]["val"], g_tuned, sets["val"][2], most_steps)
         choices = {("frozen", w, T): v for (w, T), v in frozen[f]["val"].items()}
         choices.update({("end_to_end", a, T): v for T, v in val_tuned.items()})
         kind, a, T = min(choices, key=lambda k: (choices[k], k))
