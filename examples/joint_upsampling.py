@@ -71,7 +71,7 @@ def parse(argv):
                    "end to end (its weights zero at first)")
     p.add_argument("--widths", type=positive_int, nargs=3, default=(8, 16, 32),
                    metavar="W", help="channels of the embedder's three blocks")
-    p.add_argument("--steps", type=nonnegative_int, default=40, help="steps of lam's "
+    p.add_argument("--steps", type=nonnegative_int, default=40, help="steps of the lams' "
                    "training, per factor and image weight")
     p.add_argument("--ft-steps", type=nonnegative_int, default=400, help="steps of the "
                    "end-to-end fine-tuning of the embedder and the lams")

@@ -45,6 +45,13 @@ def test_tiny_run_writes_results_and_figure(tmp_path, capsys):
     assert len(details["x4"]["val"]["segaware_end_to_end"]) == 5
     assert details["x4"]["chosen"]["embedder"] in ("frozen", "end_to_end")
     assert details["end_to_end"]["steps"] == 2 and len(details["end_to_end"]["image_weights"]) == 2
+    for key in ("x4", "x8"):
+        d, w = details[key], str(details["end_to_end"]["image_weights"][key])
+        # fine-tuned: a copy, so the frozen-embedder upsampler keeps its learned lams
+        assert d["lams_end_to_end"] != d["lams_frozen_embedder"][w]
+        assert d["chosen"]["lams"] == (d["lams_end_to_end"] if d["chosen"]["embedder"] ==
+                                       "end_to_end" else
+                                       d["lams_frozen_embedder"][str(d["chosen"]["image_weight"])])
     assert (out / "joint_upsampling.png").stat().st_size > 1000
     assert "x8: test EPE bilinear" in capsys.readouterr().out
     # a second run refuses to replace the results, before any work
@@ -117,21 +124,25 @@ def test_the_smoothing_step_before_each_back_projection():
     model = JointUpsampler(8, lam_init=0.7, smooth=(5, 2))
     model.smooth.lam.data[...] = 1.3
     assert model.lams() == pytest.approx({"up": 0.7, "smooth": 1.3})
-    y = model.up(lo, g)
-    for _ in range(2):
+    y, expected = model.up(lo, g), []
+    for _ in range(3):
+        expected.append(y.numpy())
         y = F.segaware_avg_pool2d(y, g, 5, 1.3, stride=1, dilation=2)
         y = y + model.up(lo - F.avg_pool2d(y, 8), g)
-    np.testing.assert_allclose(model(lo, g, 2).numpy(), y.numpy(), rtol=1e-5, atol=1e-6)
+    expected.append(y.numpy())
     plain = JointUpsampler(8, lam_init=0.7)
     np.testing.assert_allclose(model(lo, g, 0).numpy(), plain(lo, g, 0).numpy(), rtol=1e-6)
     assert not np.allclose(model(lo, g, 1).numpy(), plain(lo, g, 1).numpy(), atol=1e-3)
-    # one pass gives the flow after every number of steps, as separate calls do
+    # forward with T steps, and one pass of steps() (upsample_steps, in batches of one)
+    # after T steps, are both the loop above after T steps
     flow = rng.standard_normal((2, 2, 16, 16)).astype(np.float32)
     ys, errors = upsample_steps(model, lo, g, 3, 1), step_errors(model, lo, g, flow, 3)
     assert len(ys) == 4 and sorted(errors) == [0, 1, 2, 3]
     for T in range(4):
-        np.testing.assert_array_equal(ys[T], upsample(model, lo, g, T, 1))
-        assert errors[T] == end_point_error(upsample(model, lo, g, T), flow)
+        np.testing.assert_allclose(model(lo, g, T).numpy(), expected[T], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(ys[T], expected[T], rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(upsample(model, lo, g, T, 1), ys[T])
+        assert errors[T] == pytest.approx(end_point_error(expected[T], flow), rel=1e-5)
     assert len(set(errors.values())) == 4
     const = np.broadcast_to(np.float32([[[[0.75]], [[-2.0]]]]), (2, 2, 2, 2))
     out = model(const, g, 3).numpy()
@@ -147,6 +158,29 @@ def test_tiny_run_without_the_smoothing_step(tmp_path):
     for key in ("x4", "x8"):
         assert details[key]["chosen"]["smooth"] is None
         assert set(details[key]["chosen"]["lams"]) == {"up"}
+
+
+@pytest.mark.parametrize("extra", [["--ft-steps", "0"], ["--ft-lr", "1"]])
+def test_tiny_run_end_to_end_from_a_copy_and_the_frozen_choice(tmp_path, extra):
+    """Without end-to-end steps the fine-tuned upsampler is the frozen one at its image
+    weight (both lams, the same validation errors); with an lr that wrecks the tiny
+    end-to-end run, the frozen-embedder upsampler is chosen, with both its lams."""
+    out = tmp_path / "ju"
+    script().main(["--out", str(out)] + TINY + extra)
+    with open(out / "details.json") as f:
+        details = json.load(f)
+    for key in ("x4", "x8"):
+        d, w = details[key], details["end_to_end"]["image_weights"][key]
+        frozen = d["lams_frozen_embedder"]
+        assert set(frozen[str(w)]) == {"up", "smooth"}
+        if extra[0] == "--ft-steps":
+            assert d["lams_end_to_end"] == frozen[str(w)]
+            tuned = d["val"]["segaware_end_to_end"]
+            assert tuned == {k: v for k, v in d["val"]["segaware_frozen_embedder"].items()
+                             if k.startswith(f"image_weight={w} ")}
+        else:
+            assert d["chosen"]["embedder"] == "frozen"
+            assert d["chosen"]["lams"] == frozen[str(d["chosen"]["image_weight"])]
 
 
 def test_tiny_run_with_each_factors_flow_as_the_embedders_input(tmp_path):

@@ -4,15 +4,17 @@ The true flow of FlyingShapes scenes, average-pooled by a factor f, is brought b
 full resolution by bilinear interpolation or by :class:`JointUpsampler`: a
 segmentation-aware bilinear upsampling (``nn.SegAwareUpsample``, block grid) guided by
 frame 1, followed by back-projection steps ``y <- y + U(pooled - avgpool_f(y))`` with
-the same masks.  With masks that follow the objects, a pixel next to a motion boundary
-takes the flow of the samples on its own side, and back-projection removes what the
-pooled samples that straddle the boundary mixed in.  The guide is the concatenation of
+the same masks, each preceded (``smooth``, SMOOTH) by a segmentation-aware average at
+stride 1 (Eq. 4).  With masks that follow the objects, a pixel next to a motion boundary
+takes the flow of the samples on its own side, the smoothing step carries a region's
+flow to pixels whose nearest samples all lie across the boundary, and back-projection
+removes what the pooled samples that straddle the boundary mixed in.  The guide is the concatenation of
 frame 1 (times a weight) and the embeddings of a motion embedder trained on the
-generator's instance labels of frame 1 (Eqs. 1-2).  The upsampler's lam is learned with
-the end-point error (through the back-projection steps) over the frozen embedder; then
-the embedder and both factors' lams are fine-tuned together through the sum of their
-errors (``finetune``).  The embedder (frozen or fine-tuned), the image weight and the
-number of steps at test time are chosen on the validation split.
+generator's instance labels of frame 1 (Eqs. 1-2).  The upsampler's lams are learned
+with the end-point error (through the back-projection steps) over the frozen embedder;
+then the embedder and both factors' lams are fine-tuned together through the sum of
+their errors (``finetune``).  The embedder (frozen or fine-tuned), the image weight and
+the number of steps at test time are chosen on the validation split.
 
 Optionally (``flow_input``, :func:`embedder_input`) the embedder also sees the pooled
 flow, upsampled bilinearly, as 2 channels next to frame 1: from the start
@@ -230,8 +232,9 @@ def step_errors(model, lo, guides, flow, iterations):
 
 
 def learn_lam(model, guides, lo, flow, steps, iterations, batch_size, seed, lr=0.05):
-    """lam learned with the end-point error of the upsampled pooled training flows ``lo``
-    (Adam, a constant lr); the guide is fixed, so no gradient flows to the embeddings."""
+    """The model's lams learned with the end-point error of the upsampled pooled training
+    flows ``lo`` (Adam, a constant lr); the guide is fixed, so no gradient flows to the
+    embeddings."""
     xp = get_backend().xp
 
     def loss_of(idx):
@@ -244,7 +247,7 @@ def learn_lam(model, guides, lo, flow, steps, iterations, batch_size, seed, lr=0
 
 def finetune(embedder, models, image_weights, inputs, lo, flow, steps, iterations,
              batch_size, seed, lr=1e-2):
-    """The embedder and every model's lam trained end to end (Adam, poly schedule) with
+    """The embedder and every model's lams trained end to end (Adam, poly schedule) with
     the sum over factors of the end-point error of ``models[f]`` (guide
     ``[image_weights[f] * frame 1, embedder(inputs[f])]``, frame 1 being the first 3
     channels of ``inputs[f]``, :func:`embedder_input`) on the pooled training flows
@@ -283,9 +286,9 @@ TEST_ITERATIONS = 4
 
 def run(args):
     """The experiment of ``examples/joint_upsampling.py``: (results, details, figure
-    arguments).  Per factor and image weight, lam is learned on the training split over
-    the frozen embedder; from each factor's best image weight on validation, the embedder
-    and the lams are fine-tuned end to end (:func:`finetune`).  Frozen or fine-tuned,
+    arguments).  Per factor and image weight, the lams are learned on the training split
+    over the frozen embedder; from each factor's best image weight on validation, a copy
+    of that upsampler and the embedder are fine-tuned end to end (:func:`finetune`).  Frozen or fine-tuned,
     the image weight and the back-projection steps are chosen on validation.
     ``args.flow_input`` (a key of FLOW_INPUTS) and ``args.flow_stage`` say whose pooled
     flow the embedder sees next to frame 1 and from when; ``args.widths`` its widths."""
