@@ -8,9 +8,9 @@ the same masks, each preceded (``smooth``, SMOOTH) by a segmentation-aware avera
 stride 1 (Eq. 4).  With masks that follow the objects, a pixel next to a motion boundary
 takes the flow of the samples on its own side, the smoothing step carries a region's
 flow to pixels whose nearest samples all lie across the boundary, and back-projection
-removes what the pooled samples that straddle the boundary mixed in.  The guide is the concatenation of
-frame 1 (times a weight) and the embeddings of a motion embedder trained on the
-generator's instance labels of frame 1 (Eqs. 1-2).  The upsampler's lams are learned
+removes what the pooled samples that straddle the boundary mixed in.  The guide is the
+concatenation of frame 1 (times a weight) and the embeddings of a motion embedder
+trained on the generator's instance labels of frame 1 (Eqs. 1-2).  The upsampler's lams are learned
 with the end-point error (through the back-projection steps) over the frozen embedder;
 then the embedder and both factors' lams are fine-tuned together through the sum of
 their errors (``finetune``).  The embedder (frozen or fine-tuned), the image weight and
