@@ -142,6 +142,9 @@ def test_the_smoothing_step_before_each_back_projection():
         np.testing.assert_allclose(model(lo, g, T).numpy(), expected[T], rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(ys[T], expected[T], rtol=1e-5, atol=1e-6)
         np.testing.assert_array_equal(upsample(model, lo, g, T, 1), ys[T])
+        last = upsample_steps(model, lo, g, T, 1, last_only=True)
+        assert len(last) == 1
+        np.testing.assert_array_equal(last[0], ys[T])
         assert errors[T] == pytest.approx(end_point_error(expected[T], flow), rel=1e-5)
     assert len(set(errors.values())) == 4
     const = np.broadcast_to(np.float32([[[[0.75]], [[-2.0]]]]), (2, 2, 2, 2))

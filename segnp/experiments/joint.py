@@ -10,11 +10,12 @@ takes the flow of the samples on its own side, the smoothing step carries a regi
 flow to pixels whose nearest samples all lie across the boundary, and back-projection
 removes what the pooled samples that straddle the boundary mixed in.  The guide is the
 concatenation of frame 1 (times a weight) and the embeddings of a motion embedder
-trained on the generator's instance labels of frame 1 (Eqs. 1-2).  The upsampler's lams are learned
-with the end-point error (through the back-projection steps) over the frozen embedder;
-then the embedder and both factors' lams are fine-tuned together through the sum of
-their errors (``finetune``).  The embedder (frozen or fine-tuned), the image weight and
-the number of steps at test time are chosen on the validation split.
+trained on the generator's instance labels of frame 1 (Eqs. 1-2).  The upsampler's
+lams are learned with the end-point error (through the back-projection steps) over the
+frozen embedder; then the embedder and both factors' lams are fine-tuned together
+through the sum of their errors (``finetune``).  The embedder (frozen or fine-tuned),
+the image weight and the number of steps at test time are chosen on the validation
+split.
 
 Optionally (``flow_input``, :func:`embedder_input`) the embedder also sees the pooled
 flow, upsampled bilinearly, as 2 channels next to frame 1: from the start
@@ -208,20 +209,23 @@ def guide(images, embeddings, image_weight):
 
 def upsample(model, lo, guides, iterations, batch_size=16):
     """``model(lo, guides, iterations)`` (N, 2, H, W), in batches, without gradients."""
-    return upsample_steps(model, lo, guides, iterations, batch_size)[-1]
+    return upsample_steps(model, lo, guides, iterations, batch_size, last_only=True)[0]
 
 
-def upsample_steps(model, lo, guides, iterations, batch_size=16):
+def upsample_steps(model, lo, guides, iterations, batch_size=16, last_only=False):
     """[the upsampled flow after T back-projection steps for T = 0 .. iterations]: one
-    pass of ``model.steps`` per batch, without gradients."""
-    xp, out = get_backend().xp, [[] for _ in range(iterations + 1)]
+    pass of ``model.steps`` per batch, without gradients.  With ``last_only``, [the flow
+    after ``iterations`` steps] alone: the earlier steps are not copied out."""
+    xp = get_backend().xp
+    out = {T: [] for T in ([iterations] if last_only else range(iterations + 1))}
     with no_grad():
         for i in range(0, len(lo), batch_size):
             ys = model.steps(Tensor(xp.asarray(lo[i:i + batch_size])),
                              Tensor(xp.asarray(guides[i:i + batch_size])), iterations)
             for T, y in enumerate(ys):
-                out[T].append(get_backend().to_numpy(y.data))
-    return [np.concatenate(o) for o in out]
+                if T in out:
+                    out[T].append(get_backend().to_numpy(y.data))
+    return [np.concatenate(o) for o in out.values()]
 
 
 def step_errors(model, lo, guides, flow, iterations):
@@ -288,8 +292,9 @@ def run(args):
     """The experiment of ``examples/joint_upsampling.py``: (results, details, figure
     arguments).  Per factor and image weight, the lams are learned on the training split
     over the frozen embedder; from each factor's best image weight on validation, a copy
-    of that upsampler and the embedder are fine-tuned end to end (:func:`finetune`).  Frozen or fine-tuned,
-    the image weight and the back-projection steps are chosen on validation.
+    of that upsampler and the embedder are fine-tuned end to end (:func:`finetune`).
+    Frozen or fine-tuned, the image weight and the back-projection steps are chosen on
+    validation.
     ``args.flow_input`` (a key of FLOW_INPUTS) and ``args.flow_stage`` say whose pooled
     flow the embedder sees next to frame 1 and from when; ``args.widths`` its widths."""
     t = time.time()
