@@ -234,6 +234,17 @@ class Window:
             else:
                 check_shape(fn, name, a, (N, self.K) + self.out, "(N, K, OH, OW)")
 
+    def check_passes(self, fn, x, repeat, ys=()):
+        """The launch check of the repeated bilateral filter: a pass's output is the next
+        pass's input, so the window keeps x's size (stride 1, the default padding),
+        ``repeat`` >= 1, and every kept pass of ``ys`` has x's shape."""
+        if self.out != (self.H, self.W) or repeat < 1:
+            raise ValueError(f"{fn}: needs a window whose output has the input's size and "
+                             f"repeat >= 1; got input {(self.H, self.W)}, output "
+                             f"{self.out}, repeat {repeat}")
+        for r, y in enumerate(ys):
+            check_shape(fn, f"ys[{r}]", y, tuple(x.shape), "(N, C, H, W)")
+
     def taps(self):
         """Yield ``(k, rect, tap, centre)`` for each of the K taps, as :func:`tap_rects`
         does, and ``centre``: the slices of the centre pixels of the outputs ``rect``

@@ -23,7 +23,7 @@ from segnp.backends.emulator import EmulatorRuntime
 from segnp.backends.emulator import EmulatorBackend
 from segnp.backends.cuda import masked_conv as mc
 from segnp.backends.cuda.source import CUDA_DIR, load_source, parse_kernels
-from segnp.window import Window
+from segnp.window import Window, tap_valid
 from cuda_composed import masked_conv_composed, masked_conv_composed_backward
 from windows import win
 
@@ -68,6 +68,11 @@ def _sample_calls(rng):
     labels = rng.integers(0, 2, (1, 5, 6))
     # the transposed product: x's 5x6 samples to a 10x12 output, W as (C, F, 3, 3)
     wt, Wt = Window.transposed("test", 5, 6, 3, 2, 1, 1, 1), W.transpose(1, 0, 2, 3).copy()
+    x2 = rng.standard_normal((2, 2, 10, 11))
+    w2 = win(x2, 3)
+    m2 = rng.uniform(0.1, 1.0, (2, 9, 10, 11)) * tap_valid(10, 11, (3, 3), (1, 1), (1, 1),
+                                                          (1, 1), dtype=np.float64)
+    ys2 = NUMPY.bilateral_repeat(x2, m2, w2, 2)
     return [
         ("im2col", (x, 3), dict(padding=1)),
         ("col2im", (NUMPY.im2col(x, 3, padding=1), (5, 6)), dict(padding=1)),
@@ -80,6 +85,9 @@ def _sample_calls(rng):
         ("masked_conv_backward", (x, m, W, rng.standard_normal((1, 3, 5, 6)), w), {}),
         ("bilateral", (x, m, w), {}),
         ("bilateral_backward", (x, m, np.ones_like(x), w), {}),
+        # 10x11, where the NumPy twin runs on its canvas (5x6 pads it past its limit)
+        ("bilateral_repeat", (x2, m2, w2, 3), {}),
+        ("bilateral_repeat_backward", (x2, ys2, m2, rng.standard_normal(x2.shape), w2), {}),
         ("same_label_pairs", (labels, 3), {}),
         ("embedding_pair_loss", (x, labels), {}),
         ("embedding_pair_loss_backward", (x, labels, 1.0), {}),
@@ -305,9 +313,13 @@ def dry_cupy(monkeypatch):
 def test_cupy_runtime_runs_every_launcher(dry_cupy, dtype):
     gpu, modules = dry_cupy
     rng = np.random.default_rng(3)
+    def cast(a):  # the float arrays, also those of a tuple (the repeated filter's passes)
+        if isinstance(a, tuple):
+            return tuple(cast(b) for b in a)
+        return a.astype(dtype) if isinstance(a, np.ndarray) and a.dtype.kind == "f" else a
+
     for name, args, kwargs in _sample_calls(rng):
-        args = tuple(a.astype(dtype) if isinstance(a, np.ndarray) and a.dtype.kind == "f"
-                     else a for a in args)
+        args = tuple(cast(a) for a in args)
         got = getattr(gpu, name)(*args, **kwargs)
         want = getattr(NUMPY, name)(*args, **kwargs)
         got, want = (got, want) if isinstance(want, tuple) else ((got,), (want,))

@@ -260,6 +260,8 @@ def _empty_calls(N, C, F, D):
         ("masked_conv_backward", (x, m, W, rng.standard_normal((N, F, 5, 6)), w), {}),
         ("bilateral", (x, m, w), {}),
         ("bilateral_backward", (x, m, np.ones_like(x), w), {}),
+        ("bilateral_repeat", (x, m, w, 2), {}),
+        ("bilateral_repeat_backward", (x, (x, x), m, np.ones_like(x), w), {}),
         ("same_label_pairs", (labels, 3), {}),
         ("embedding_pair_loss", (e, labels), {}),
         ("embedding_pair_loss_backward", (e, labels, 1.0), {}),

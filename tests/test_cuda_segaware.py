@@ -166,6 +166,44 @@ def test_bilateral_matches_equation_and_numpy(window, dtype):
     assert sa.bilateral_backward(rt, x, m, gy, w, need_m=False)[1] is None
 
 
+@pytest.mark.parametrize("window", [(3, 1, None, 1), (3, 1, None, 2), (1, 1, None, 1)])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("repeat", [1, 3])
+def test_bilateral_repeat_matches_the_passes_and_numpy(window, dtype, repeat):
+    """The repeated filter (a launch a pass, the passes' mask gradients summed) against
+    the launches of :func:`bilateral` one by one and against the NumPy twin, which lays
+    the mask out once on its canvas."""
+    rng = np.random.default_rng(2)
+    rt = RUNTIMES[repeat % 3]
+    N, C, H, W = 2, 3, 7, 6
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    m = random_mask(rng, N, H, W, *window, dtype)
+    gy = rng.standard_normal(x.shape).astype(dtype)
+    w = win(x, *window)
+    ys = sa.bilateral_repeat(rt, x, m, w, repeat)
+    ys_np = NUMPY.bilateral_repeat(x, m, w, repeat)
+    y = x
+    for r in range(repeat):
+        y = sa.bilateral(rt, y, m, w)
+        assert ys[r].dtype == dtype
+        close(ys[r], y, dtype)
+        close(ys[r], ys_np[r], dtype)
+    gx, gm = sa.bilateral_repeat_backward(rt, x, ys, m, gy, w)
+    gx_np, gm_np = NUMPY.bilateral_repeat_backward(x, ys_np, m, gy, w)
+    g, gm_sum = gy, 0
+    for r in reversed(range(repeat)):
+        g, gm_r = sa.bilateral_backward(rt, ys[r - 1] if r else x, m, g, w)
+        gm_sum = gm_sum + gm_r
+    for got, want in ((gx, g), (gx, gx_np), (gm, gm_sum), (gm, gm_np)):
+        assert got.dtype == dtype
+        close(got, want, dtype)
+    assert sa.bilateral_repeat_backward(rt, x, ys, m, gy, w, need_x=False)[0] is None
+    assert sa.bilateral_repeat_backward(rt, x, ys, m, gy, w, need_m=False)[1] is None
+    with pytest.raises(ValueError, match="bilateral_repeat: needs a window whose output"):
+        sa.bilateral_repeat(rt, x, random_mask(rng, N, H, W, 3, 2, None, 1, dtype),
+                            win(x, 3, 2), repeat)
+
+
 # ---- the masked GEMM (Eq. 7) -------------------------------------------------------------
 def conv_case(rng, dtype, window, N=2, C=3, F_=5, H=7, W=6):
     KS = window[0]

@@ -159,6 +159,22 @@ def test_segaware_bilateral_gradients(norm):
 
 
 @pytest.mark.parametrize("norm", NORMS)
+def test_segaware_bilateral_repeated_on_the_canvas_gradients(monkeypatch, norm):
+    """Three passes through the NumPy canvas (the mask laid out once, the passes' mask
+    gradients summed by the kernel): the 3x3 window on 10x11 pads to a canvas 1.4x the
+    image, under the canvas's limit, and the path taken is counted."""
+    from segnp.backends.numpy import segaware as ns
+    ran = []
+    real = ns._bilateral_gx_canvas
+    monkeypatch.setattr(ns, "_bilateral_gx_canvas", lambda *a: (ran.append(1), real(*a))[1])
+    rng = np.random.default_rng(3)
+    x, e = rand(rng, 2, 2, 10, 11), rand(rng, 2, 3, 10, 11)
+    check_grad(lambda x, e, lam: F.segaware_bilateral(x, e, lam, 3, 1, norm, repeat=3),
+               [x, e, np.array(0.6)])
+    assert ran
+
+
+@pytest.mark.parametrize("norm", NORMS)
 def test_segaware_mask_and_im2dist_gradients(norm):
     rng = np.random.default_rng(3)
     e = rand(rng, 2, 3, 5, 7)

@@ -312,6 +312,88 @@ def test_bilateral_on_the_canvas_and_on_rectangles_match_the_loop(monkeypatch, k
         np.testing.assert_allclose(gx, gx64, **tol)
 
 
+def loop_passes(x, m, ks, d, repeat):
+    """Eq. 4 ``repeat`` times with one mask (stride 1, the default padding)."""
+    for _ in range(repeat):
+        x = loop_bilateral(x, m, ks, 1, None, d)
+    return x
+
+
+@pytest.mark.parametrize("ks,d", [(3, 1), (3, 2), (1, 1), (5, 1)])
+@pytest.mark.parametrize("repeat", [1, 2, 3])
+@pytest.mark.parametrize("most", [0, np.inf])
+def test_bilateral_repeat_matches_the_loop(monkeypatch, ks, d, repeat, most):
+    """The repeated filter, on the canvas (the mask laid out once, the passes' mask
+    gradients summed tap by tap) and on rectangles (pass by pass), against Eq. 4's loop
+    applied ``repeat`` times: the passes element by element, gx and gm along random
+    directions, and gm element by element against the passes' bilateral_backward
+    summed.  The 5x5 window on a 2x3 image has taps wholly outside it."""
+    from segnp.backends.numpy import segaware as ns
+    monkeypatch.setattr(ns, "_MOST_PADDING", most)
+    ran = []
+    real = ns._bilateral_canvas
+    monkeypatch.setattr(ns, "_bilateral_canvas", lambda *a: (ran.append(1), real(*a))[1])
+    rng, x, _, _ = data(12)
+    if ks == 5:
+        x = x[:, :, :2, :3]
+    N, C, H, W = x.shape
+    m = mask_for(rng, N, H, W, ks, 1, None, d)
+    gy = rng.standard_normal(x.shape)
+    w = win(x, ks, 1, None, d)
+    ys = B.bilateral_repeat(x, m, w, repeat)
+    assert len(ys) == repeat and len(ran) == (0 if most == 0 else repeat)
+    for r, y in enumerate(ys):
+        np.testing.assert_allclose(y, loop_passes(x, m, ks, d, r + 1), rtol=1e-10, atol=1e-12)
+    gx, gm = B.bilateral_repeat_backward(x, ys, m, gy, w)
+    assert (gx.shape, gm.shape) == (x.shape, m.shape)
+
+    def f(x_, m_):
+        return loop_passes(x_, m_, ks, d, repeat)
+
+    directional(f, [x, m], 0, gx, gy, rng)
+    directional(f, [x, m], 1, gm, gy, rng)
+    g, passes = gy, 0
+    for r in reversed(range(repeat)):
+        g, gm_r = B.bilateral_backward(ys[r - 1] if r else x, m, g, w)
+        passes = passes + gm_r
+    np.testing.assert_allclose(gx, g, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(gm, passes, rtol=1e-10, atol=1e-12)
+    gx_only, none = B.bilateral_repeat_backward(x, ys, m, gy, w, need_m=False)
+    none2, gm_only = B.bilateral_repeat_backward(x, ys, m, gy, w, need_x=False)
+    assert none is None and none2 is None
+    np.testing.assert_array_equal(gx_only, gx)
+    np.testing.assert_array_equal(gm_only, gm)
+
+
+def test_bilateral_repeat_keeps_the_sums_of_one_pass():
+    """One pass is :func:`bilateral` and its backward, bit for bit (the Table 1 rows
+    that filter once are unchanged by the fused path)."""
+    rng, x, _, _ = data(13)
+    N, C, H, W = x.shape
+    m = mask_for(rng, N, H, W, 3, 1, None, 1)
+    gy = rng.standard_normal(x.shape)
+    w = win(x, 3)
+    y, = B.bilateral_repeat(x, m, w, 1)
+    np.testing.assert_array_equal(y, B.bilateral(x, m, w))
+    for got, want in zip(B.bilateral_repeat_backward(x, (y,), m, gy, w),
+                         B.bilateral_backward(x, m, gy, w)):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_bilateral_repeat_checks_its_launch():
+    rng, x, _, _ = data(14)
+    N, C, H, W = x.shape
+    m3 = mask_for(rng, N, H, W, 3, 1, None, 1)
+    with pytest.raises(ValueError, match=r"bilateral_repeat: needs a window whose output "
+                                         r"has the input's size and repeat >= 1; got input "
+                                         r"\(7, 9\), output \(4, 5\), repeat 2"):
+        B.bilateral_repeat(x, mask_for(rng, N, H, W, 3, 2, None, 1), win(x, 3, 2), 2)
+    with pytest.raises(ValueError, match="repeat >= 1; .* repeat 0"):
+        B.bilateral_repeat(x, m3, win(x, 3), 0)
+    with pytest.raises(ValueError, match=r"bilateral_repeat_backward: ys\[1\] must be "):
+        B.bilateral_repeat_backward(x, (x, x[:, :2]), m3, x, win(x, 3))
+
+
 @pytest.mark.parametrize("N,C", [(0, 3), (2, 0)])
 def test_bilateral_of_an_empty_batch_or_no_channels(N, C):
     x = np.zeros((N, C, 5, 6))

@@ -28,6 +28,10 @@ dtype=float32)`` is the (1, K, OH, OW) tap validity of ``win``, cached per devic
   need_W=True)`` -> (gx, gm, gW), None where not needed
 - ``bilateral(x, m, win)``: Eq. 4 -> y (N, C, OH, OW)
 - ``bilateral_backward(x, m, gy, win, need_x=True, need_m=True)`` -> (gx, gm)
+- ``bilateral_repeat(x, m, win, repeat=1)``: Eq. 4 ``repeat`` times with one mask, for a
+  window whose output has x's size -> (y_1, .., y_repeat), each (N, C, H, W)
+- ``bilateral_repeat_backward(x, ys, m, gy, win, need_x=True, need_m=True)`` -> (gx, gm),
+  the mask's gradient summed over the passes
 - ``masked_conv_transpose(x, m, W, win, normalize=True)``: the transposed product of
   ``segaware_conv_transpose2d``; x (N, C, H, W), m (N, K, H, W), W (C, F, KS, KS),
   ``win`` = ``Window.transposed`` -> y (N, F, OH, OW)
@@ -53,6 +57,8 @@ KERNEL_NAMES = (
     "masked_conv_backward",
     "bilateral",
     "bilateral_backward",
+    "bilateral_repeat",
+    "bilateral_repeat_backward",
     "masked_conv_transpose",
     "masked_conv_transpose_backward",
     "same_label_pairs",

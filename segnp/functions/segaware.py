@@ -124,6 +124,29 @@ class Bilateral(Function):
         return self.backend.bilateral_backward(self.x, self.m, gy, self.win, need_x, need_m)
 
 
+class BilateralRepeat(Function):
+    """(x (N, C, H, W), m (N, K, H, W)) -> y (N, C, H, W): Eq. 4 ``repeat`` times with one
+    mask, y_r = bilateral(y_{r-1}, m), y_0 = x (stride 1).  One Function rather than
+    ``repeat`` :class:`Bilateral` nodes: the backend lays the mask out once for all the
+    passes, and sums the passes' mask gradients itself."""
+
+    def __init__(self, window, repeat):
+        self.win, self.repeat = window, repeat
+
+    def forward(self, x, m):
+        ys = self.backend.bilateral_repeat(x, m, self.win, self.repeat)
+        if any(self.needs_input_grad):
+            # y apart from the earlier passes: segnp.torch saves (and so guards against
+            # in-place changes) the arrays an op keeps that are its inputs or outputs
+            self.x, self.m, self.passes, self.y = x, m, ys[:-1], ys[-1]
+        return ys[-1]
+
+    def backward(self, gy):
+        need_x, need_m = self.needs_input_grad
+        return self.backend.bilateral_repeat_backward(
+            self.x, self.passes + (self.y,), self.m, gy, self.win, need_x, need_m)
+
+
 # ---- argument checks shared by the wrappers -----------------------------------------
 def _embeddings(fn, e, x=None):
     """e as a Tensor, checked to be a float (N, D, H, W) array matching x's N, H, W (the
@@ -260,10 +283,7 @@ def segaware_bilateral(x, e, lam, ksize=9, dilation=1, norm="l1", repeat=1,
     """
     x, e, lam, win = segaware_bilateral_args(x, e, lam, ksize, dilation, norm, repeat)
     m = SegAwareMask(win, norm, include_center)(e, lam)
-    y = x
-    for _ in range(int(repeat)):
-        y = Bilateral(win)(y, m)
-    return y
+    return BilateralRepeat(win, int(repeat))(x, m)
 
 
 def segaware_conv2d(x, e, W, b=None, lam=0.0, stride=1, padding=None, dilation=1,

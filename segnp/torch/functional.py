@@ -2,7 +2,7 @@
 PyTorch's autograd.
 
 Each operator runs segnp's own array-level ``Function`` objects
-(``segnp/functions/segaware.py``: ``SegAwareMask``, ``MaskedConv2d``, ``Bilateral``,
+(``segnp/functions/segaware.py``: ``SegAwareMask``, ``MaskedConv2d``, ``Bilateral``, ``BilateralRepeat``,
 ``Im2Dist``) inside one ``torch.autograd.Function``, :class:`SegnpFunction`; their
 ``forward`` and ``backward`` call the backend kernels on arrays that share the tensors'
 memory (``_device.py``).  segnp's tape is not involved.  The arguments are checked by
@@ -124,10 +124,7 @@ def segaware_bilateral(x, e, lam, ksize=9, dilation=1, norm="l1", repeat=1,
     place, lam, win = _checked(fn, _sa.segaware_bilateral_args, {"x": x, "e": e}, lam,
                                ksize, dilation, norm, repeat)
     m = SegnpFunction.apply(place, _sa.SegAwareMask(win, norm, include_center), e, lam)
-    y = x
-    for _ in range(int(repeat)):
-        y = SegnpFunction.apply(place, _sa.Bilateral(win), y, m)
-    return y
+    return SegnpFunction.apply(place, _sa.BilateralRepeat(win, int(repeat)), x, m)
 
 
 def segaware_conv2d(x, e, W, b=None, lam=0.0, stride=1, padding=None, dilation=1,

@@ -61,6 +61,8 @@ class CudaBackend(Backend):
     im2dist_backward = _Launcher(segaware.im2dist_backward)
     bilateral = _Launcher(segaware.bilateral)
     bilateral_backward = _Launcher(segaware.bilateral_backward)
+    bilateral_repeat = _Launcher(segaware.bilateral_repeat)
+    bilateral_repeat_backward = _Launcher(segaware.bilateral_repeat_backward)
     masked_conv = _Launcher(mconv.masked_conv)
     masked_conv_backward = _Launcher(mconv.masked_conv_backward)
     masked_conv_transpose = _Launcher(mconvt.masked_conv_transpose)

@@ -14,7 +14,8 @@ from ..._validate import NORMS
 from ._common import (checked_window, contiguous, finish_mask_grad, int32, launch_flat,
                       mask_inv, real)
 
-__all__ = ["im2dist", "im2dist_backward", "bilateral", "bilateral_backward"]
+__all__ = ["im2dist", "im2dist_backward", "bilateral", "bilateral_backward", "bilateral_repeat",
+           "bilateral_repeat_backward"]
 
 
 def im2dist(rt, e, win, norm="l1"):
@@ -86,3 +87,32 @@ def bilateral_backward(rt, x, m, gy, win, need_x=True, need_m=True):
                     (x, gy, gm, *int32(N, C, *win.ints())))
         finish_mask_grad(rt, m, inv, gm)
     return gx, gm
+
+
+def bilateral_repeat(rt, x, m, win, repeat=1):
+    """:func:`bilateral` ``repeat`` times with one mask (stride 1, output of x's size):
+    -> (y_1, .., y_repeat).  One launch a pass: each thread reads the mask where it
+    lies, so there is nothing to lay out once (the NumPy twin's reason to fuse)."""
+    checked_window("bilateral_repeat", win, x, m=m)
+    win.check_passes("bilateral_repeat", x, repeat)
+    ys = []
+    for _ in range(repeat):
+        ys.append(bilateral(rt, ys[-1] if ys else x, m, win))
+    return tuple(ys)
+
+
+def bilateral_repeat_backward(rt, x, ys, m, gy, win, need_x=True, need_m=True):
+    """Gradients of :func:`bilateral_repeat`: :func:`bilateral_backward` pass by pass,
+    from the last, with the passes' mask gradients summed -> (gx, gm), None where not
+    needed."""
+    checked_window("bilateral_repeat_backward", win, x, m=m, gy=gy)
+    win.check_passes("bilateral_repeat_backward", x, len(ys), ys)
+    g, gm = gy, None
+    for r in reversed(range(len(ys))):
+        g, gm_r = bilateral_backward(rt, ys[r - 1] if r else x, m, g, win,
+                                     need_x or r > 0, need_m)
+        if gm is None:
+            gm = gm_r
+        elif gm_r is not None:
+            gm += gm_r
+    return g, gm

@@ -32,6 +32,8 @@ class NumpyBackend(Backend):
     im2dist_backward = staticmethod(segaware.im2dist_backward)
     bilateral = staticmethod(segaware.bilateral)
     bilateral_backward = staticmethod(segaware.bilateral_backward)
+    bilateral_repeat = staticmethod(segaware.bilateral_repeat)
+    bilateral_repeat_backward = staticmethod(segaware.bilateral_repeat_backward)
     masked_conv = staticmethod(mconv.masked_conv)
     masked_conv_backward = staticmethod(mconv.masked_conv_backward)
     masked_conv_transpose = staticmethod(mconvt.masked_conv_transpose)

@@ -69,15 +69,17 @@ class Canvas:
         self.by_image(lambda i: grid[:, i].fill(0), a.size)
         return a
 
-    def image(self):
-        """x on a (C, L + tail) canvas, zeros around each image."""
+    def image(self, a=None):
+        """x, or an array ``a`` of x's shape (the bilateral filter's later passes), on a
+        (C, L + tail) canvas, zeros around each image."""
+        a = self.x if a is None else a
         xc = np.empty((self.C, self.L + self.tail), dtype=self.x.dtype)
         xc[:, self.L:] = 0
         xg, inner = self.grid(xc), self.inner(xc)
 
         def fill(i):
             xg[:, i] = 0
-            inner[:, i] = self.x[i].transpose(1, 0, 2, 3)
+            inner[:, i] = a[i].transpose(1, 0, 2, 3)
 
         self.by_image(fill, 2 * xc.size)
         return xc

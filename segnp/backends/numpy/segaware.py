@@ -25,7 +25,8 @@ from ._common import mask_sum
 from .canvas import Canvas
 from .threads import for_runs
 
-__all__ = ["im2dist", "im2dist_backward", "bilateral", "bilateral_backward"]
+__all__ = ["im2dist", "im2dist_backward", "bilateral", "bilateral_backward",
+           "bilateral_repeat", "bilateral_repeat_backward"]
 
 
 def _norm_grad(delta, dist, norm):
@@ -143,7 +144,8 @@ def bilateral(x, m, win):
     """
     win.check_operands("bilateral", x, m=m)
     if Canvas.applies(win, x, _MOST_PADDING):
-        return _bilateral_canvas(Canvas(win, x), m)
+        cv = Canvas(win, x)
+        return _bilateral_canvas(cv, cv.image(), cv.on_outputs(m), mask_sum(m))
     N, C = x.shape[:2]
     y = np.zeros((N, C) + win.out, dtype=x.dtype)
     for kk, rect, tap, _ in win.taps():
@@ -155,16 +157,16 @@ def bilateral(x, m, win):
     return y
 
 
-def _bilateral_canvas(cv, m):
-    """The bilateral filter for stride 1: one multiply-add over the canvas per tap, in
-    the taps' order (so the sums are those of the rectangles, which skip zeros)."""
-    xc, mc = cv.image(), cv.on_outputs(m)
+def _bilateral_canvas(cv, xc, mc, Z):
+    """The bilateral filter for stride 1 of the image canvas xc, with the mask on the
+    output columns mc and its sum Z: one multiply-add over the canvas per tap, in the
+    taps' order (so the sums are those of the rectangles, which skip zeros)."""
     L = cv.L
     yc = np.zeros((cv.C, L), dtype=xc.dtype)
     product = np.empty_like(yc)
     for k, off in enumerate(cv.offsets):
         yc += np.multiply(xc[:, off:off + L], mc[k], out=product)
-    return cv.from_outputs(yc, mask_sum(m))
+    return cv.from_outputs(yc, Z)
 
 
 def bilateral_backward(x, m, gy, win, need_x=True, need_m=True):
@@ -185,7 +187,8 @@ def bilateral_backward(x, m, gy, win, need_x=True, need_m=True):
     if rect_gx:
         gx = np.zeros_like(x)
     elif need_x:
-        gx = _bilateral_gx_canvas(Canvas(win, x), m, gu)
+        cv = Canvas(win, x)
+        gx = _bilateral_gx_canvas(cv, cv.on_outputs(m), cv.on_outputs(gu))
     gm = np.zeros((N, win.K) + o, dtype=x.dtype) if need_m else None
     for kk, rect, tap, _ in win.taps():
         if rect is None or not (need_m or rect_gx):
@@ -201,14 +204,79 @@ def bilateral_backward(x, m, gy, win, need_x=True, need_m=True):
     return gx, gm
 
 
-def _bilateral_gx_canvas(cv, m, gu):
-    """gx of the bilateral filter for stride 1: gu (N, C, OH, OW) lies on the output
-    columns, 0 elsewhere, so each tap's share is one multiply-add over the canvas, in
-    the taps' order (the rectangles' sums, which skip only zeros)."""
-    guc, mc = cv.on_outputs(gu), cv.on_outputs(m)
+def _bilateral_gx_canvas(cv, mc, guc):
+    """gx of the bilateral filter for stride 1: gu = gy / Z and the mask lie on the
+    output columns (guc, mc), 0 elsewhere, so each tap's share is one multiply-add over
+    the canvas, in the taps' order (the rectangles' sums, which skip only zeros)."""
     L = cv.L
     gxc = cv.zeros(cv.C, cv.tail)
     product = np.empty_like(guc)
     for k, off in enumerate(cv.offsets):
         gxc[:, off:off + L] += np.multiply(guc, mc[k], out=product)
     return cv.from_image(gxc)
+
+
+def bilateral_repeat(x, m, win, repeat=1):
+    """The bilateral filter (Eq. 4) ``repeat`` times with one mask, for a window whose
+    output has x's size (stride 1, the default padding): y_0 = x, y_r = bilateral(y_{r-1},
+    m) -> (y_1, .., y_repeat), each (N, C, H, W); the backward pass reads them all.
+
+    The same sums as ``repeat`` calls of :func:`bilateral`; on the canvas the mask is
+    laid out and summed once, not once a pass.
+    """
+    win.check_operands("bilateral_repeat", x, m=m)
+    win.check_passes("bilateral_repeat", x, repeat)
+    ys = []
+    if Canvas.applies(win, x, _MOST_PADDING):
+        cv = Canvas(win, x)
+        mc, Z = cv.on_outputs(m), mask_sum(m)
+        for r in range(repeat):
+            ys.append(_bilateral_canvas(cv, cv.image(ys[-1] if ys else x), mc, Z))
+        return tuple(ys)
+    for r in range(repeat):
+        ys.append(bilateral(ys[-1] if ys else x, m, win))
+    return tuple(ys)
+
+
+def bilateral_repeat_backward(x, ys, m, gy, win, need_x=True, need_m=True):
+    """Gradients of :func:`bilateral_repeat` (ys its outputs, gy that of the last):
+    (gx (N, C, H, W), gm (N, K, H, W)), None where not needed.  With gu_r = g_r / Z, g_r
+    the gradient of y_r and y_0 = x, every pass adds to the mask's gradient::
+
+        gm[k, o] = sum_r sum_c gu_r[c, o] (y_{r-1}[c, tap_k(o)] - y_r[c, o])
+
+    (``bilateral_backward``'s correction through Z, ``sum_k' gm_k' m_k' / Z``, is
+    ``sum_c gu_r y_r``: one product a pass, not one a tap, since the outputs are
+    kept).  On the canvas the mask is laid out and summed once, and the terms of every
+    pass are summed tap by tap at the end."""
+    R = len(ys)
+    win.check_operands("bilateral_repeat_backward", x, m=m, gy=gy)
+    win.check_passes("bilateral_repeat_backward", x, R, ys)
+    if not (Canvas.applies(win, x, _MOST_PADDING) and R > 1):
+        g, gm = gy, None
+        for r in reversed(range(R)):
+            g, gm_r = bilateral_backward(ys[r - 1] if r else x, m, g, win,
+                                         need_x or r > 0, need_m)
+            gm = gm_r if gm is None else gm + gm_r
+        return (g if need_x else None), gm
+    cv = Canvas(win, x)
+    mc, Z, L = cv.on_outputs(m), mask_sum(m), cv.L
+    gus, inputs = [], []  # every pass's gu and input, as canvases, for gm
+    correction = np.zeros(L, dtype=x.dtype) if need_m else None
+    g = gy
+    for r in reversed(range(R)):
+        guc = cv.on_outputs(g, Z)
+        if need_m:
+            gus.append(guc)
+            inputs.append(cv.image(ys[r - 1] if r else x))
+            correction += np.einsum("cl,cl->l", guc, cv.on_outputs(ys[r]))
+        g = _bilateral_gx_canvas(cv, mc, guc) if (need_x or r > 0) else None
+    gm = None
+    if need_m:
+        gu, inp = np.concatenate(gus), np.concatenate(inputs)
+        gmc = np.empty((cv.K, L), dtype=x.dtype)
+        for k, off in enumerate(cv.offsets):
+            np.einsum("jl,jl->l", gu, inp[:, off:off + L], out=gmc[k])
+        gmc -= correction
+        gm = cv.from_outputs(gmc)
+    return g, gm
