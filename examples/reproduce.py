@@ -50,6 +50,7 @@ from segnp.experiments.cli import (OPTIONS_NAME, RunError, base_parser,  # noqa:
 from segnp.models import FlowNetS  # noqa: E402
 from segnp.experiments.protocol import (FLOW_ROWS, SEG_ROWS, constant_flow,  # noqa: E402
                                         prepare_data, seed_jobs)
+from segnp.experiments.tasks import FLOW_LOSSES  # noqa: E402
 from segnp.experiments.report import report_lines, summary_lines  # noqa: E402
 from segnp.experiments.schedule import run_jobs  # noqa: E402
 from segnp.io import atomic_path  # noqa: E402
@@ -102,14 +103,15 @@ PRESETS = {
 # +2.75 / +2.61, BF +2.79 / +2.20).
 COMMON = {"batch_size": 8, "seg_batch_size": 4, "emb_lr": 5e-3, "seg_lr": 3e-3,
           "ft_lr": 2e-3, "flow_lr": 5e-3, "flow_ft_lr": 1e-3, "lam_mult": 10.0,
-          "flow_emb_mult": 3.0,
+          "flow_emb_mult": 3.0, "flow_ft_loss": "multiscale",
           "keep_all": 0.9, "keep_fc6": 0.5, "keep_flow": 0.9, "keep_all_end": None,
           "keep_all_fc6": None, "e2e_emb_mult": 0.3, "e2e_aux_weight": 1.0,
           "segnet": SEGNET, "flownet": FLOWNET}
 OVERRIDES = ("size", "count", "flow_count", "emb_epochs", "flow_emb_epochs", "seg_epochs",
              "ft_epochs", "flow_epochs", "flow_ft_epochs")
 FLOAT_OVERRIDES = ("keep_all", "keep_all_end", "keep_all_fc6", "keep_fc6", "keep_flow",
-                   "e2e_emb_mult", "e2e_aux_weight", "flow_emb_mult", "ft_lr")
+                   "e2e_emb_mult", "e2e_aux_weight", "flow_emb_mult", "ft_lr",
+                   "flow_ft_lr")
 
 
 # What a resumed run may change: which seeds, rows and comparisons run.  Every other
@@ -147,6 +149,10 @@ def config(args):
         cfg["rows"] = [r for r in SEG_ROWS if r in args.rows or r == "baseline"]
     if args.flow_upsample is not None:
         cfg["flownet"] = dict(cfg["flownet"], upsample=args.flow_upsample)
+    if args.flow_bf_repeat is not None:
+        cfg["flownet"] = dict(cfg["flownet"], bf_repeat=args.flow_bf_repeat)
+    if args.flow_ft_loss is not None:
+        cfg["flow_ft_loss"] = args.flow_ft_loss
     return cfg
 
 
@@ -248,6 +254,14 @@ def main(argv=None):
                    "preset's")
     p.add_argument("--flow-emb-mult", type=nonnegative_float, help="lr multiplier of the "
                    "motion embedder in the segmentation-aware flow row (0: frozen)")
+    p.add_argument("--flow-ft-lr", type=positive_float, help="learning rate of both flow "
+                   "rows' fine-tuning (default: %g)" % COMMON["flow_ft_lr"])
+    p.add_argument("--flow-ft-loss", choices=FLOW_LOSSES, help="loss of both flow rows' "
+                   "fine-tuning: the full-resolution EPE alone ('final') or FlowNet's "
+                   f"multi-scale one (default: {COMMON['flow_ft_loss']})")
+    p.add_argument("--flow-bf-repeat", type=positive_int, help="passes of the "
+                   "segmentation-aware flow row's 9x9 bilateral filter (default: "
+                   f"{FLOWNET['bf_repeat']})")
     p.add_argument("--no-flow", action="store_true", help="skip the flow comparison")
     p.add_argument("--flow-upsample", choices=FlowNetS.UPSAMPLE, help="upsampling of the "
                    "segmentation-aware flow row's 1/4-resolution prediction and decoder "

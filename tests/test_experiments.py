@@ -389,3 +389,46 @@ def test_sharpening_schedule_raises_frozen_lams_linearly_and_resumes():
     again = _SharpeningPolyLR(Adam(net.fc8.parameters(), lr=1e-2), 4, layers[:1], 3.0)
     again.load_state_dict(state)
     assert float(net.body[0].lam.data) == pytest.approx(0.5 * 2.0)
+
+
+def test_flow_step_final_is_the_full_resolution_epe_alone():
+    """``loss="final"`` (the reproduction's flow fine-tuning) is the full-resolution
+    end-point error alone; the default adds FlowNet's coarser scales."""
+    from segnp.autograd import Tensor, no_grad
+    from segnp.experiments.tasks import flow_step
+    from segnp.models import FlowNetS
+    from segnp.random import manual_seed
+    manual_seed(4)
+    net = FlowNetS(widths=(4, 4, 4, 4)).eval()
+    rng = np.random.default_rng(1)
+    image1, image2 = (rng.standard_normal((2, 3, 16, 12)).astype(np.float32)
+                      for _ in range(2))
+    flow = rng.standard_normal((2, 2, 16, 12)).astype(np.float32)
+    with no_grad():
+        final, _ = flow_step(net, (image1, image2, flow), loss="final")
+        multi, _ = flow_step(net, (image1, image2, flow))
+        pred, _ = net(Tensor(np.concatenate([image1, image2], axis=1)))
+    epe = np.sqrt(((pred.data - flow) ** 2).sum(axis=1)).mean()
+    np.testing.assert_allclose(final.item(), epe, rtol=1e-5)
+    assert multi.item() > final.item() + 0.1
+
+
+def test_run_flow_trains_on_the_loss_it_is_given(tmp_path, monkeypatch):
+    """run_flow hands its ``loss`` to every training step, and refuses an unknown one
+    before it builds anything."""
+    from segnp.experiments import runs
+    from segnp.experiments.data import load_split
+    with pytest.raises(ValueError, match=r"run_flow: loss must be one of \('multiscale', "
+                                         r"'final'\); got 'l2'"):
+        runs.run_flow(str(tmp_path / "never"), None, loss="l2")
+    assert not (tmp_path / "never").exists()
+    seen = []
+    real = runs.flow_step
+    monkeypatch.setattr(runs, "flow_step", lambda model, batch, loss="multiscale": (
+        seen.append(loss), real(model, batch, loss=loss))[1])
+    train = load_split("flow", None, "train", 4, 32, str(tmp_path / "cache"))
+    for loss in ("final", "multiscale"):
+        seen.clear()
+        runs.run_flow(str(tmp_path / loss), train, epochs=1, batch_size=2,
+                      model={"widths": [4, 4, 4, 4]}, progress=False, loss=loss)
+        assert seen == [loss, loss]

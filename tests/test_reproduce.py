@@ -61,6 +61,7 @@ def _check_flow_rows(out, flownet, emb_mult):
         trained = load_state(os.path.join(runs, "flow_embedding", "checkpoint.npz"))[0]
         net = load_run(os.path.join(runs, "flow_segaware", "checkpoint.npz"))[0]
         assert net.upsample == flownet["upsample"]
+        assert net.bf.repeat == flownet["bf_repeat"]
         assert net.aware_decoder == tuple(flownet["aware_decoder"])
         assert float(net.up_flow.lam.data) != flownet["up_lam_init"]   # learned
         state = net.embedder.state_dict()
@@ -74,9 +75,11 @@ def _check_flow_rows(out, flownet, emb_mult):
 def test_reproduce_tiny_end_to_end(tmp_path, capsys):
     mod = _reproduce()
     out = str(tmp_path / "results")
+    other_loss = "multiscale" if mod.COMMON["flow_ft_loss"] == "final" else "final"
     args = ["--preset", "tiny", "--out", out, "--cache", str(tmp_path / "cache"),
             "--no-progress", "--seeds", "0", "1", "--e2e-aux-weight", "0.5",
-            "--keep-all-fc6", "0.5", "--ft-lr", "0.0007"]
+            "--keep-all-fc6", "0.5", "--ft-lr", "0.0007", "--flow-ft-lr", "0.0015",
+            "--flow-ft-loss", other_loss, "--flow-bf-repeat", "2"]
     results = mod.main(args)
     printed = capsys.readouterr().out
     report = open(os.path.join(out, "REPORT.md")).read()
@@ -90,6 +93,9 @@ def test_reproduce_tiny_end_to_end(tmp_path, capsys):
     saved = json.load(open(os.path.join(out, "results.json")))
     assert [r["seed"] for r in saved["results"]] == [0, 1]
     assert saved["config"]["ft_lr"] == 0.0007 != mod.COMMON["ft_lr"]
+    assert saved["config"]["flow_ft_lr"] == 0.0015 != mod.COMMON["flow_ft_lr"]
+    assert saved["config"]["flow_ft_loss"] == other_loss
+    assert saved["config"]["flownet"]["bf_repeat"] == 2 != mod.FLOWNET["bf_repeat"]
     assert len(results) == 2
     for r in results:
         assert 0 <= r["masks"]["embedding_auc"] <= 1
@@ -116,7 +122,7 @@ def test_reproduce_tiny_end_to_end(tmp_path, capsys):
         assert seg["FC6 segaware"]["calibration"]["fc6"]["lam"] == \
             pytest.approx(seg["all segaware"]["calibration"]["fc6"]["lam"], rel=1e-6)
     _check_embedders(out, mod.SEG_ROWS)
-    _check_flow_rows(out, mod.FLOWNET, mod.COMMON["flow_emb_mult"])
+    _check_flow_rows(out, dict(mod.FLOWNET, bf_repeat=2), mod.COMMON["flow_emb_mult"])
     # an existing output is refused without --resume
     with pytest.raises(ValueError, match="already holds runs"):
         mod.main(args)

@@ -29,8 +29,10 @@ Per seed:
 4. **Flow**: a baseline FlowNetS, then the control and the segmentation-aware variant
    fine-tuned from it for the same steps with the same data order; the
    segmentation-aware variant's motion embedder is fine-tuned through the flow loss
-   at ``flow_emb_mult`` times the lr (0: frozen).  The EPE of the best constant flow
-   per image (its mean) is the floor a network must beat.
+   at ``flow_emb_mult`` times the lr (0: frozen).  Both fine-tune on ``flow_ft_loss``
+   (``"final"``: the full-resolution EPE alone; ``"multiscale"``: FlowNet's loss, as
+   the baseline trains).  The EPE of the best constant flow per image (its mean) is the
+   floor a network must beat.
 
 Every row is evaluated on the validation split and on the test split: choices (the
 mask hardness ``keep``, the number of steps) are made on validation
@@ -244,7 +246,8 @@ def job_flow_row(out, cfg, seed, name, deps):
                       lr=cfg["flow_ft_lr"], batch_size=cfg["batch_size"], seed=seed,
                       model=cfg["flownet"], embedder=emb if segaware else None, init=init,
                       lam_mult=cfg["lam_mult"], embedder_mult=cfg["flow_emb_mult"],
-                      progress=False, resume=True, lams=lams, train_lams=not segaware)
+                      progress=False, resume=True, lams=lams, train_lams=not segaware,
+                      loss=cfg["flow_ft_loss"])
     inp = emb[1]["input"]
     res = {"checkpoint": os.path.join(out, CHECKPOINT)}
     if stats is not None:

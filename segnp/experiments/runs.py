@@ -19,7 +19,7 @@ from ..random import manual_seed
 from .data import INPUT_SCALE, make_loader, preprocess
 from .embedding_cache import EmbeddingCache
 from .paper import PAPER_CROPS, PAPER_INPUT_SCALE, is_paper
-from .tasks import (build_model, embed, embedding_step, end_to_end_step,
+from .tasks import (FLOW_LOSSES, build_model, embed, embedding_step, end_to_end_step,
                     evaluate_embedding, evaluate_flow, evaluate_segmentation, flow_step,
                     frozen_embedder_step, label_embeddings,
                     oracle_segmentation_step, segmentation_step, transfer_weights)
@@ -302,12 +302,16 @@ def segnet_lams(train, embedder, keep, model=None, count=128):
 
 def run_flow(out_dir, train, test=None, segaware=False, epochs=6, batch_size=8, lr=1e-3,
              seed=0, model=None, embedder=None, init=None, lam_mult=10.0,
-             embedder_mult=0.1, progress=True, resume=False, lams=None, train_lams=True):
-    """Train a :class:`FlowNetS` with the multi-scale end-point error (Sec. 5.2), Adam
-    (as FlowNet) with a poly schedule.  ``segaware``: the segmentation-aware prediction
+             embedder_mult=0.1, progress=True, resume=False, lams=None, train_lams=True,
+             loss="multiscale"):
+    """Train a :class:`FlowNetS` with the multi-scale end-point error (Sec. 5.2), or with
+    ``loss="final"`` the full-resolution one alone (``tasks.FLOW_LOSSES``), Adam (as
+    FlowNet) with a poly schedule.  ``segaware``: the segmentation-aware prediction
     layer and bilateral filter, with ``embedder`` = (state, config) pre-trained;
     ``lams``, ``train_lams``: as in :func:`run_segmentation`.
     ``model={"arch": "paper"}``: the full FlowNetSimple (:mod:`.paper`)."""
+    if loss not in FLOW_LOSSES:
+        raise ValueError(f"run_flow: loss must be one of {FLOW_LOSSES}; got {loss!r}")
     manual_seed(seed)
     paper = is_paper(model)
     mcfg = dict({} if paper else FLOWNET_DEFAULTS, **(model or {}), segaware=bool(segaware))
@@ -325,6 +329,7 @@ def run_flow(out_dir, train, test=None, segaware=False, epochs=6, batch_size=8, 
     if test is not None:
         i1, i2, fl = test_arrays(test, ("image1", "image2", "flow"), config["input"])
         evaluate = lambda m: evaluate_flow(m, i1, i2, fl)[0]  # noqa: E731
-    hist = _fit(net, opt, loader, flow_step, out_dir, epochs, config, evaluate, progress,
+    step = flow_step if loss == "multiscale" else functools.partial(flow_step, loss=loss)
+    hist = _fit(net, opt, loader, step, out_dir, epochs, config, evaluate, progress,
                 resume, "flow")
     return net, hist

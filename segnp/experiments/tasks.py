@@ -30,7 +30,7 @@ from ..models import (DeepLabLargeFOV, EmbeddingNet, FlowNetS, FlowNetSimple, Se
 from ..models.grids import subsample_point
 from ..nn import SegAwareConv2d
 
-__all__ = ["TASKS", "build_model", "load_run", "transfer_weights", "embedding_step",
+__all__ = ["TASKS", "FLOW_LOSSES", "build_model", "load_run", "transfer_weights", "embedding_step",
            "segmentation_step", "oracle_segmentation_step", "end_to_end_step",
            "label_embeddings", "frozen_embedder_step",
            "flow_step", "embed", "segment", "predict_flow", "evaluate_embedding",
@@ -41,6 +41,11 @@ TASKS = ("embedding", "segmentation", "flow")
 # FlowNet's multi-scale loss: full resolution, then 1/4, 1/8, 1/16 (and 1/32, 1/64 for
 # the full FlowNetSimple), each scale half the weight of the next finer one.
 FLOW_SCALE_WEIGHTS = (1.0, 0.5, 0.25, 0.125, 0.0625, 0.03125)
+# The flow losses of flow_step: "multiscale" (FlowNet's, above) or "final", the
+# full-resolution EPE alone (the reproduction's flow rows fine-tune on it: the coarse
+# terms pin the 1/4 prediction to the pooled flow, where the segmentation-aware
+# upsampling and filter are better served by a coarse flow of their own).
+FLOW_LOSSES = ("multiscale", "final")
 log = logging.getLogger("segnp")
 
 
@@ -332,14 +337,17 @@ def _frames(image1, image2):
     return np.ascontiguousarray(np.concatenate([image1, image2], axis=1))
 
 
-def flow_step(model, batch):
+def flow_step(model, batch, loss="multiscale"):
+    """The flow training step: ``loss`` of ``FLOW_LOSSES`` (checked by the caller)."""
     image1, image2, flow = batch
     pred, scales = model(_tensor(_frames(image1, image2)))
-    loss = F.epe_loss(pred, flow)
+    total = F.epe_loss(pred, flow)
+    if loss == "final":
+        return total, {}
     for w, p, s in zip(FLOW_SCALE_WEIGHTS[1:], reversed(scales),
                        reversed(model.SCALE_STRIDES)):
-        loss = loss + w * F.epe_loss(p, downsample_flow(flow, s))
-    return loss, {}
+        total = total + w * F.epe_loss(p, downsample_flow(flow, s))
+    return total, {}
 
 
 def predict_flow(model, image1, image2, batch_size=16):
