@@ -71,7 +71,12 @@ SEGNET = {"widths": [16, 32, 48, 64], "fc_width": 128, "fc6_dilation": 2, "dropo
 # seed 0 (docs/results/flow_upsample; control 1.3564): bilinear 1.2975; the upsamplings,
 # lams from 0: 1.2818, from 10: 1.2745; with the decoder's convolutions 1.2730; the
 # embedder fine-tuned x1 1.2605, x3 1.2544, x10 1.2536; both 1.2585 (x1), 1.2539 (x3).
-FLOWNET = {"widths": [16, 24, 32, 48], "bf_repeat": 4, "bf_lam_init": 5.0,
+# Then the filter x16 (bf_repeat), flow_ft_lr 2e-3 and the full-resolution loss alone
+# (flow_ft_loss "final"), val / control by seed 0, 1, 2: x4 at 1e-3, multi-scale (the
+# earlier default) 0.925, 0.918, 0.929; x16 at 2e-3 0.905, 0.904, 0.915; with "final"
+# 0.893, 0.896, 0.906 (seed 2: lr 3e-3 0.907; flow_emb_mult 1, 1.5, 10: 0.911, 0.908,
+# 0.927; 3 epochs 0.904).  docs/results/flow_upsample/README.md.
+FLOWNET = {"widths": [16, 24, 32, 48], "bf_repeat": 16, "bf_lam_init": 5.0,
            "upsample": "segaware+decoder", "up_lam_init": 10.0,
            "aware_decoder": ["up3", "predict3", "up2"]}
 PRESETS = {
@@ -102,8 +107,8 @@ PRESETS = {
 # +2.34 -> +2.77, +9x9 BF +2.82 -> +2.36 (seed 0 alone, 3e-3 / 4e-3: all segaware
 # +2.75 / +2.61, BF +2.79 / +2.20).
 COMMON = {"batch_size": 8, "seg_batch_size": 4, "emb_lr": 5e-3, "seg_lr": 3e-3,
-          "ft_lr": 2e-3, "flow_lr": 5e-3, "flow_ft_lr": 1e-3, "lam_mult": 10.0,
-          "flow_emb_mult": 3.0, "flow_ft_loss": "multiscale",
+          "ft_lr": 2e-3, "flow_lr": 5e-3, "flow_ft_lr": 2e-3, "lam_mult": 10.0,
+          "flow_emb_mult": 3.0, "flow_ft_loss": "final",
           "keep_all": 0.9, "keep_fc6": 0.5, "keep_flow": 0.9, "keep_all_end": None,
           "keep_all_fc6": None, "e2e_emb_mult": 0.3, "e2e_aux_weight": 1.0,
           "segnet": SEGNET, "flownet": FLOWNET}

@@ -88,7 +88,7 @@ _EPOCH_SECONDS = {
     "seg/FC6 segaware": 12.0, "seg/all segaware": 16.0,
     "seg/all segaware, end to end": 32.0, "seg/all + BF": 26.5, "seg/all + CRF": 31.0,
     "seg/ground-truth masks": 13.0, "seg/lam learned from 0": 16.5,
-    "flow/baseline": 5.0, "flow/segaware": 62.0,
+    "flow/baseline": 5.0, "flow/segaware": 72.0,
 }
 _EPOCH_SCENES = {"count": 1024, "flow_count": 2048}
 # one-hot embeddings are 0 apart within a class and 2 across: lam 2 gives exp(-4)
