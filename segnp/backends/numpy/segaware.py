@@ -252,6 +252,8 @@ def bilateral_repeat_backward(x, ys, m, gy, win, need_x=True, need_m=True):
     R = len(ys)
     win.check_operands("bilateral_repeat_backward", x, m=m, gy=gy)
     win.check_passes("bilateral_repeat_backward", x, R, ys)
+    # one pass keeps bilateral_backward (and its sums, bit for bit: the rows that filter
+    # once are unchanged); so do windows too wide for the canvas
     if not (Canvas.applies(win, x, _MOST_PADDING) and R > 1):
         g, gm = gy, None
         for r in reversed(range(R)):
