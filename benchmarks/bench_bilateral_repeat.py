@@ -14,7 +14,6 @@ Run:  OMP_NUM_THREADS=1 python benchmarks/bench_bilateral_repeat.py [--repeat 10
 import argparse
 import os
 import sys
-import time
 
 import numpy as np
 
@@ -23,19 +22,10 @@ sys.path.insert(0, os.path.join(HERE, ".."))
 
 from segnp.backends.numpy import segaware  # noqa: E402
 from segnp.window import Window, tap_valid  # noqa: E402
+from bench_filter_kernels import best_ms  # noqa: E402  (this folder: the script's)
 
 H, KS = 64, 9
 CASES = [("flow row", 8, 2, (1, 4, 16)), ("+9x9 BF x4", 4, 7, (4,))]
-
-
-def best_ms(fn, repeat):
-    fn()
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return 1e3 * best
 
 
 def fused(x, m, gy, win, passes):
