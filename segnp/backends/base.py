@@ -11,6 +11,28 @@ from ..window import tap_valid
 ELEMENT_FLOPS = 20
 
 
+def filter_passes(bilateral, x, m, win, repeat):
+    """(y_1, .., y_repeat) of the bilateral filter applied ``repeat`` times with one mask,
+    a call of a tier's one-pass kernel ``bilateral(x, m, win)`` a pass: the repeated
+    filter of the CUDA launchers, and of NumPy where it does not fuse the passes."""
+    ys = []
+    for _ in range(repeat):
+        ys.append(bilateral(ys[-1] if ys else x, m, win))
+    return tuple(ys)
+
+
+def filter_passes_backward(bilateral_backward, x, ys, m, gy, win, need_x, need_m):
+    """(gx, gm) of :func:`filter_passes` (ys its passes), ``bilateral_backward(x, m, gy,
+    win, need_x, need_m)`` a pass from the last, with the passes' mask gradients summed
+    in that order; None where not needed."""
+    g, gm = gy, None
+    for r in reversed(range(len(ys))):
+        g, gm_r = bilateral_backward(ys[r - 1] if r else x, m, g, win, need_x or r > 0,
+                                     need_m)
+        gm = gm_r if gm is None else gm + gm_r
+    return g, gm
+
+
 class Backend:
     """Holds the array module ``xp`` and the array-level kernels.
 

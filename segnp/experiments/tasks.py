@@ -30,8 +30,8 @@ from ..models import (DeepLabLargeFOV, EmbeddingNet, FlowNetS, FlowNetSimple, Se
 from ..models.grids import subsample_point
 from ..nn import SegAwareConv2d
 
-__all__ = ["TASKS", "FLOW_LOSSES", "build_model", "load_run", "transfer_weights", "embedding_step",
-           "segmentation_step", "oracle_segmentation_step", "end_to_end_step",
+__all__ = ["TASKS", "FLOW_LOSSES", "build_model", "load_run", "transfer_weights",
+           "embedding_step", "segmentation_step", "oracle_segmentation_step", "end_to_end_step",
            "label_embeddings", "frozen_embedder_step",
            "flow_step", "embed", "segment", "predict_flow", "evaluate_embedding",
            "evaluate_segmentation", "evaluate_flow", "downsample_labels",

@@ -9,8 +9,11 @@ channels, H W input, K = ksize**2 taps (row-major, tap K//2 the centre), OH OW o
 launchers check only that the arrays agree with it (and fit 32-bit indices), and the
 runtime checks each launch's dtypes.
 """
+import functools
+
 from ...window import NORM_EPS
 from ..._validate import NORMS
+from ..base import filter_passes, filter_passes_backward
 from ._common import (checked_window, contiguous, finish_mask_grad, int32, launch_flat,
                       mask_inv, real)
 
@@ -95,10 +98,7 @@ def bilateral_repeat(rt, x, m, win, repeat=1):
     lies, so there is nothing to lay out once (the NumPy twin's reason to fuse)."""
     checked_window("bilateral_repeat", win, x, m=m)
     win.check_passes("bilateral_repeat", x, repeat)
-    ys = []
-    for _ in range(repeat):
-        ys.append(bilateral(rt, ys[-1] if ys else x, m, win))
-    return tuple(ys)
+    return filter_passes(functools.partial(bilateral, rt), x, m, win, repeat)
 
 
 def bilateral_repeat_backward(rt, x, ys, m, gy, win, need_x=True, need_m=True):
@@ -107,12 +107,5 @@ def bilateral_repeat_backward(rt, x, ys, m, gy, win, need_x=True, need_m=True):
     needed."""
     checked_window("bilateral_repeat_backward", win, x, m=m, gy=gy)
     win.check_passes("bilateral_repeat_backward", x, len(ys), ys)
-    g, gm = gy, None
-    for r in reversed(range(len(ys))):
-        g, gm_r = bilateral_backward(rt, ys[r - 1] if r else x, m, g, win,
-                                     need_x or r > 0, need_m)
-        if gm is None:
-            gm = gm_r
-        elif gm_r is not None:
-            gm += gm_r
-    return g, gm
+    return filter_passes_backward(functools.partial(bilateral_backward, rt), x, ys, m, gy,
+                                  win, need_x, need_m)

@@ -20,7 +20,7 @@ convolution of Eq. 7, which shares these taps, is in ``masked_conv.py``.
 """
 import numpy as np
 
-from ..base import ELEMENT_FLOPS
+from ..base import ELEMENT_FLOPS, filter_passes, filter_passes_backward
 from ._common import mask_sum
 from .canvas import Canvas
 from .threads import for_runs
@@ -230,12 +230,10 @@ def bilateral_repeat(x, m, win, repeat=1):
     if Canvas.applies(win, x, _MOST_PADDING):
         cv = Canvas(win, x)
         mc, Z = cv.on_outputs(m), mask_sum(m)
-        for r in range(repeat):
+        for _ in range(repeat):
             ys.append(_bilateral_canvas(cv, cv.image(ys[-1] if ys else x), mc, Z))
         return tuple(ys)
-    for r in range(repeat):
-        ys.append(bilateral(ys[-1] if ys else x, m, win))
-    return tuple(ys)
+    return filter_passes(bilateral, x, m, win, repeat)
 
 
 def bilateral_repeat_backward(x, ys, m, gy, win, need_x=True, need_m=True):
@@ -255,12 +253,8 @@ def bilateral_repeat_backward(x, ys, m, gy, win, need_x=True, need_m=True):
     # one pass keeps bilateral_backward (and its sums, bit for bit: the rows that filter
     # once are unchanged); so do windows too wide for the canvas
     if not (Canvas.applies(win, x, _MOST_PADDING) and R > 1):
-        g, gm = gy, None
-        for r in reversed(range(R)):
-            g, gm_r = bilateral_backward(ys[r - 1] if r else x, m, g, win,
-                                         need_x or r > 0, need_m)
-            gm = gm_r if gm is None else gm + gm_r
-        return (g if need_x else None), gm
+        return filter_passes_backward(bilateral_backward, x, ys, m, gy, win, need_x,
+                                      need_m)
     cv = Canvas(win, x)
     mc, Z, L = cv.on_outputs(m), mask_sum(m), cv.L
     gus, inputs = [], []  # every pass's gu and input, as canvases, for gm
