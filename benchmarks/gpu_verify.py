@@ -186,7 +186,8 @@ def step_parity(dev):
                     if u.dtype.kind == "f" and not np.isfinite(u).all():
                         bad.append(f"{label}[{j}] has unwritten (NaN) elements")
                     elif u.shape != v.shape or not np.allclose(u, v, **tol):
-                        err = np.abs(u.astype(np.float64) - v).max() if u.shape == v.shape else "shape"
+                        err = (np.abs(u.astype(np.float64) - v).max()
+                               if u.shape == v.shape else "shape")
                         bad.append(f"{label}[{j}] differs from NumPy (max error {err})")
             where = f"{np.dtype(dtype).name} case {i} {shape}"
             if bad:

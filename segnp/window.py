@@ -238,10 +238,12 @@ class Window:
         """The launch check of the repeated bilateral filter: a pass's output is the next
         pass's input, so the window keeps x's size (stride 1, the default padding),
         ``repeat`` >= 1, and every kept pass of ``ys`` has x's shape."""
-        if self.out != (self.H, self.W) or repeat < 1:
-            raise ValueError(f"{fn}: needs a window whose output has the input's size and "
-                             f"repeat >= 1; got input {(self.H, self.W)}, output "
-                             f"{self.out}, repeat {repeat}")
+        if self.out != (self.H, self.W):
+            raise ValueError(f"{fn}: needs a window whose output has the input's size "
+                             f"(stride 1, the default padding); got input "
+                             f"{(self.H, self.W)}, output {self.out}")
+        if repeat < 1:
+            raise ValueError(f"{fn}: repeat must be >= 1; got {repeat}")
         for r, y in enumerate(ys):
             check_shape(fn, f"ys[{r}]", y, tuple(x.shape), "(N, C, H, W)")
 

@@ -166,20 +166,25 @@ def test_bilateral_matches_equation_and_numpy(window, dtype):
     assert sa.bilateral_backward(rt, x, m, gy, w, need_m=False)[1] is None
 
 
-@pytest.mark.parametrize("window", [(3, 1, None, 1), (3, 1, None, 2), (1, 1, None, 1)])
+@pytest.mark.parametrize("window, canvas", [((3, 1, None, 1), True),
+                                            ((3, 1, None, 2), False),
+                                            ((1, 1, None, 1), True)])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("repeat", [1, 3])
-def test_bilateral_repeat_matches_the_passes_and_numpy(window, dtype, repeat):
+def test_bilateral_repeat_matches_the_passes_and_numpy(window, canvas, dtype, repeat):
     """The repeated filter (a launch a pass, the passes' mask gradients summed) against
-    the launches of :func:`bilateral` one by one and against the NumPy twin, which lays
-    the mask out once on its canvas."""
+    the launches of :func:`bilateral` one by one and against the NumPy twin: on 10 x 11
+    the 3x3 window takes the twin's canvas (the mask laid out once for every pass), the
+    dilated one its rectangles (its padded image is over the canvas's limit)."""
+    from segnp.backends.numpy import segaware as ns
     rng = np.random.default_rng(2)
     rt = RUNTIMES[repeat % 3]
-    N, C, H, W = 2, 3, 7, 6
+    N, C, H, W = 2, 3, 10, 11
     x = rng.standard_normal((N, C, H, W)).astype(dtype)
     m = random_mask(rng, N, H, W, *window, dtype)
     gy = rng.standard_normal(x.shape).astype(dtype)
     w = win(x, *window)
+    assert ns.Canvas.applies(w, x, ns._MOST_PADDING) == canvas
     ys = sa.bilateral_repeat(rt, x, m, w, repeat)
     ys_np = NUMPY.bilateral_repeat(x, m, w, repeat)
     y = x

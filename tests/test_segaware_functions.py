@@ -1,5 +1,7 @@
 """segnp.functions segmentation-aware ops: gradients, the special cases of Sec. 3.2 and
 Eq. 7's equalities with conv2d, and the errors they raise."""
+import re
+
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -162,16 +164,18 @@ def test_segaware_bilateral_gradients(norm):
 def test_segaware_bilateral_repeated_on_the_canvas_gradients(monkeypatch, norm):
     """Three passes through the NumPy canvas (the mask laid out once, the passes' mask
     gradients summed by the kernel): the 3x3 window on 10x11 pads to a canvas 1.4x the
-    image, under the canvas's limit, and the path taken is counted."""
+    image, under the canvas's limit; the fused backward ran, and the pass-by-pass one
+    (which also gathers gx on the canvas) did not."""
     from segnp.backends.numpy import segaware as ns
-    ran = []
+    ran, fallback = [], []
     real = ns._bilateral_gx_canvas
     monkeypatch.setattr(ns, "_bilateral_gx_canvas", lambda *a: (ran.append(1), real(*a))[1])
+    monkeypatch.setattr(ns, "filter_passes_backward", lambda *a: fallback.append(1))
     rng = np.random.default_rng(3)
     x, e = rand(rng, 2, 2, 10, 11), rand(rng, 2, 3, 10, 11)
     check_grad(lambda x, e, lam: F.segaware_bilateral(x, e, lam, 3, 1, norm, repeat=3),
                [x, e, np.array(0.6)])
-    assert ran
+    assert ran and not fallback
 
 
 @pytest.mark.parametrize("norm", NORMS)
@@ -407,9 +411,12 @@ def test_other_bad_arguments():
         F.segaware_conv2d(x, e.astype(np.float32), W)
     with pytest.raises(TypeError, match="segaware_bilateral: e must be a floating-point"):
         F.segaware_bilateral(x, np.zeros((2, 1, 16, 16), np.int64), 1.0)
-    with pytest.raises(ValueError, match="segaware_bilateral: repeat must be an int >= 1; "
-                                         "got 0"):
-        F.segaware_bilateral(x, e, 1.0, repeat=0)
+    for bad in (0, -2, 2.0, True, np.float64(3)):
+        with pytest.raises(ValueError, match=re.escape("segaware_bilateral: repeat must "
+                                                       f"be an int >= 1; got {bad!r}")):
+            F.segaware_bilateral(x, e, 1.0, repeat=bad)
+    np.testing.assert_array_equal(F.segaware_bilateral(x, e, 1.0, repeat=np.int64(2)).data,
+                                  F.segaware_bilateral(x, e, 1.0, repeat=2).data)
     with pytest.raises(ValueError, match=r"segaware_conv2d: padding must be at most "
                                          r"dilation\*\(ksize//2\) = \(1, 1\)"):
         F.segaware_conv2d(x, e, W, padding=2)

@@ -46,6 +46,12 @@ CASES = {
         lambda x, e, lam: st.segaware_bilateral(x, e, lam, 3, dilation=2, repeat=2),
         lambda x, e, lam: F.segaware_bilateral(x, e, lam, 3, dilation=2, repeat=2),
         ("x", "e", "lam")),
+    # 3x3 at dilation 1 on 10 x 11 (_case_inputs): the NumPy canvas, whose fused
+    # backward reads the saved output
+    "segaware_bilateral on the canvas": (
+        lambda x, e, lam: st.segaware_bilateral(x, e, lam, 3, repeat=3),
+        lambda x, e, lam: F.segaware_bilateral(x, e, lam, 3, repeat=3),
+        ("x", "e", "lam")),
     "segaware_conv2d": (
         lambda x, e, W, b, lam: st.segaware_conv2d(x, e, W, b, lam, stride=(2, 1)),
         lambda x, e, W, b, lam: F.segaware_conv2d(x, e, W, b, lam, stride=(2, 1)),
@@ -97,6 +103,8 @@ def _case_inputs(name, dtype, device="cpu", **shape):
         made = _crf_inputs(dtype, device)
     elif name == "segaware_conv_transpose2d":
         made = _transpose_inputs(dtype, device)
+    elif name == "segaware_bilateral on the canvas":
+        made = _inputs(dtype, device, **dict(shape, H=10, W=11))
     else:
         made = _inputs(dtype, device, **shape)
     return [made[n] for n in CASES[name][2]]
@@ -238,6 +246,24 @@ def test_in_place_change_before_backward_is_refused():
     y = st.segaware_conv2d(h, t["e"].detach(), t["W"].detach(), None, 0.5)
     with torch.no_grad():
         h.add_(1.0)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        y.sum().backward()
+
+
+def test_in_place_change_of_the_filters_output():
+    """One pass keeps x and m, not its output, which may then change in place before
+    backward; more passes keep the output (the NumPy canvas's backward reads it), and
+    an in-place change of it is refused."""
+    t = _inputs(torch.float64, H=10, W=11)
+    x, e = t["x"], t["e"].detach()
+    st.segaware_bilateral(x, e, 0.7, 3).sum().backward()
+    want, x.grad = x.grad.clone(), None
+    y = st.segaware_bilateral(x, e, 0.7, 3)
+    y += 1.0
+    y.sum().backward()
+    torch.testing.assert_close(x.grad, want, rtol=0, atol=0)
+    y = st.segaware_bilateral(x, e, 0.7, 3, repeat=3)
+    y += 1.0
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         y.sum().backward()
 

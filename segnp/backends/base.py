@@ -12,7 +12,8 @@ ELEMENT_FLOPS = 20
 
 
 def filter_passes(bilateral, x, m, win, repeat):
-    """(y_1, .., y_repeat) of the bilateral filter applied ``repeat`` times with one mask,
+    """(y_1, .., y_repeat), each (N, C, H, W): the bilateral filter (Eq. 4) applied
+    ``repeat`` times with one mask m (N, K, H, W), y_r = bilateral(y_{r-1}, m), y_0 = x,
     a call of a tier's one-pass kernel ``bilateral(x, m, win)`` a pass: the repeated
     filter of the CUDA launchers, and of NumPy where it does not fuse the passes."""
     ys = []
@@ -22,9 +23,10 @@ def filter_passes(bilateral, x, m, win, repeat):
 
 
 def filter_passes_backward(bilateral_backward, x, ys, m, gy, win, need_x, need_m):
-    """(gx, gm) of :func:`filter_passes` (ys its passes), ``bilateral_backward(x, m, gy,
-    win, need_x, need_m)`` a pass from the last, with the passes' mask gradients summed
-    in that order; None where not needed."""
+    """(gx (N, C, H, W), gm (N, K, H, W)) of :func:`filter_passes` (ys its passes, gy
+    the gradient of the last): ``bilateral_backward(x, m, gy, win, need_x, need_m)`` a
+    pass, from the last (Eq. 4's chain rule through y_r = bilateral(y_{r-1}, m)), the
+    passes' mask gradients summed in that order; None where not needed."""
     g, gm = gy, None
     for r in reversed(range(len(ys))):
         g, gm_r = bilateral_backward(ys[r - 1] if r else x, m, g, win, need_x or r > 0,

@@ -118,7 +118,8 @@ def add_finetune_args(p):
                    help="divide segmentation-aware convolutions by their mask sum (Eq. 7); "
                    "auto: yes when training from scratch, no with --init (then lam = 0 "
                    "computes exactly what the initial plain network did)")
-    p.add_argument("--lam-mult", type=nonnegative_float, default=10.0, help="lr multiplier of the lams")
+    p.add_argument("--lam-mult", type=nonnegative_float, default=10.0,
+                   help="lr multiplier of the lams")
     p.add_argument("--embedder-mult", type=nonnegative_float, default=0.1,
                    help="lr multiplier of the embedding network (0 freezes it)")
     return p

@@ -329,6 +329,6 @@ def run_flow(out_dir, train, test=None, segaware=False, epochs=6, batch_size=8, 
     if test is not None:
         i1, i2, fl = test_arrays(test, ("image1", "image2", "flow"), config["input"])
         evaluate = lambda m: evaluate_flow(m, i1, i2, fl)[0]  # noqa: E731
-    hist = _fit(net, opt, loader, functools.partial(flow_step, loss=loss), out_dir, epochs, config, evaluate, progress,
-                resume, "flow")
+    hist = _fit(net, opt, loader, functools.partial(flow_step, loss=loss), out_dir, epochs,
+                config, evaluate, progress, resume, "flow")
     return net, hist

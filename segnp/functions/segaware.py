@@ -136,13 +136,19 @@ class BilateralRepeat(Function):
     def forward(self, x, m):
         ys = self.backend.bilateral_repeat(x, m, self.win, self.repeat)
         if any(self.needs_input_grad):
-            # y apart from the earlier passes: segnp.torch saves (and so guards against
-            # in-place changes) the arrays an op keeps that are its inputs or outputs
-            self.x, self.m, self.passes, self.y = x, m, ys[:-1], ys[-1]
+            self.x, self.m = x, m
+            if self.repeat > 1:
+                # the NumPy canvas's backward reads the output too, so segnp.torch saves
+                # it (an op's kept inputs and outputs), and refuses an in-place change
+                # of it before backward; one pass keeps only x and m, as Bilateral does
+                self.passes, self.y = ys[:-1], ys[-1]
         return ys[-1]
 
     def backward(self, gy):
         need_x, need_m = self.needs_input_grad
+        if self.repeat == 1:
+            return self.backend.bilateral_backward(self.x, self.m, gy, self.win, need_x,
+                                                   need_m)
         return self.backend.bilateral_repeat_backward(
             self.x, self.passes + (self.y,), self.m, gy, self.win, need_x, need_m)
 

@@ -13,8 +13,8 @@ from ..window import pair
 from . import init
 from .module import Module
 
-__all__ = ["Conv2d", "ConvTranspose2d", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Identity", "MaxPool2d",
-           "AvgPool2d", "Dropout", "Upsample"]
+__all__ = ["Conv2d", "ConvTranspose2d", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Identity",
+           "MaxPool2d", "AvgPool2d", "Dropout", "Upsample"]
 
 
 def _float_dtype(fn, dtype):

@@ -29,8 +29,8 @@ class Adam(Optimizer):
     def check_hyperparameters(self, group):
         super().check_hyperparameters(group)
         betas = group["betas"]
-        if (not isinstance(betas, (tuple, list)) or len(betas) != 2 or not all(isinstance(b, numbers.Real) and 0 <= b < 1
-                                       for b in betas)):
+        if (not isinstance(betas, (tuple, list)) or len(betas) != 2
+                or not all(isinstance(b, numbers.Real) and 0 <= b < 1 for b in betas)):
             raise ValueError(f"Adam: betas must be two numbers in [0, 1); got {betas!r}")
         group["betas"] = tuple(betas)
         for key in ("eps", "weight_decay"):

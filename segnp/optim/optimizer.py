@@ -9,8 +9,9 @@ train biases and new layers faster than pre-trained weights)::
          {'params': head.parameters(), 'lr': 10 * base_lr}], lr=base_lr, momentum=0.9)
 
 ``step()`` updates, in place and outside the tape, every parameter that has a gradient
-(frozen ones, ``requires_grad = False``, are kept but skipped), then projects it onto its constraint (``Parameter.apply_constraint``; this is how the
-segmentation-aware layers keep lam >= 0).  Subclasses define only ``update``.
+(frozen ones, ``requires_grad = False``, are kept but skipped), then projects it onto
+its constraint (``Parameter.apply_constraint``; this is how the segmentation-aware
+layers keep lam >= 0).  Subclasses define only ``update``.
 
 The state of a parameter (step count, momentum buffer, Adam moments) lives in
 ``self.state[id(p)]``.  ``state_dict()`` names parameters by their position in the

@@ -3,11 +3,11 @@ PyTorch's autograd.
 
 Each operator runs segnp's own array-level ``Function`` objects
 (``segnp/functions/segaware.py``: ``SegAwareMask``, ``MaskedConv2d``, ``Bilateral``,
-``BilateralRepeat``, ``Im2Dist``) inside one ``torch.autograd.Function``, :class:`SegnpFunction`; their
-``forward`` and ``backward`` call the backend kernels on arrays that share the tensors'
-memory (``_device.py``).  segnp's tape is not involved.  The arguments are checked by
-segnp's own checks (``segnp.functions.segaware.*_args``, which also build the
-``Window``), so every error reads as segnp's does.
+``BilateralRepeat``, ``Im2Dist``) inside one ``torch.autograd.Function``,
+:class:`SegnpFunction`; their ``forward`` and ``backward`` call the backend kernels on
+arrays that share the tensors' memory (``_device.py``).  segnp's tape is not involved.
+The arguments are checked by segnp's own checks (``segnp.functions.segaware.*_args``,
+which also build the ``Window``), so every error reads as segnp's does.
 
 ``segaware_crf`` is a composition: the masks and the filters of Eq. 4 run as
 :class:`SegnpFunction` calls, and softmax, the weights and ``compat`` are PyTorch ops.

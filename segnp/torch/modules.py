@@ -194,8 +194,8 @@ class SegAwareCRF(_Twin):
 
 
 _TWINS = {snn.SegAwareConv2d: SegAwareConv2d,
-          snn.SegAwareConvTranspose2d: SegAwareConvTranspose2d, snn.BilateralFilter: BilateralFilter,
-          snn.SegAwareCRF: SegAwareCRF}
+          snn.SegAwareConvTranspose2d: SegAwareConvTranspose2d,
+          snn.BilateralFilter: BilateralFilter, snn.SegAwareCRF: SegAwareCRF}
 
 
 def from_segnp(module, device=None):

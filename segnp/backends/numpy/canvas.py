@@ -69,11 +69,13 @@ class Canvas:
         self.by_image(lambda i: grid[:, i].fill(0), a.size)
         return a
 
-    def image(self, a=None):
+    def image(self, a=None, out=None):
         """x, or an array ``a`` of x's shape (the bilateral filter's later passes), on a
-        (C, L + tail) canvas, zeros around each image."""
+        (C, L + tail) canvas, zeros around each image; written into ``out`` (a C-ordered
+        (C, L + tail) array) when given."""
         a = self.x if a is None else a
-        xc = np.empty((self.C, self.L + self.tail), dtype=self.x.dtype)
+        xc = np.empty((self.C, self.L + self.tail), dtype=self.x.dtype) if out is None \
+            else out
         xc[:, self.L:] = 0
         xg, inner = self.grid(xc), self.inner(xc)
 
@@ -84,10 +86,11 @@ class Canvas:
         self.by_image(fill, 2 * xc.size)
         return xc
 
-    def on_outputs(self, a, Z=None):
+    def on_outputs(self, a, Z=None, out=None):
         """a (N, R, OH, OW) on the output columns of an (R, L) array, 0 at the other
-        columns; divided by Z (N, OH, OW) when given (gy / Z, in the same pass)."""
-        ac = np.empty((a.shape[1], self.L), dtype=self.x.dtype)
+        columns; divided by Z (N, OH, OW) when given (gy / Z, in the same pass); written
+        into ``out`` (a C-ordered (R, L) array) when given."""
+        ac = np.empty((a.shape[1], self.L), dtype=self.x.dtype) if out is None else out
         grid, out = self.grid(ac), self.outputs(ac)
 
         def fill(i):

@@ -15,7 +15,8 @@ of the same C*K products as with one im2col of the batch; only BLAS's order of a
 them may differ for a block of rows (where a whole image fits in one block, as on the
 networks here, the products are the very same calls).  The number of threads never
 changes a bit, since every block runs with BLAS single-threaded (inside
-``threads.serial()`` BLAS threads as configured and may round differently).  Nothing the size of the unfolded batch is allocated or kept.
+``threads.serial()`` BLAS threads as configured and may round differently).  Nothing
+the size of the unfolded batch is allocated or kept.
 """
 import numpy as np
 

@@ -226,13 +226,11 @@ def bilateral_repeat(x, m, win, repeat=1):
     """
     win.check_operands("bilateral_repeat", x, m=m)
     win.check_passes("bilateral_repeat", x, repeat)
-    ys = []
     if Canvas.applies(win, x, _MOST_PADDING):
         cv = Canvas(win, x)
         mc, Z = cv.on_outputs(m), mask_sum(m)
-        for _ in range(repeat):
-            ys.append(_bilateral_canvas(cv, cv.image(ys[-1] if ys else x), mc, Z))
-        return tuple(ys)
+        return filter_passes(lambda y, m, win: _bilateral_canvas(cv, cv.image(y), mc, Z),
+                             x, m, win, repeat)
     return filter_passes(bilateral, x, m, win, repeat)
 
 
@@ -256,20 +254,23 @@ def bilateral_repeat_backward(x, ys, m, gy, win, need_x=True, need_m=True):
         return filter_passes_backward(bilateral_backward, x, ys, m, gy, win, need_x,
                                       need_m)
     cv = Canvas(win, x)
-    mc, Z, L = cv.on_outputs(m), mask_sum(m), cv.L
-    gus, inputs = [], []  # every pass's gu and input, as canvases, for gm
-    correction = np.zeros(L, dtype=x.dtype) if need_m else None
+    mc, Z, L, C = cv.on_outputs(m), mask_sum(m), cv.L, cv.C
+    if need_m:
+        # every pass's gu and input as canvases, stacked (R C rows) for one sum a tap;
+        # pass r fills rows (R - 1 - r) C.. (the order the passes are visited)
+        gu = np.empty((R * C, L), dtype=x.dtype)
+        inp = np.empty((R * C, L + cv.tail), dtype=x.dtype)
+        correction = np.zeros(L, dtype=x.dtype)
     g = gy
     for r in reversed(range(R)):
-        guc = cv.on_outputs(g, Z)
+        rows = slice((R - 1 - r) * C, (R - r) * C)
+        guc = cv.on_outputs(g, Z, out=gu[rows] if need_m else None)
         if need_m:
-            gus.append(guc)
-            inputs.append(cv.image(ys[r - 1] if r else x))
+            cv.image(ys[r - 1] if r else x, out=inp[rows])
             correction += np.einsum("cl,cl->l", guc, cv.on_outputs(ys[r]))
         g = _bilateral_gx_canvas(cv, mc, guc) if (need_x or r > 0) else None
     gm = None
     if need_m:
-        gu, inp = np.concatenate(gus), np.concatenate(inputs)
         gmc = np.empty((cv.K, L), dtype=x.dtype)
         for k, off in enumerate(cv.offsets):
             np.einsum("jl,jl->l", gu, inp[:, off:off + L], out=gmc[k])
