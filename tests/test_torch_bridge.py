@@ -537,3 +537,16 @@ def test_cuda_runs_on_torchs_current_stream_without_copies(monkeypatch):
     assert seen == [(e.data_ptr(), side.cuda_stream)]
     ref = st.segaware_conv2d(x.cpu(), e.cpu(), W.cpu(), None, 0.5)
     torch.testing.assert_close(y.cpu(), ref, rtol=1e-4, atol=1e-5)
+
+
+def test_in_place_change_of_the_transposed_convolutions_input_is_refused():
+    """The transposed convolution keeps x, m and W for backward, each of which segnp.torch
+    saves, so changing x in place before backward is refused, not silently wrong."""
+    x, e, W, b, lam = _case_inputs("segaware_conv_transpose2d", torch.float64)
+    h = x.detach().clone().requires_grad_(True) * 1.0
+    y = st.segaware_conv_transpose2d(h, e.detach(), W.detach().requires_grad_(True), None,
+                                     0.5, 2, 1, 1)
+    with torch.no_grad():
+        h.mul_(2.0)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        y.sum().backward()

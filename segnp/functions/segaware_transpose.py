@@ -30,7 +30,10 @@ class MaskedConvTranspose2d(Function):
         self.win, self.normalize = window, normalize
 
     def forward(self, x, m, W, b):
-        self.saved = (x, m, W) if any(self.needs_input_grad[:3]) else None
+        if any(self.needs_input_grad[:3]):
+            # one attribute each: segnp.torch saves (and guards against in-place changes)
+            # the arrays an op keeps as attributes, not arrays inside a tuple
+            self.x, self.m, self.W = x, m, W
         y = self.backend.masked_conv_transpose(x, m, W, self.win, self.normalize)
         if b is not None:
             y += b[:, None, None]
@@ -40,8 +43,9 @@ class MaskedConvTranspose2d(Function):
         *need, need_b = self.needs_input_grad
         grads = (None, None, None)
         if any(need):
-            grads = self.backend.masked_conv_transpose_backward(*self.saved, gy, self.win,
-                                                                self.normalize, *need)
+            grads = self.backend.masked_conv_transpose_backward(self.x, self.m, self.W, gy,
+                                                                self.win, self.normalize,
+                                                                *need)
         return (*grads, gy.sum(axis=(0, 2, 3)) if need_b else None)
 
 
