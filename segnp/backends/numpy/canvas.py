@@ -91,14 +91,14 @@ class Canvas:
         columns; divided by Z (N, OH, OW) when given (gy / Z, in the same pass); written
         into ``out`` (a C-ordered (R, L) array) when given."""
         ac = np.empty((a.shape[1], self.L), dtype=self.x.dtype) if out is None else out
-        grid, out = self.grid(ac), self.outputs(ac)
+        grid, cols = self.grid(ac), self.outputs(ac)
 
         def fill(i):
             grid[:, i] = 0
             if Z is None:
-                out[:, i] = a[i].transpose(1, 0, 2, 3)
+                cols[:, i] = a[i].transpose(1, 0, 2, 3)
             else:
-                np.divide(a[i].transpose(1, 0, 2, 3), Z[i], out=out[:, i])
+                np.divide(a[i].transpose(1, 0, 2, 3), Z[i], out=cols[:, i])
 
         self.by_image(fill, 2 * ac.size)
         return ac
