@@ -59,12 +59,12 @@ from segnp.io import atomic_path  # noqa: E402
 # budget limits; the numbers were set on the validation split.
 SEGNET = {"widths": [16, 32, 48, 64], "fc_width": 128, "fc6_dilation": 2, "dropout": 0.0,
           "output_stride": 8, "segaware_normalize": False}
-# The flow row's 9x9 bilateral filter runs 4 times at lam 5 (then trained), and the
-# prediction layer's mask keeps 0.9 (keep_flow): validation EPE, seed 0, after the same
-# 512 fine-tuning steps: control 1.351; keep 0.5 with the filter x4 1.323, keep 0.9
-# 1.301; the filter once at lam 1 (trained), keep 0.5: 1.354.  lam 5 was the best of
-# 0.5-40 for the filter applied to the baseline's flow.  The motion embedder trains 6
-# epochs: that filter's validation EPE was 1.306 with 4 and 1.297 with 6.
+# The flow row's 9x9 bilateral filter first ran 4 times (bf_repeat: 16 now, below) at
+# lam 5 (then trained), and the prediction layer's mask keeps 0.9 (keep_flow): validation
+# EPE, seed 0, after the same 512 fine-tuning steps: control 1.351; keep 0.5 with the
+# filter x4 1.323, keep 0.9 1.301; the filter once at lam 1 (trained), keep 0.5: 1.354.
+# lam 5 was the best of 0.5-40 for the filter applied to the baseline's flow.  The motion
+# embedder trains 6 epochs: that filter's validation EPE was 1.306 with 4 and 1.297 with 6.
 # Its upsamplings (1/16 -> 1/8 -> 1/4 -> 1) are segmentation-aware, their lams starting
 # at 10, and so are the decoder's convolutions (aware_decoder); the motion embedder is
 # fine-tuned through the flow loss at flow_emb_mult (COMMON) x the lr.  Validation EPE,
