@@ -234,18 +234,29 @@ class Window:
             else:
                 check_shape(fn, name, a, (N, self.K) + self.out, "(N, K, OH, OW)")
 
-    def check_passes(self, fn, x, repeat, ys=()):
-        """The launch check of the repeated bilateral filter: a pass's output is the next
-        pass's input, so the window keeps x's size (stride 1, the default padding),
-        ``repeat`` >= 1, and every kept pass of ``ys`` has x's shape."""
-        if self.out != (self.H, self.W):
-            raise ValueError(f"{fn}: needs a window whose output has the input's size "
-                             f"(stride 1, the default padding); got input "
-                             f"{(self.H, self.W)}, output {self.out}")
+    def check_passes(self, fn, repeat):
+        """The launch check of the repeated bilateral filter's forward pass: a pass's
+        output is the next pass's input, so the window keeps the input's size (stride 1,
+        the default padding), and ``repeat`` >= 1."""
+        self._check_keeps_size(fn)
         if repeat < 1:
             raise ValueError(f"{fn}: repeat must be >= 1; got {repeat}")
+
+    def check_pass_outputs(self, fn, x, ys):
+        """The same for its backward pass, handed the passes' outputs ``ys`` rather than
+        their count: at least one, each of x's shape."""
+        self._check_keeps_size(fn)
+        if not ys:
+            raise ValueError(f"{fn}: ys must hold at least one pass's output, each "
+                             f"(N, C, H, W) = {tuple(x.shape)}; got none")
         for r, y in enumerate(ys):
             check_shape(fn, f"ys[{r}]", y, tuple(x.shape), "(N, C, H, W)")
+
+    def _check_keeps_size(self, fn):
+        if self.out != (self.H, self.W):
+            raise ValueError(f"{fn}: win must keep the input's size (stride 1, the default "
+                             f"padding): its output (OH, OW) must be {(self.H, self.W)}; "
+                             f"got {self.out}")
 
     def taps(self):
         """Yield ``(k, rect, tap, centre)`` for each of the K taps, as :func:`tap_rects`

@@ -204,9 +204,14 @@ def test_bilateral_repeat_matches_the_passes_and_numpy(window, canvas, dtype, re
         close(got, want, dtype)
     assert sa.bilateral_repeat_backward(rt, x, ys, m, gy, w, need_x=False)[0] is None
     assert sa.bilateral_repeat_backward(rt, x, ys, m, gy, w, need_m=False)[1] is None
-    with pytest.raises(ValueError, match="bilateral_repeat: needs a window whose output"):
+    with pytest.raises(ValueError, match=r"bilateral_repeat: win must keep the input's size "
+                                         r"\(stride 1, the default padding\): its output "
+                                         r"\(OH, OW\) must be \(10, 11\); got \(5, 6\)$"):
         sa.bilateral_repeat(rt, x, random_mask(rng, N, H, W, 3, 2, None, 1, dtype),
                             win(x, 3, 2), repeat)
+    with pytest.raises(ValueError, match=r"bilateral_repeat_backward: ys must hold at least "
+                                         r"one pass's output"):
+        sa.bilateral_repeat_backward(rt, x, (), m, gy, w)
 
 
 # ---- the masked GEMM (Eq. 7) -------------------------------------------------------------

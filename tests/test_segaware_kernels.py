@@ -384,12 +384,19 @@ def test_bilateral_repeat_checks_its_launch():
     rng, x, _, _ = data(14)
     N, C, H, W = x.shape
     m3 = mask_for(rng, N, H, W, 3, 1, None, 1)
-    with pytest.raises(ValueError, match=r"bilateral_repeat: needs a window whose output "
-                                         r"has the input's size \(stride 1, the default "
-                                         r"padding\); got input \(7, 9\), output \(4, 5\)$"):
-        B.bilateral_repeat(x, mask_for(rng, N, H, W, 3, 2, None, 1), win(x, 3, 2), 2)
+    keeps_size = (r": win must keep the input's size \(stride 1, the default padding\): "
+                  r"its output \(OH, OW\) must be \(7, 9\); got \(4, 5\)$")
+    m2, w2 = mask_for(rng, N, H, W, 3, 2, None, 1), win(x, 3, 2)
+    with pytest.raises(ValueError, match="bilateral_repeat" + keeps_size):
+        B.bilateral_repeat(x, m2, w2, 2)
+    with pytest.raises(ValueError, match="bilateral_repeat_backward" + keeps_size):
+        B.bilateral_repeat_backward(x, (x,), m2, m2[:, :C], w2)
     with pytest.raises(ValueError, match=r"bilateral_repeat: repeat must be >= 1; got 0$"):
         B.bilateral_repeat(x, m3, win(x, 3), 0)
+    with pytest.raises(ValueError, match=r"bilateral_repeat_backward: ys must hold at least "
+                                         r"one pass's output, each \(N, C, H, W\) = "
+                                         r"\(2, 3, 7, 9\); got none$"):
+        B.bilateral_repeat_backward(x, (), m3, x, win(x, 3))
     with pytest.raises(ValueError, match=r"bilateral_repeat_backward: ys\[1\] must be "):
         B.bilateral_repeat_backward(x, (x, x[:, :2]), m3, x, win(x, 3))
 

@@ -97,7 +97,7 @@ def bilateral_repeat(rt, x, m, win, repeat=1):
     -> (y_1, .., y_repeat).  One launch a pass: each thread reads the mask where it
     lies, so there is nothing to lay out once (the NumPy twin's reason to fuse)."""
     checked_window("bilateral_repeat", win, x, m=m)
-    win.check_passes("bilateral_repeat", x, repeat)
+    win.check_passes("bilateral_repeat", repeat)
     return filter_passes(functools.partial(bilateral, rt), x, m, win, repeat)
 
 
@@ -106,6 +106,6 @@ def bilateral_repeat_backward(rt, x, ys, m, gy, win, need_x=True, need_m=True):
     from the last, with the passes' mask gradients summed -> (gx, gm), None where not
     needed."""
     checked_window("bilateral_repeat_backward", win, x, m=m, gy=gy)
-    win.check_passes("bilateral_repeat_backward", x, len(ys), ys)
+    win.check_pass_outputs("bilateral_repeat_backward", x, ys)
     return filter_passes_backward(functools.partial(bilateral_backward, rt), x, ys, m, gy,
                                   win, need_x, need_m)

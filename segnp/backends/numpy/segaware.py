@@ -225,7 +225,7 @@ def bilateral_repeat(x, m, win, repeat=1):
     laid out and summed once, not once a pass.
     """
     win.check_operands("bilateral_repeat", x, m=m)
-    win.check_passes("bilateral_repeat", x, repeat)
+    win.check_passes("bilateral_repeat", repeat)
     if Canvas.applies(win, x, _MOST_PADDING):
         cv = Canvas(win, x)
         mc, Z = cv.on_outputs(m), mask_sum(m)
@@ -247,7 +247,7 @@ def bilateral_repeat_backward(x, ys, m, gy, win, need_x=True, need_m=True):
     pass are summed tap by tap at the end."""
     R = len(ys)
     win.check_operands("bilateral_repeat_backward", x, m=m, gy=gy)
-    win.check_passes("bilateral_repeat_backward", x, R, ys)
+    win.check_pass_outputs("bilateral_repeat_backward", x, ys)
     # one pass keeps bilateral_backward (and its sums, bit for bit: the rows that filter
     # once are unchanged); so do windows too wide for the canvas
     if not (Canvas.applies(win, x, _MOST_PADDING) and R > 1):
