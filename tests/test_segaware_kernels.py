@@ -5,6 +5,8 @@ the distance of Sec. 4.2).  Backward kernels are compared with central differenc
 those same loops along random directions, so neither side of a check comes from the
 code under test alone.
 """
+import re
+
 import numpy as np
 import pytest
 
@@ -449,6 +451,33 @@ def test_kernels_accept_non_contiguous_views():
     for a, b in zip(B.masked_conv_backward(x, m, Wt, gy, w),
                     B.masked_conv_backward(xc, mc, Wc, np.ascontiguousarray(gy), w)):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)
+
+
+def test_canvas_fills_only_an_out_of_its_own_layout():
+    """Canvas.image / on_outputs write into ``out`` only if it is the C-ordered array of
+    the canvas's shape and x's dtype: another dtype would be cast into silently, another
+    column count (the image's tail missing) filled without complaint."""
+    from segnp.backends.numpy.canvas import Canvas
+    rng, x, _, _ = data(15)
+    N, C, H, W = x.shape
+    cv = Canvas(win(x, 3), x)
+    m = mask_for(rng, N, H, W, 3, 1, None, 1)
+    cols = cv.L + cv.tail
+    out = np.empty((C, cols))
+    assert cv.image(out=out) is out
+    np.testing.assert_array_equal(out, cv.image())
+    for bad, got in ((np.empty((2 * C, cols))[::2], f"({C}, {cols}) float64, not C-contiguous"),
+                     (np.empty((cols, C)).T, f"({C}, {cols}) float64, not C-contiguous"),
+                     (np.empty((C, cv.L)), f"({C}, {cv.L}) float64"),
+                     (np.empty((C, cols), np.float32), f"({C}, {cols}) float32")):
+        with pytest.raises(ValueError, match=re.escape(
+                f"Canvas.image: out must be a C-contiguous ({C}, {cols}) float64 array; "
+                f"got {got}") + "$"):
+            cv.image(out=bad)
+    with pytest.raises(ValueError, match=re.escape(f"Canvas.on_outputs: out must be a "
+                                                   f"C-contiguous (9, {cv.L}) float64 "
+                                                   f"array; got (9, {cols}) float64")):
+        cv.on_outputs(m, out=np.empty((9, cols)))
 
 
 @pytest.mark.parametrize("N,C", [(0, 3), (2, 0)])

@@ -69,13 +69,26 @@ class Canvas:
         self.by_image(lambda i: grid[:, i].fill(0), a.size)
         return a
 
+    def _new(self, fn, rows, cols, out):
+        """A new (rows, cols) array of x's dtype, or ``out`` once checked to be one.  An
+        ``out`` of another dtype would be cast into silently, and one with other columns
+        (a tail too long, or none) filled without complaint; C order is what the
+        callers promise, so that each tap is a shift along contiguous rows."""
+        if out is None:
+            return np.empty((rows, cols), dtype=self.x.dtype)
+        if out.shape != (rows, cols) or out.dtype != self.x.dtype \
+                or not out.flags.c_contiguous:
+            raise ValueError(f"Canvas.{fn}: out must be a C-contiguous {(rows, cols)} "
+                             f"{self.x.dtype} array; got {out.shape} {out.dtype}"
+                             f"{'' if out.flags.c_contiguous else ', not C-contiguous'}")
+        return out
+
     def image(self, a=None, out=None):
         """x, or an array ``a`` of x's shape (the bilateral filter's later passes), on a
         (C, L + tail) canvas, zeros around each image; written into ``out`` (a C-ordered
         (C, L + tail) array) when given."""
         a = self.x if a is None else a
-        xc = np.empty((self.C, self.L + self.tail), dtype=self.x.dtype) if out is None \
-            else out
+        xc = self._new("image", self.C, self.L + self.tail, out)
         xc[:, self.L:] = 0
         xg, inner = self.grid(xc), self.inner(xc)
 
@@ -90,7 +103,7 @@ class Canvas:
         """a (N, R, OH, OW) on the output columns of an (R, L) array, 0 at the other
         columns; divided by Z (N, OH, OW) when given (gy / Z, in the same pass); written
         into ``out`` (a C-ordered (R, L) array) when given."""
-        ac = np.empty((a.shape[1], self.L), dtype=self.x.dtype) if out is None else out
+        ac = self._new("on_outputs", a.shape[1], self.L, out)
         grid, cols = self.grid(ac), self.outputs(ac)
 
         def fill(i):
