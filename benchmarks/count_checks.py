@@ -6,8 +6,7 @@ and into the window and backend functions whose work is checking an argument
 (``CHECKS`` below: the public function's one build of the Window, the kernels' own
 checks).  The CUDA runtime's check of each launch against the kernel's parsed C
 signature (``runtime.check_args``: dtype, contiguity, int32) is a launch invariant and
-is counted on its own line.  Prints figures; not a
-test.
+is counted on its own line.  Prints figures; not a test.
 
     PYTHONPATH=$PWD python3 benchmarks/count_checks.py [--backend numpy cuda-emulator]
 """
