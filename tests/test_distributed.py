@@ -124,7 +124,7 @@ def _stderr_to_file(out):
     """Send this rank's stderr (fd 2) to OUT/rankR.err.  mpiexec forwards a rank's stderr
     only as far as it gets before MPI_Abort kills it, so the test reads the files."""
     path = os.path.join(out, f"rank{dist.rank()}.err")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     os.dup2(fd, 2)
     os.close(fd)
 
