@@ -3,6 +3,7 @@
 Gradient checks in float64 (every input, lam included), parity with segnp's own
 functions in float32, zero copy both ways, the errors, strided inputs, the modules and
 from_segnp, a few steps of torch.optim; the CUDA path is marked ``gpu``."""
+import collections
 import os
 import subprocess
 import sys
@@ -138,18 +139,43 @@ def one_torch_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture
+def paths(monkeypatch):
+    """Counts the NumPy bilateral filter's ways: "canvas", its passes on the canvas
+    (forward, and gx in the fused backward), and "pass by pass", the backward that
+    does not fuse the passes."""
+    from segnp.backends.numpy import segaware as ns
+    taken = collections.Counter()
+
+    def spy(fn, key):
+        real = getattr(ns, fn)
+        monkeypatch.setattr(ns, fn, lambda *a: (taken.update([key]), real(*a))[1])
+
+    spy("_bilateral_canvas", "canvas")
+    spy("_bilateral_gx_canvas", "canvas")
+    spy("filter_passes_backward", "pass by pass")
+    return taken
+
+
+def check_path(name, paths):
+    """The canvas case ran on the canvas, with the fused backward: what it is there for."""
+    if name == "segaware_bilateral on the canvas":
+        assert paths["canvas"] and not paths["pass by pass"], dict(paths)
+
+
 # ---- gradients and parity ----------------------------------------------------------------
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_gradcheck_every_input(name):
+def test_gradcheck_every_input(name, paths):
     """float64 gradients to every input (lam included) against finite differences."""
     bridge = CASES[name][0]
     inputs = _case_inputs(name, torch.float64, N=1, H=5, W=6)
     assert all(t.requires_grad for t in inputs)
     assert torch.autograd.gradcheck(bridge, inputs, eps=1e-6, atol=1e-5, rtol=1e-4)
+    check_path(name, paths)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_float32_parity_with_segnp(name):
+def test_float32_parity_with_segnp(name, paths):
     """Outputs and every input's gradient equal segnp's own functions to 1e-6."""
     bridge, ref, names = CASES[name]
     inputs = _case_inputs(name, torch.float32)
@@ -165,6 +191,7 @@ def test_float32_parity_with_segnp(name):
     for label, a, b in zip(("y",) + names, mine, theirs):
         scale = max(1.0, float(np.abs(b).max()))
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-6 * scale, err_msg=label)
+    check_path(name, paths)
 
 
 def test_only_requested_gradients_and_sum_backward():
