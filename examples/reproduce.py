@@ -114,12 +114,13 @@ COMMON = {"batch_size": 8, "seg_batch_size": 4, "emb_lr": 5e-3, "seg_lr": 3e-3,
           "ft_lr": 2e-3, "flow_lr": 5e-3, "flow_ft_lr": 2e-3, "lam_mult": 10.0,
           "flow_emb_mult": 3.0, "flow_ft_loss": "final",
           "keep_all": 0.9, "keep_fc6": 0.5, "keep_flow": 0.9, "keep_all_end": None,
-          "keep_all_fc6": None, "e2e_emb_mult": 0.3, "e2e_aux_weight": 1.0,
+          "keep_all_fc6": None, "keep_e2e": None, "e2e_emb_mult": 0.3,
+          "e2e_aux_weight": 1.0,
           "segnet": SEGNET, "flownet": FLOWNET}
 OVERRIDES = ("size", "count", "flow_count", "emb_epochs", "flow_emb_epochs", "seg_epochs",
              "ft_epochs", "flow_epochs", "flow_ft_epochs")
-FLOAT_OVERRIDES = ("keep_all", "keep_all_end", "keep_all_fc6", "keep_fc6", "keep_flow",
-                   "e2e_emb_mult", "e2e_aux_weight", "flow_emb_mult", "ft_lr",
+FLOAT_OVERRIDES = ("keep_all", "keep_all_end", "keep_all_fc6", "keep_e2e", "keep_fc6",
+                   "keep_flow", "e2e_emb_mult", "e2e_aux_weight", "flow_emb_mult", "ft_lr",
                    "flow_ft_lr")
 
 
@@ -250,6 +251,8 @@ def main(argv=None):
                    "masks over the fine-tuning, to this keep at its end")
     p.add_argument("--keep-all-fc6", type=fraction, help="FC6's keep in the all-layers rows "
                    "(default: --keep-all)")
+    p.add_argument("--keep-e2e", type=fraction, help="the same for the end-to-end row, "
+                   "whose tuned embedder can relax its masks (default: --keep-all)")
     p.add_argument("--keep-fc6", type=fraction, help="the same for the FC6 row")
     p.add_argument("--keep-flow", type=fraction, help="the same for the flow network")
     p.add_argument("--ft-lr", type=positive_float, help="learning rate of every Table 1 "

@@ -78,8 +78,8 @@ def test_reproduce_tiny_end_to_end(tmp_path, capsys):
     other_loss = "multiscale" if mod.COMMON["flow_ft_loss"] == "final" else "final"
     args = ["--preset", "tiny", "--out", out, "--cache", str(tmp_path / "cache"),
             "--no-progress", "--seeds", "0", "1", "--e2e-aux-weight", "0.5",
-            "--keep-all-fc6", "0.5", "--ft-lr", "0.0007", "--flow-ft-lr", "0.0015",
-            "--flow-ft-loss", other_loss, "--flow-bf-repeat", "2"]
+            "--keep-all-fc6", "0.5", "--keep-e2e", "0.75", "--ft-lr", "0.0007",
+            "--flow-ft-lr", "0.0015", "--flow-ft-loss", other_loss, "--flow-bf-repeat", "2"]
     results = mod.main(args)
     printed = capsys.readouterr().out
     report = open(os.path.join(out, "REPORT.md")).read()
@@ -93,6 +93,7 @@ def test_reproduce_tiny_end_to_end(tmp_path, capsys):
     saved = json.load(open(os.path.join(out, "results.json")))
     assert [r["seed"] for r in saved["results"]] == [0, 1]
     assert saved["config"]["ft_lr"] == 0.0007 != mod.COMMON["ft_lr"]
+    assert saved["config"]["keep_e2e"] == 0.75 != mod.COMMON["keep_e2e"]
     assert saved["config"]["flow_ft_lr"] == 0.0015 != mod.COMMON["flow_ft_lr"]
     assert saved["config"]["flow_ft_loss"] == other_loss
     assert saved["config"]["flownet"]["bf_repeat"] == 2 != mod.FLOWNET["bf_repeat"]
@@ -112,12 +113,18 @@ def test_reproduce_tiny_end_to_end(tmp_path, capsys):
         assert seg["ground-truth masks"]["mask_values"]["same"] == 1.0
         assert 0 <= seg[E2E]["embedder_masks"]["embedding_auc"] <= 1
         assert [n for n in seg if "embedder_masks" in seg[n]] == [E2E]
-        # FC6 of the all-layers rows keeps 0.5, body.7 (same stride, same dilation)
-        # 0.9: lam is proportional to -ln(keep)
-        for name in ("all segaware", E2E, "all + CRF"):
+        # FC6 of the all-layers rows keeps 0.5 (--keep-all-fc6, the end-to-end row's
+        # too), body.7 (same stride, same dilation) 0.9, but 0.75 in the end-to-end row
+        # (--keep-e2e): lam is proportional to -ln(keep)
+        for name, keep in (("all segaware", 0.9), (E2E, 0.75), ("all + CRF", 0.9)):
             cal = seg[name]["calibration"]
             assert cal["fc6"]["lam"] / cal["body.7"]["lam"] == \
-                pytest.approx(np.log(0.5) / np.log(0.9), rel=1e-5)
+                pytest.approx(np.log(0.5) / np.log(keep), rel=1e-5)
+        assert seg[E2E]["calibration"]["body.7"]["lam"] / \
+            seg["all segaware"]["calibration"]["body.7"]["lam"] == \
+            pytest.approx(np.log(0.75) / np.log(0.9), rel=1e-5)
+        assert seg[E2E]["calibration"]["fc6"]["lam"] == \
+            pytest.approx(seg["all segaware"]["calibration"]["fc6"]["lam"], rel=1e-6)
         # the FC6 row's keep (--keep-fc6, 0.5 by default) gives the same lam
         assert seg["FC6 segaware"]["calibration"]["fc6"]["lam"] == \
             pytest.approx(seg["all segaware"]["calibration"]["fc6"]["lam"], rel=1e-6)

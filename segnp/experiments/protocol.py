@@ -14,7 +14,8 @@ Per seed:
    the same way, and every Δ is paired with it.  The embedder is frozen, except in
    "all segaware, end to end", where it is fine-tuned through the task loss (the
    paper's Fig. 5) at ``e2e_emb_mult`` times the lr, with ``e2e_aux_weight`` times
-   the embedding loss added.  The lams of the segmentation-aware convolutions are set
+   the embedding loss added, its lams calibrated at ``keep_e2e`` (default:
+   ``keep_all``).  The lams of the segmentation-aware convolutions are set
    once from embedding statistics of training scenes (:func:`segnp.nn.calibrate_lams`)
    and kept fixed (in the end-to-end row too: its embedder can scale its distances,
    which is what a trained lam would do, and learning lam from 0 fails); the row "lam
@@ -180,6 +181,10 @@ def job_seg_row(out, cfg, seed, name, deps, curve=tuple(range(1, 21))):
     lams, train_lams, stats, sharpen = None, True, None, 1.0
     if masks in ("calibrated", "end to end"):
         keep = cfg["keep_fc6"] if variant.get("segaware") == "fc6" else cfg["keep_all"]
+        if end_to_end and cfg.get("keep_e2e") is not None:
+            # sharper at the start than the frozen rows: the tuned embedder can relax a
+            # mask that hurts, which a frozen one cannot (docs/results/probes.md)
+            keep = cfg["keep_e2e"]
         lams, stats = segnet_lams(train, emb, keep, cfg["segnet"])
         train_lams = False
         if variant.get("segaware") == "all" and cfg.get("keep_all_fc6"):
