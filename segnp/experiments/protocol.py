@@ -182,8 +182,8 @@ def job_seg_row(out, cfg, seed, name, deps, curve=tuple(range(1, 21))):
     if masks in ("calibrated", "end to end"):
         keep = cfg["keep_fc6"] if variant.get("segaware") == "fc6" else cfg["keep_all"]
         if end_to_end and cfg.get("keep_e2e") is not None:
-            # sharper at the start than the frozen rows: the tuned embedder can relax a
-            # mask that hurts, which a frozen one cannot (docs/results/probes.md)
+            # its own keep: sharper masks cost the frozen rows, but pay where the
+            # embedder is tuned (validation, docs/results/probes.md, third round)
             keep = cfg["keep_e2e"]
         lams, stats = segnet_lams(train, emb, keep, cfg["segnet"])
         train_lams = False
