@@ -164,6 +164,15 @@ def test_reproduce_resume_keeps_settings_but_not_seeds_or_rows(tmp_path):
     with pytest.raises(ValueError, match=r"flownet=\{'widths': \[8\]\} "
                                          r"\(now \{'widths': \[16\]\}\), size=32 \(now 64\)"):
         mod.check_settings(out, dict(base, size=64, flownet={"widths": [16]}), resume=True)
+    # runs recorded before keep_e2e existed calibrated that row at keep_all: they
+    # resume with --keep-e2e equal to it, and say so when it differs
+    with open(os.path.join(out, mod.SETTINGS), "w") as f:
+        json.dump(dict(saved, keep_all=0.9), f)
+    assert mod.check_settings(out, dict(base, keep_all=0.9, keep_e2e=0.9), resume=True)
+    with pytest.raises(ValueError, match=r"keep_e2e=0\.9 \(now 0\.85\)"):
+        mod.check_settings(out, dict(base, keep_all=0.9, keep_e2e=0.85), resume=True)
+    with open(os.path.join(out, mod.SETTINGS), "w") as f:
+        json.dump(saved, f)
     # a fresh run (no --resume) records its own settings
     assert mod.check_settings(out, dict(base, size=64), resume=False)["size"] == 64
     # an unreadable record is one line, as in the training scripts

@@ -21,11 +21,11 @@ Per seed:
    which is what a trained lam would do, and learning lam from 0 fails); the row "lam
    learned from 0" learns them from 0 with Adam instead, and the row "ground-truth
    masks" masks with one-hot labels (the ceiling of what masks can give).
-   ``keep_all_fc6`` gives FC6 of the all-layers rows its own keep.  With
-   ``keep_all_end``, the calibrated lams of the all-layers rows rise linearly over the
-   fine-tuning, so that a same-region tap keeps ``keep_all`` at the start and
-   ``keep_all_end`` at the end.  Each row
-   with segmentation-aware layers reports the mean mask of same- and
+   ``keep_all_fc6`` gives FC6 of the all-layers rows (the end-to-end row's too) its
+   own keep.  With ``keep_all_end``, the calibrated lams of the all-layers rows rise
+   linearly over the fine-tuning, so that a same-region tap keeps the row's keep
+   (``keep_all``, or ``keep_e2e``) at the start and ``keep_all_end`` at the end.  Each
+   row with segmentation-aware layers reports the mean mask of same- and
    different-region taps on test.
 4. **Flow**: a baseline FlowNetS, then the control and the segmentation-aware variant
    fine-tuned from it for the same steps with the same data order; the
@@ -37,7 +37,7 @@ Per seed:
 
 Every row is evaluated on the validation split and on the test split: choices (the
 mask hardness ``keep``, the number of steps) are made on validation
-(``reproduce.py --select``), never on test.
+(docs/results/probes.md), never on test.
 """
 import os
 
