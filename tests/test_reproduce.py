@@ -116,13 +116,17 @@ def test_reproduce_tiny_end_to_end(tmp_path, capsys):
         # FC6 of the all-layers rows keeps 0.5 (--keep-all-fc6, the end-to-end row's
         # too), body.7 (same stride, same dilation) 0.9, but 0.75 in the end-to-end row
         # (--keep-e2e): lam is proportional to -ln(keep)
-        for name, keep in (("all segaware", 0.9), (E2E, 0.75), ("all + CRF", 0.9)):
+        for name, keep in (("all segaware", 0.9), (E2E, 0.75), ("all + BF", 0.9),
+                           ("all + CRF", 0.9)):
             cal = seg[name]["calibration"]
             assert cal["fc6"]["lam"] / cal["body.7"]["lam"] == \
                 pytest.approx(np.log(0.5) / np.log(keep), rel=1e-5)
         assert seg[E2E]["calibration"]["body.7"]["lam"] / \
             seg["all segaware"]["calibration"]["body.7"]["lam"] == \
             pytest.approx(np.log(0.75) / np.log(0.9), rel=1e-5)
+        # and the network trained with those lams (frozen in both rows)
+        assert seg[E2E]["lams"]["body.7.lam"] / seg["all segaware"]["lams"]["body.7.lam"] \
+            == pytest.approx(np.log(0.75) / np.log(0.9), rel=1e-5)
         assert seg[E2E]["calibration"]["fc6"]["lam"] == \
             pytest.approx(seg["all segaware"]["calibration"]["fc6"]["lam"], rel=1e-6)
         # the FC6 row's keep (--keep-fc6, 0.5 by default) gives the same lam
