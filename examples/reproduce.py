@@ -108,12 +108,11 @@ PRESETS = {
 # validation Δ over seeds 0-2 (docs/results/probes.md, third round), keep 0.9 x 0.3
 # (the earlier default) +2.70, 0.9 x 1 +2.77, 0.9 x 3 +2.53, 0.8 x 0.3 +2.90, 0.85 x 1
 # +3.31, 0.8 x 1 +3.14, 0.7 x 1 +2.10, 0.8 x 3 +2.78; the frozen row: +2.77 at 0.9,
-# +2.40 at 0.8.  keep_all_end,
-# keep_all_fc6: off (a sharpening schedule lost 1.4 points; a sharper FC6 gains mostly
-# what an FC6 cut to its centre tap gains).  Fine-tuning lr 2e-3, for every row: validation, 3 seeds
-# (docs/results/probes.md), against 1e-3 the control 47.3 -> 48.9 %, all segaware
-# +2.34 -> +2.77, +9x9 BF +2.82 -> +2.36 (seed 0 alone, 3e-3 / 4e-3: all segaware
-# +2.75 / +2.61, BF +2.79 / +2.20).
+# +2.40 at 0.8.  keep_all_end, keep_all_fc6: off (a sharpening schedule lost 1.4
+# points; a sharper FC6 gains mostly what an FC6 cut to its centre tap gains).
+# Fine-tuning lr 2e-3, for every row: validation, 3 seeds (docs/results/probes.md),
+# against 1e-3 the control 47.3 -> 48.9 %, all segaware +2.34 -> +2.77, +9x9 BF +2.82
+# -> +2.36 (seed 0 alone, 3e-3 / 4e-3: all segaware +2.75 / +2.61, BF +2.79 / +2.20).
 COMMON = {"batch_size": 8, "seg_batch_size": 4, "emb_lr": 5e-3, "seg_lr": 3e-3,
           "ft_lr": 2e-3, "flow_lr": 5e-3, "flow_ft_lr": 2e-3, "lam_mult": 10.0,
           "flow_emb_mult": 3.0, "flow_ft_loss": "final",
