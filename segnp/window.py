@@ -7,6 +7,7 @@ is the centre; the default padding of the segmentation-aware ops is
 ``dilation * (ksize // 2)``; the centre of output position o is input pixel o*stride.
 ``backends/cuda/window.cuh`` is the CUDA side of this module.
 """
+import functools
 from dataclasses import astuple, dataclass
 
 import numpy as np
@@ -259,19 +260,28 @@ class Window:
                              f"got {self.out}")
 
     def taps(self):
-        """Yield ``(k, rect, tap, centre)`` for each of the K taps, as :func:`tap_rects`
-        does, and ``centre``: the slices of the centre pixels of the outputs ``rect``
-        (all three None for a tap that lies wholly in the padding)."""
-        CH, CW = self.centre
-        for i, j, rect, tap in tap_rects((self.H, self.W), self.ksize, self.stride,
-                                         self.padding, self.dilation, self.out):
-            k = i * self.KS + j
-            if rect is None:
-                yield k, None, None, None
-                continue
-            r, c = rect
-            yield k, rect, tap, (_read(r.start, r.stop, self.SH, CH),
-                                 _read(c.start, c.stop, self.SW, CW))
+        """The ``(k, rect, tap, centre)`` of each of the K taps, as :func:`tap_rects`
+        gives them, and ``centre``: the slices of the centre pixels of the outputs
+        ``rect`` (all three None for a tap that lies wholly in the padding).  A tuple,
+        worked out once per window: a training step asks for the same few windows
+        thousands of times."""
+        return _window_taps(self)
+
+
+@functools.lru_cache(maxsize=512)
+def _window_taps(win):
+    CH, CW = win.centre
+    taps = []
+    for i, j, rect, tap in tap_rects((win.H, win.W), win.ksize, win.stride, win.padding,
+                                     win.dilation, win.out):
+        k = i * win.KS + j
+        if rect is None:
+            taps.append((k, None, None, None))
+            continue
+        r, c = rect
+        taps.append((k, rect, tap, (_read(r.start, r.stop, win.SH, CH),
+                                    _read(c.start, c.stop, win.SW, CW))))
+    return tuple(taps)
 
 
 # ---- taps as rectangles ----------------------------------------------------------------
@@ -291,7 +301,8 @@ def _read(lo, hi, S, off):
 
 
 def tap_rects(size, ksize, stride, padding, dilation, out):
-    """Yield ``(i, j, rect, tap)`` for each tap (i, j) of a KH x KW window, row-major.
+    """The ``(i, j, rect, tap)`` of each tap (i, j) of a KH x KW window, row-major, as a
+    tuple (worked out once per geometry and then looked up).
 
     ``rect`` is the (rows, cols) slice pair of the outputs whose tap pixel
     ``(oh*SH - PH + i*DH, ow*SW - PW + j*DW)`` lies inside the (H, W) = ``size`` image,
@@ -299,8 +310,15 @@ def tap_rects(size, ksize, stride, padding, dilation, out):
     tap that lies wholly in the padding.  Arguments are normalised pairs, as
     :func:`conv_geometry` returns them.
     """
+    return _tap_rects(*(tuple(int(v) for v in a)
+                        for a in (size, ksize, stride, padding, dilation, out)))
+
+
+@functools.lru_cache(maxsize=512)
+def _tap_rects(size, ksize, stride, padding, dilation, out):
     (H, W), (KH, KW), (SH, SW), (PH, PW), (DH, DW), (OH, OW) = (
         size, ksize, stride, padding, dilation, out)
+    rects = []
     for i in range(KH):
         th = i * DH - PH
         lo_h, hi_h = _span(th, SH, H, OH)
@@ -308,10 +326,11 @@ def tap_rects(size, ksize, stride, padding, dilation, out):
             tw = j * DW - PW
             lo_w, hi_w = _span(tw, SW, W, OW)
             if hi_h == lo_h or hi_w == lo_w:
-                yield i, j, None, None
+                rects.append((i, j, None, None))
                 continue
-            yield (i, j, (slice(lo_h, hi_h), slice(lo_w, hi_w)),
-                   (_read(lo_h, hi_h, SH, th), _read(lo_w, hi_w, SW, tw)))
+            rects.append((i, j, (slice(lo_h, hi_h), slice(lo_w, hi_w)),
+                          (_read(lo_h, hi_h, SH, th), _read(lo_w, hi_w, SW, tw))))
+    return tuple(rects)
 
 
 def tap_valid(H, W, ksize, stride, padding, dilation, include_center=True, dtype=np.float32):

@@ -30,15 +30,16 @@ __all__ = ["im2dist", "im2dist_backward", "bilateral", "bilateral_backward",
 
 
 def _norm_grad(delta, dist, norm):
-    """d||delta|| / d delta for one tap: delta (N, D, h, w), dist (N, h, w)."""
+    """d||delta|| / d delta for one tap, written over delta (N, D, h, w), which the
+    caller no longer needs; dist (N, h, w)."""
     if norm == "l1":
-        return np.sign(delta)
+        return np.sign(delta, out=delta)
     if norm == "l2sq":
-        return 2 * delta
+        return np.multiply(delta, 2, out=delta)
     # l2: delta / ||delta||, taken as 0 where the embeddings coincide (a finite choice
     # of subgradient, so coincident embeddings never produce NaN).
     safe = np.where(dist > 0, dist, np.inf)
-    return delta / safe[:, None]
+    return np.divide(delta, safe[:, None], out=delta)
 
 
 # ---- im2dist (Sec. 4.2, the distances of Eq. 3) ----------------------------------------
