@@ -8,6 +8,7 @@ is the centre; the default padding of the segmentation-aware ops is
 ``backends/cuda/window.cuh`` is the CUDA side of this module.
 """
 import functools
+import operator
 from dataclasses import astuple, dataclass
 
 import numpy as np
@@ -310,7 +311,7 @@ def tap_rects(size, ksize, stride, padding, dilation, out):
     tap that lies wholly in the padding.  Arguments are normalised pairs, as
     :func:`conv_geometry` returns them.
     """
-    return _tap_rects(*(tuple(int(v) for v in a)
+    return _tap_rects(*(tuple(operator.index(v) for v in a)
                         for a in (size, ksize, stride, padding, dilation, out)))
 
 
