@@ -312,6 +312,42 @@ def test_reproduce_ctrl_c_is_one_line_and_130(tmp_path):
         "reproduce.py: interrupted; --resume reuses the finished runs"]
 
 
+def test_reproduce_sigterm_to_the_main_process_ends_its_workers(tmp_path):
+    """A SIGTERM sent to the main process alone (a scheduler's timeout, ``kill PID``)
+    ends the workers too, instead of leaving them to finish their jobs orphaned and
+    write into the run folder after the command has exited."""
+    p = subprocess.Popen([sys.executable, os.path.join(ROOT, "examples", "reproduce.py"),
+                          "--preset", "quick", "--out", "res", "--cache", "cache",
+                          "--no-progress"], cwd=tmp_path, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, start_new_session=True,
+                         env=dict(os.environ, PYTHONPATH=ROOT))
+    try:
+        seed0 = tmp_path / "res" / "runs" / "seed0"  # a worker makes its job's folder
+        deadline = time.monotonic() + 120
+        while not (seed0.is_dir() and any(seed0.iterdir())) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert seed0.is_dir() and any(seed0.iterdir()), "no job started in 120 s"
+        time.sleep(2.0)
+        p.send_signal(signal.SIGTERM)
+        p.communicate(timeout=60)
+        assert p.returncode == 143
+        deadline, alive = time.monotonic() + 30, True
+        while alive and time.monotonic() < deadline:
+            try:
+                os.killpg(p.pid, 0)  # any process left in the run's session?
+                time.sleep(0.2)
+            except ProcessLookupError:
+                alive = False
+        assert not alive, "a worker outlived the main process by 30 s"
+    finally:
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        if p.poll() is None:
+            p.communicate()
+
+
 # ---- row 7: numbers that used to be accepted ------------------------------------------------
 @pytest.mark.parametrize("name,bad,expected", [
     ("train_segmentation", ["--lam-mult", "-1"], "a finite number >= 0; got -1"),

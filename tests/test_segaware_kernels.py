@@ -140,6 +140,32 @@ def test_im2dist_backward_is_zero_and_finite_at_coincident_embeddings(norm):
     assert np.all(np.isfinite(ge)) and np.all(ge == 0)
 
 
+@pytest.mark.parametrize("norm", NORMS)
+def test_im2dist_blocks_of_images_keep_the_values(monkeypatch, norm):
+    """im2dist and its backward over blocks of images (here 2, 2 and 1 of 5, the rule
+    for large maps) give the values of one block bit for bit, and those of the loop."""
+    from segnp.backends.numpy import segaware as ns
+    rng, _, e, _ = data(3, N=5)
+    w = win(e, 3, 1, None, 2)
+    gd = rng.standard_normal((5, 9) + e.shape[2:])
+    runs = {}
+    for block in (1 << 40, 2 * e[0].nbytes):
+        monkeypatch.setattr(ns, "_DIST_BLOCK_BYTES", block)
+        calls = []
+        real = ns._im2dist_images
+        monkeypatch.setattr(ns, "_im2dist_images", lambda e_, *a: (calls.append(len(e_)),
+                                                                    real(e_, *a))[1])
+        dist = B.im2dist(e, w, norm)
+        runs[block] = (calls, dist, B.im2dist_backward(e, dist, gd, w, norm))
+        monkeypatch.setattr(ns, "_im2dist_images", real)
+    (one, d1, g1), (blocks, d2, g2) = runs.values()
+    assert one == [5] and blocks == [2, 2, 1]
+    np.testing.assert_array_equal(d2, d1)
+    np.testing.assert_array_equal(g2, g1)
+    np.testing.assert_allclose(d2, loop_im2dist(e, 3, 1, None, 2, norm), rtol=1e-12,
+                               atol=1e-12)
+
+
 def test_im2dist_keeps_float32():
     e = np.random.default_rng(0).standard_normal((1, 2, 5, 5)).astype(np.float32)
     dist = B.im2dist(e, win(e, 3))
@@ -365,6 +391,31 @@ def test_bilateral_repeat_matches_the_loop(monkeypatch, ks, d, repeat, most):
     assert none is None and none2 is None
     np.testing.assert_array_equal(gx_only, gx)
     np.testing.assert_array_equal(gm_only, gm)
+
+
+def test_bilateral_repeat_backward_gm_blocks_keep_the_sums(monkeypatch):
+    """The mask gradient summed in column blocks (at least 512 columns; here 5 blocks of
+    the 2 x 34 x 34 canvas) equals the sum over whole rows bit for bit: each column
+    adds the same products in the same order.  Also against the passes'
+    bilateral_backward, so that a block written to the wrong columns cannot pass."""
+    from segnp.backends.numpy import segaware as ns
+    rng, x, _, _ = data(14, H=30, W=30)
+    N, C, H, W = x.shape
+    m = mask_for(rng, N, H, W, 5, 1, None, 1)
+    gy = rng.standard_normal(x.shape)
+    w = win(x, 5)
+    ys = B.bilateral_repeat(x, m, w, 3)
+    monkeypatch.setattr(ns, "_GM_BLOCK_BYTES", 1 << 40)
+    whole = B.bilateral_repeat_backward(x, ys, m, gy, w)
+    monkeypatch.setattr(ns, "_GM_BLOCK_BYTES", 1)
+    blocks = B.bilateral_repeat_backward(x, ys, m, gy, w)
+    for got, want in zip(blocks, whole):
+        np.testing.assert_array_equal(got, want)
+    g, passes = gy, 0
+    for r in reversed(range(3)):
+        g, gm_r = B.bilateral_backward(ys[r - 1] if r else x, m, g, w)
+        passes = passes + gm_r
+    np.testing.assert_allclose(blocks[1], passes, rtol=1e-10, atol=1e-12)
 
 
 def test_bilateral_repeat_keeps_the_sums_of_one_pass():

@@ -132,6 +132,12 @@ def run_jobs(jobs, workers=2, log=print):
             except KeyboardInterrupt:
                 _stop_workers(pool, running)
                 raise
+            except SystemExit:
+                # SIGTERM (segnp.atomic.cleanup_on_sigterm) reached this process alone:
+                # without it the workers would run their jobs to the end, orphaned, and
+                # write into the run folder after the command has gone.
+                _stop_workers(pool, running, grace=0.0)
+                raise
     finally:
         for k, v in saved.items():
             if v is None:
@@ -191,7 +197,8 @@ def _stop_workers(pool, running, grace=10.0):
     """After Ctrl-C: a worker running a job got the same SIGINT and unwinds (its atomic
     writers remove their temporary files); one still in its bootstrap ignored it and
     would run its job to the end, so if a job still runs after ``grace`` seconds the
-    workers are sent SIGTERM, which their initializer made unwind the same way."""
+    workers are sent SIGTERM, which their initializer made unwind the same way.  After
+    a SIGTERM to this process only, ``grace`` is 0: no worker got a signal."""
     from concurrent.futures import wait
     _, still = wait(list(running), timeout=grace)
     if not still:
