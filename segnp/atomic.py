@@ -42,6 +42,10 @@ def _exit_on_signal(signum, frame):
     timer = threading.Timer(SIGTERM_GRACE_S, _hard_exit, (128 + signum,))
     timer.daemon = True
     timer.start()
+    # A second SIGTERM (a process group signalled, then a parent stopping its workers)
+    # would raise again inside the cleanup, between an atomic_path's bookkeeping and its
+    # os.remove, and leave the temporary file; the timer ends the process regardless.
+    signal.signal(signum, signal.SIG_IGN)
     raise SystemExit(128 + signum)
 
 

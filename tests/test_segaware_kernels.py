@@ -405,6 +405,7 @@ def test_bilateral_repeat_backward_gm_blocks_keep_the_sums(monkeypatch):
     gy = rng.standard_normal(x.shape)
     w = win(x, 5)
     ys = B.bilateral_repeat(x, m, w, 3)
+    assert ns.Canvas.applies(w, x, ns._MOST_PADDING) and ns.Canvas(w, x).L > 4 * 512
     monkeypatch.setattr(ns, "_GM_BLOCK_BYTES", 1 << 40)
     whole = B.bilateral_repeat_backward(x, ys, m, gy, w)
     monkeypatch.setattr(ns, "_GM_BLOCK_BYTES", 1)

@@ -41,13 +41,26 @@ def _call(fn, kwargs, deps):
     return fn(**kwargs, deps=deps), time.perf_counter() - t0
 
 
-def _listen_for_ctrl_c():
+def _listen_for_ctrl_c(parent):
     """A worker's initializer: Ctrl-C interrupts its job from now on, and SIGTERM unwinds
     it as the commands' does (:func:`segnp.atomic.cleanup_on_sigterm`).  It is born with
     SIGINT ignored (see :func:`_spawning`), so a Ctrl-C while it still imports NumPy
-    cannot print a traceback from inside multiprocessing's bootstrap."""
+    cannot print a traceback from inside multiprocessing's bootstrap.  ``parent``: the
+    pid of the process that started the pool."""
     signal.signal(signal.SIGINT, signal.default_int_handler)
     cleanup_on_sigterm()
+    # A parent killed outright (SIGKILL, or its SIGTERM's unwinding cut short) cannot
+    # stop its workers; each watches for that itself and unwinds as on SIGTERM, rather
+    # than run its job to the end and write into the run folder unowned.
+    threading.Thread(target=_end_with_parent, args=(parent,), daemon=True,
+                     name="segnp-parent-watch").start()
+
+
+def _end_with_parent(parent, every=1.0):
+    """Send this process SIGTERM once its parent ``parent`` has gone (it is re-parented)."""
+    while os.getppid() == parent:
+        time.sleep(every)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 class _spawning:
@@ -123,7 +136,8 @@ def run_jobs(jobs, workers=2, log=print):
     try:
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
-                                 initializer=_listen_for_ctrl_c) as pool:
+                                 initializer=_listen_for_ctrl_c,
+                                 initargs=(os.getpid(),)) as pool:
             pending, running = list(jobs), {}
             try:
                 with _ctrl_c_remembered() as interrupted:
@@ -133,10 +147,11 @@ def run_jobs(jobs, workers=2, log=print):
                 _stop_workers(pool, running)
                 raise
             except SystemExit:
-                # SIGTERM (segnp.atomic.cleanup_on_sigterm) reached this process alone:
-                # without it the workers would run their jobs to the end, orphaned, and
-                # write into the run folder after the command has gone.
-                _stop_workers(pool, running, grace=0.0)
+                # SIGTERM (segnp.atomic.cleanup_on_sigterm), maybe to this process only:
+                # the workers would run their jobs to the end, orphaned, and write into
+                # the run folder after the command has gone.  Those signalled with it
+                # are unwinding already; the rest are stopped after a second.
+                _stop_workers(pool, running, grace=1.0)
                 raise
     finally:
         for k, v in saved.items():
@@ -198,7 +213,7 @@ def _stop_workers(pool, running, grace=10.0):
     writers remove their temporary files); one still in its bootstrap ignored it and
     would run its job to the end, so if a job still runs after ``grace`` seconds the
     workers are sent SIGTERM, which their initializer made unwind the same way.  After
-    a SIGTERM to this process only, ``grace`` is 0: no worker got a signal."""
+    a SIGTERM, which may have reached this process only, ``grace`` is 1 s."""
     from concurrent.futures import wait
     _, still = wait(list(running), timeout=grace)
     if not still:

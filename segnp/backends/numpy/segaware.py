@@ -31,11 +31,12 @@ __all__ = ["im2dist", "im2dist_backward", "bilateral", "bilateral_backward",
 
 def _norm_grad(delta, dist, norm):
     """d||delta|| / d delta for one tap, written over delta (N, D, h, w), which the
-    caller no longer needs, except for 'l1'; dist (N, h, w)."""
+    caller no longer needs (into a new array for 'l1'); dist (N, h, w)."""
     if norm == "l1":
         # Not in place: NumPy 2.4's sign written over its own input runs a branching
-        # loop, 10x slower on mixed signs (float32, 460k random values, one thread:
-        # 2.1 ms vs 0.21 ms into a new array; benchmarks and the flow row, issue 21).
+        # loop, 9x slower on mixed signs (float32, 460k random values, one thread:
+        # 1.9 ms vs 0.22 ms into a new array), which made the flow row's embedding
+        # gradient 2.6x slower (122 vs 47 ms; benchmarks/bench_flow_kernels.py).
         return np.sign(delta)
     if norm == "l2sq":
         return np.multiply(delta, 2, out=delta)
@@ -49,7 +50,8 @@ def _norm_grad(delta, dist, norm):
 # Images of e per block of im2dist and its backward: as many as fit in this many bytes
 # (at least one), so that a tap's differences stay in the cache between its few passes.
 # Flow network's embeddings, N=8, D=16, 64x64, 9x9, float32, one thread: backward 47 ->
-# 41 ms, forward 18 -> 15 ms at 2 images a block; small maps stay in one block.
+# 42 ms, forward 17 -> 14 ms at 2 images a block (benchmarks/bench_flow_kernels.py);
+# small maps stay in one block.
 _DIST_BLOCK_BYTES = 1 << 19
 
 
@@ -297,9 +299,10 @@ def bilateral_repeat_backward(x, ys, m, gy, win, need_x=True, need_m=True):
     if need_m:
         gmc = np.empty((cv.K, L), dtype=x.dtype)
         # Column blocks small enough that a block of gu and the inputs it meets stay in
-        # the cache over all K taps (whole rows are re-read from memory a tap): 32 ms ->
-        # 18 ms for the flow network's 16 passes of 2 channels, 8 images of 64x64, 9x9,
-        # float32, one thread.  Each column's sum over j is the same, in the same order.
+        # the cache over all K taps (whole rows are re-read from memory a tap): the
+        # flow network's backward (16 passes of 2 channels, 8 images of 64x64, 9x9,
+        # float32, one thread, gm only) 86 -> 63 ms (benchmarks/bench_flow_kernels.py).
+        # Each column's sum over j is the same, in the same order.
         step = max(512, _GM_BLOCK_BYTES // (gu.shape[0] * gu.itemsize))
         for l0 in range(0, L, step):
             l1 = min(L, l0 + step)
