@@ -313,16 +313,21 @@ def test_reproduce_ctrl_c_is_one_line_and_130(tmp_path):
         "reproduce.py: interrupted; --resume reuses the finished runs"]
 
 
-def _live_in_group(pgid):
-    """Pids of the processes of process group ``pgid`` that are alive (not zombies)."""
+def _live_in_group(pgid, parent=None):
+    """Pids of the processes of process group ``pgid`` that are alive (not zombies);
+    with ``parent``, only its pool workers (children running multiprocessing's spawn)."""
     live = []
     for stat in glob.glob("/proc/[0-9]*/stat"):
+        pid = int(stat.split("/")[2])
         try:
             fields = open(stat).read().rsplit(")", 1)[1].split()
+            cmdline = open(f"/proc/{pid}/cmdline", "rb").read()
         except OSError:
             continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            live.append(int(stat.split("/")[2]))
+        if int(fields[2]) != pgid or fields[0] == "Z":
+            continue
+        if parent is None or (int(fields[1]) == parent and b"spawn_main" in cmdline):
+            live.append(pid)
     return live
 
 
@@ -345,10 +350,15 @@ def test_reproduce_workers_end_when_the_main_process_is_killed(tmp_path, sig):
             time.sleep(0.2)
         assert seed0.is_dir() and any(seed0.iterdir()), "no job started in 240 s"
         time.sleep(2.0)
-        assert len(_live_in_group(p.pid)) >= 2  # the main process and its workers
+        workers = _live_in_group(p.pid, parent=p.pid)
+        assert workers
         p.send_signal(sig)
         p.wait(timeout=60)
         assert p.returncode == (128 + sig if sig == signal.SIGTERM else -sig)
+        if sig == signal.SIGTERM:
+            # the main process stopped and joined its workers before it exited (their own
+            # watch on it would end them only a second or more later)
+            assert not set(workers) & set(_live_in_group(p.pid))
         deadline = time.monotonic() + 30
         while _live_in_group(p.pid) and time.monotonic() < deadline:
             time.sleep(0.2)

@@ -18,11 +18,10 @@ import collections
 import concurrent.futures
 import multiprocessing
 import os
-import threading
-import time
 
 import numpy as np
 
+from ..parent_watch import watch_parent
 from .transforms import PAD_FILL
 
 __all__ = ["DataLoader", "collate"]
@@ -79,21 +78,12 @@ _WORKER_LOADER = None
 PARENT_POLL = 0.5
 
 
-def _exit_with_parent(parent):
-    # A worker whose parent was killed would wait for work forever: the pool's queues
-    # do not tell it.  os.getppid() changes when the parent dies (the worker is
-    # re-parented), on every platform that has it.
-    while True:
-        time.sleep(PARENT_POLL)
-        if os.getppid() != parent:
-            os._exit(1)
-
-
-def _init_worker(loader, parent):
+def _init_worker(loader):
     global _WORKER_LOADER
     _WORKER_LOADER = loader
-    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True,
-                     name="segnp-parent-watch").start()
+    # A worker whose parent was killed would wait for work for ever: the pool's queues
+    # do not tell it.  It holds no file open for writing, so it may end at once.
+    watch_parent(lambda: os._exit(1), PARENT_POLL)
 
 
 def _worker_batch(indices, epoch):
@@ -205,7 +195,7 @@ class DataLoader:
         if self.workers:
             pool = concurrent.futures.ProcessPoolExecutor(
                 self.workers, mp_context=multiprocessing.get_context(),
-                initializer=_init_worker, initargs=(self, os.getpid()))
+                initializer=_init_worker, initargs=(self,))
             submit = lambda b: pool.submit(_worker_batch, b, epoch)  # noqa: E731
             depth = max(self.prefetch, 2 * self.workers)
         else:

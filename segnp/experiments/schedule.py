@@ -28,6 +28,7 @@ import time
 
 from ..atomic import cleanup_on_sigterm
 from ..command import CTRL_C, remember_ctrl_c
+from ..parent_watch import watch_parent
 
 __all__ = ["Job", "run_jobs", "bottom_levels"]
 
@@ -41,26 +42,17 @@ def _call(fn, kwargs, deps):
     return fn(**kwargs, deps=deps), time.perf_counter() - t0
 
 
-def _listen_for_ctrl_c(parent):
+def _listen_for_ctrl_c():
     """A worker's initializer: Ctrl-C interrupts its job from now on, and SIGTERM unwinds
     it as the commands' does (:func:`segnp.atomic.cleanup_on_sigterm`).  It is born with
     SIGINT ignored (see :func:`_spawning`), so a Ctrl-C while it still imports NumPy
-    cannot print a traceback from inside multiprocessing's bootstrap.  ``parent``: the
-    pid of the process that started the pool."""
+    cannot print a traceback from inside multiprocessing's bootstrap."""
     signal.signal(signal.SIGINT, signal.default_int_handler)
     cleanup_on_sigterm()
     # A parent killed outright (SIGKILL, or its SIGTERM's unwinding cut short) cannot
     # stop its workers; each watches for that itself and unwinds as on SIGTERM, rather
     # than run its job to the end and write into the run folder unowned.
-    threading.Thread(target=_end_with_parent, args=(parent,), daemon=True,
-                     name="segnp-parent-watch").start()
-
-
-def _end_with_parent(parent, every=1.0):
-    """Send this process SIGTERM once its parent ``parent`` has gone (it is re-parented)."""
-    while os.getppid() == parent:
-        time.sleep(every)
-    os.kill(os.getpid(), signal.SIGTERM)
+    watch_parent(lambda: os.kill(os.getpid(), signal.SIGTERM), every=1.0)
 
 
 class _spawning:
@@ -136,8 +128,7 @@ def run_jobs(jobs, workers=2, log=print):
     try:
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
-                                 initializer=_listen_for_ctrl_c,
-                                 initargs=(os.getpid(),)) as pool:
+                                 initializer=_listen_for_ctrl_c) as pool:
             pending, running = list(jobs), {}
             try:
                 with _ctrl_c_remembered() as interrupted:
