@@ -357,7 +357,7 @@ def test_reproduce_workers_end_when_the_main_process_is_killed(tmp_path, sig):
         assert p.returncode == (128 + sig if sig == signal.SIGTERM else -sig)
         if sig == signal.SIGTERM:
             # the main process stopped and joined its workers before it exited (their own
-            # watch on it would end them only a second or more later)
+            # watch on it, polling every second, would end them only after it had gone)
             assert not set(workers) & set(_live_in_group(p.pid))
         deadline = time.monotonic() + 30
         while _live_in_group(p.pid) and time.monotonic() < deadline:
