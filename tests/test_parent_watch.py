@@ -14,6 +14,7 @@ import time
 import pytest
 
 from segnp.parent_watch import watch_parent
+from procs import alive
 
 
 @pytest.mark.parametrize("method", multiprocessing.get_all_start_methods())
@@ -32,13 +33,6 @@ def test_watch_parent_outside_a_worker_is_an_error():
     with pytest.raises(RuntimeError, match="watch_parent: this process has no "
                                            "multiprocessing parent"):
         watch_parent(lambda: None)
-
-
-def _alive(pid):
-    try:
-        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs /proc")
@@ -75,13 +69,13 @@ def test_workers_end_soon_after_their_parent_is_killed(method, tmp_path):
     try:
         pids = [int(x) for x in p.stdout.readline().split()]
         *workers, other = pids
-        assert len(workers) == 2 and all(_alive(w) for w in workers)
+        assert len(workers) == 2 and all(alive(w) for w in workers)
         p.kill()
         p.wait(timeout=30)
         deadline = time.monotonic() + 5
-        while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+        while any(alive(w) for w in workers) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert not any(_alive(w) for w in workers), "a worker outlived its parent by 5 s"
+        assert not any(alive(w) for w in workers), "a worker outlived its parent by 5 s"
     finally:
         p.kill()
         p.wait()

@@ -20,6 +20,7 @@ from data_tools import chairs_to_hdf5, inspect as inspect_tool, make_synthetic, 
 from segnp import backends, serialization
 from segnp.experiments import Trainer, cli
 from segnp.experiments.cli import RunError, run_script
+from procs import live_in_group
 
 # the scripts, their small options and the generated-data cache of test_examples
 from test_examples import COMMON, cache, script  # noqa: E402, F401
@@ -313,24 +314,6 @@ def test_reproduce_ctrl_c_is_one_line_and_130(tmp_path):
         "reproduce.py: interrupted; --resume reuses the finished runs"]
 
 
-def _live_in_group(pgid, parent=None):
-    """Pids of the processes of process group ``pgid`` that are alive (not zombies);
-    with ``parent``, only its pool workers (children running multiprocessing's spawn)."""
-    live = []
-    for stat in glob.glob("/proc/[0-9]*/stat"):
-        pid = int(stat.split("/")[2])
-        try:
-            fields = open(stat).read().rsplit(")", 1)[1].split()
-            cmdline = open(f"/proc/{pid}/cmdline", "rb").read()
-        except OSError:
-            continue
-        if int(fields[2]) != pgid or fields[0] == "Z":
-            continue
-        if parent is None or (int(fields[1]) == parent and b"spawn_main" in cmdline):
-            live.append(pid)
-    return live
-
-
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs /proc")
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
 def test_reproduce_workers_end_when_the_main_process_is_killed(tmp_path, sig):
@@ -350,7 +333,7 @@ def test_reproduce_workers_end_when_the_main_process_is_killed(tmp_path, sig):
             time.sleep(0.2)
         assert seed0.is_dir() and any(seed0.iterdir()), "no job started in 240 s"
         time.sleep(2.0)
-        workers = _live_in_group(p.pid, parent=p.pid)
+        workers = live_in_group(p.pid, parent=p.pid)
         assert workers
         p.send_signal(sig)
         p.wait(timeout=60)
@@ -358,11 +341,11 @@ def test_reproduce_workers_end_when_the_main_process_is_killed(tmp_path, sig):
         if sig == signal.SIGTERM:
             # the main process stopped and joined its workers before it exited (their own
             # watch on it, polling every second, would end them only after it had gone)
-            assert not set(workers) & set(_live_in_group(p.pid))
+            assert not set(workers) & set(live_in_group(p.pid))
         deadline = time.monotonic() + 30
-        while _live_in_group(p.pid) and time.monotonic() < deadline:
+        while live_in_group(p.pid) and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert _live_in_group(p.pid) == [], "a worker outlived the main process by 30 s"
+        assert live_in_group(p.pid) == [], "a worker outlived the main process by 30 s"
         assert glob.glob(str(tmp_path / "res" / "**" / ".*.tmp*"), recursive=True) == []
     finally:
         try:

@@ -18,6 +18,7 @@ from segnp.data import SegmentationWriter
 from segnp.experiments.cli import base_parser, setup
 from segnp.io import read_flo, write_flo, write_png
 from segnp.metrics import angular_error, end_point_error
+from procs import alive, children
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, PYTHONPATH=REPO)
@@ -145,26 +146,6 @@ def test_sigterm_swallowed_in_a_callback_still_ends_the_process(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
-def _children(pid):
-    kids = []
-    for stat in glob.glob("/proc/[0-9]*/stat"):
-        try:
-            fields = open(stat).read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            kids.append(int(stat.split("/")[2]))
-    return kids
-
-
-def _alive(pid):
-    try:
-        state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs /proc")
 def test_loader_workers_exit_when_the_parent_is_killed(tmp_path):
     parent = textwrap.dedent("""
@@ -182,14 +163,14 @@ def test_loader_workers_exit_when_the_parent_is_killed(tmp_path):
     workers = []
     try:
         assert proc.stdout.readline().strip() == "ready"
-        workers = [k for k in _children(proc.pid) if _alive(k)]
+        workers = [k for k in children(proc.pid) if alive(k)]
         assert workers
         proc.kill()
         proc.wait(30)
-        assert _wait_for(lambda: not any(_alive(w) for w in workers), 20), workers
+        assert _wait_for(lambda: not any(alive(w) for w in workers), 20), workers
     finally:
         proc.kill()
-        for w in filter(_alive, workers):   # a failed test leaves no orphans behind
+        for w in filter(alive, workers):   # a failed test leaves no orphans behind
             os.kill(w, signal.SIGKILL)
 
 
